@@ -1,0 +1,1 @@
+//! gossip-sim (skeleton).
