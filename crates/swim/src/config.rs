@@ -1,0 +1,277 @@
+//! Protocol configuration: presets and validation.
+
+use std::time::Duration;
+
+/// Errors of [`Config::validate`]: each names the field and the rule it broke. Nothing is changed
+/// when validation fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A field has a value outside its allowed range.
+    #[error("{field}: {value} is invalid: {rule}")]
+    Invalid {
+        /// The field name, as in [`Config`].
+        field: &'static str,
+        /// The value given, formatted.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+}
+
+/// Lifeguard extensions, each of which can be switched off to measure plain SWIM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifeguard {
+    /// Local health awareness: the maximum factor (≥ 1) by which this node stretches its probe
+    /// interval and probe timeout when it misses acks and nacks. 1 turns it off. memberlist: 8.
+    pub awareness_max_multiplier: u32,
+    /// Dynamic suspicion: the suspicion timeout starts at its maximum and shrinks towards its
+    /// minimum as independent confirmations arrive. Off: always the minimum (plain SWIM).
+    pub dynamic_suspicion: bool,
+    /// Buddy system: a ping to a suspect carries the suspicion so that it can refute at once.
+    pub buddy: bool,
+    /// Relays answer an indirect probe that failed with a nack, so that a prober can tell its own
+    /// trouble from the target's.
+    pub nack: bool,
+    /// Count each relay's nack as an independent confirmation of the suspicion (the relay is alive
+    /// and could not reach the target either). memberlist wastes this evidence; off to match it.
+    pub nack_confirms: bool,
+}
+
+/// Configuration of one node's failure detector. Build it from a preset ([`Config::lan`],
+/// [`Config::wan`], [`Config::local`]) and change fields; [`Config::validate`] checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Cluster label carried (and, with encryption, authenticated) by every packet; packets with
+    /// another label are refused. At most 255 bytes.
+    pub label: String,
+    /// Time between two probes of this node (before health-awareness stretching). LAN: 1 s.
+    pub probe_interval: Duration,
+    /// How long to wait for a direct ack before asking relays. LAN: 500 ms. Must be less than
+    /// `probe_interval`.
+    pub probe_timeout: Duration,
+    /// Number of relays asked to probe indirectly after a missed ack. LAN: 3.
+    pub indirect_checks: usize,
+    /// Try a TCP ping when the direct and indirect UDP probes all fail.
+    pub tcp_fallback_ping: bool,
+    /// Time between gossip rounds. LAN: 200 ms.
+    pub gossip_interval: Duration,
+    /// Members sent a gossip packet each round. LAN: 3.
+    pub gossip_nodes: usize,
+    /// Dead members keep receiving gossip this long after they were declared dead, so that a live
+    /// one can learn of it and refute. LAN: 30 s.
+    pub gossip_to_dead: Duration,
+    /// Suspicion timeout multiplier: the minimum timeout is
+    /// `suspicion_mult × max(1, log10(n)) × suspicion_unit`. memberlist: 4.
+    pub suspicion_mult: u32,
+    /// The maximum suspicion timeout is `suspicion_max_mult` × the minimum. memberlist: 6.
+    pub suspicion_max_mult: u32,
+    /// The unit of the suspicion timeout: the time a refutation needs to travel. memberlist uses
+    /// the probe interval (1 s on LAN); our presets use the gossip interval, because with the buddy
+    /// system and direct suspicion notices a refutation travels by gossip, not by probe; see
+    /// docs/protocol.md.
+    pub suspicion_unit: Duration,
+    /// A message is piggybacked `retransmit_mult × ceil(log10(n + 1))` times. LAN: 4.
+    pub retransmit_mult: u32,
+    /// Upper bound on queued broadcasts; the most-sent are dropped beyond it.
+    pub max_broadcasts: usize,
+    /// Period of the push-pull anti-entropy exchange, scaled up above 32 members; zero turns it
+    /// off. LAN: 30 s.
+    pub push_pull_interval: Duration,
+    /// Dead members are removed from the table this long after they were declared dead.
+    pub dead_reap: Duration,
+    /// Left members are removed from the table this long after they left.
+    pub left_reap: Duration,
+    /// Maximum datagram size in bytes, envelope included. Default 1400.
+    pub packet_budget: usize,
+    /// How long a graceful leave may wait for its broadcast to go out.
+    pub leave_propagate_max: Duration,
+    /// Lifeguard switches.
+    pub lifeguard: Lifeguard,
+}
+
+impl Config {
+    /// LAN preset: memberlist's `DefaultLANConfig` timings (probe 1 s, timeout 500 ms, gossip 200 ms
+    /// to 3 nodes, 3 indirect checks, suspicion mult 4 and max mult 6, retransmit mult 4,
+    /// push-pull 30 s), with this project's evidence rules (see [`Lifeguard::nack_confirms`]
+    /// and [`Config::suspicion_unit`]).
+    pub fn lan() -> Self {
+        Self {
+            label: String::new(),
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            tcp_fallback_ping: true,
+            gossip_interval: Duration::from_millis(200),
+            gossip_nodes: 3,
+            gossip_to_dead: Duration::from_secs(30),
+            suspicion_mult: 4,
+            suspicion_max_mult: 6,
+            suspicion_unit: Duration::from_millis(200),
+            retransmit_mult: 4,
+            max_broadcasts: 1024,
+            push_pull_interval: Duration::from_secs(30),
+            dead_reap: Duration::from_secs(24 * 3600),
+            left_reap: Duration::from_secs(24 * 3600),
+            packet_budget: 1400,
+            leave_propagate_max: Duration::from_secs(3),
+            lifeguard: Lifeguard {
+                awareness_max_multiplier: 8,
+                dynamic_suspicion: true,
+                buddy: true,
+                nack: true,
+                nack_confirms: true,
+            },
+        }
+    }
+
+    /// WAN preset: memberlist's `DefaultWANConfig` timings (probe 5 s, timeout 3 s, gossip 500 ms
+    /// to 4 nodes, suspicion mult 6, push-pull 60 s).
+    pub fn wan() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 4,
+            gossip_to_dead: Duration::from_secs(60),
+            suspicion_mult: 6,
+            suspicion_unit: Duration::from_millis(500),
+            push_pull_interval: Duration::from_secs(60),
+            leave_propagate_max: Duration::from_secs(5),
+            ..Self::lan()
+        }
+    }
+
+    /// Local preset (one machine, loopback): memberlist's `DefaultLocalConfig` timings (probe
+    /// 1 s, timeout 200 ms, gossip 100 ms, suspicion mult 3, push-pull 15 s).
+    pub fn local() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(200),
+            indirect_checks: 1,
+            gossip_interval: Duration::from_millis(100),
+            gossip_to_dead: Duration::from_secs(15),
+            suspicion_mult: 3,
+            suspicion_unit: Duration::from_millis(100),
+            retransmit_mult: 2,
+            push_pull_interval: Duration::from_secs(15),
+            leave_propagate_max: Duration::from_secs(1),
+            ..Self::lan()
+        }
+    }
+
+    /// memberlist's LAN configuration exactly (Serf's default), for like-for-like comparisons:
+    /// the LAN timings with the suspicion unit set to the probe interval and relay nacks not
+    /// counted as confirmations.
+    pub fn memberlist_lan() -> Self {
+        let mut config = Self::lan();
+        config.suspicion_unit = config.probe_interval;
+        config.lifeguard.nack_confirms = false;
+        config
+    }
+
+    /// SWIM as in the 2002 paper: no Lifeguard, fixed suspicion timeout.
+    pub fn swim_paper() -> Self {
+        let mut config = Self::memberlist_lan();
+        config.lifeguard = Lifeguard {
+            awareness_max_multiplier: 1,
+            dynamic_suspicion: false,
+            buddy: false,
+            nack: false,
+            nack_confirms: false,
+        };
+        config
+    }
+
+    /// A preset by name: `lan`, `wan`, `local`, `memberlist-lan` or `swim-paper`.
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "lan" => Some(Self::lan()),
+            "wan" => Some(Self::wan()),
+            "local" => Some(Self::local()),
+            "memberlist-lan" => Some(Self::memberlist_lan()),
+            "swim-paper" => Some(Self::swim_paper()),
+            _ => None,
+        }
+    }
+
+    /// Check every field; the error names the first field that breaks a rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(field: &'static str, value: impl std::fmt::Debug, rule: &'static str) -> ConfigError {
+            ConfigError::Invalid { field, value: format!("{value:?}"), rule }
+        }
+        let nonzero = |field, d: Duration| {
+            if d.is_zero() {
+                Err(invalid(field, d, "must be greater than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        if self.label.len() > 255 {
+            return Err(invalid("label", &self.label, "must be at most 255 bytes"));
+        }
+        nonzero("probe_interval", self.probe_interval)?;
+        nonzero("probe_timeout", self.probe_timeout)?;
+        if self.probe_timeout >= self.probe_interval {
+            return Err(invalid("probe_timeout", self.probe_timeout, "must be less than probe_interval"));
+        }
+        nonzero("gossip_interval", self.gossip_interval)?;
+        nonzero("suspicion_unit", self.suspicion_unit)?;
+        if self.gossip_nodes == 0 {
+            return Err(invalid("gossip_nodes", self.gossip_nodes, "must be at least 1"));
+        }
+        if self.suspicion_mult == 0 {
+            return Err(invalid("suspicion_mult", self.suspicion_mult, "must be at least 1"));
+        }
+        if self.suspicion_max_mult == 0 {
+            return Err(invalid("suspicion_max_mult", self.suspicion_max_mult, "must be at least 1"));
+        }
+        if self.retransmit_mult == 0 {
+            return Err(invalid("retransmit_mult", self.retransmit_mult, "must be at least 1"));
+        }
+        if self.max_broadcasts == 0 {
+            return Err(invalid("max_broadcasts", self.max_broadcasts, "must be at least 1"));
+        }
+        if !(512..=65_000).contains(&self.packet_budget) {
+            return Err(invalid("packet_budget", self.packet_budget, "must be between 512 and 65000 bytes"));
+        }
+        if self.lifeguard.awareness_max_multiplier == 0 {
+            return Err(invalid(
+                "lifeguard.awareness_max_multiplier",
+                self.lifeguard.awareness_max_multiplier,
+                "must be at least 1 (1 turns local health awareness off)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::lan()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        for name in ["lan", "wan", "local", "memberlist-lan", "swim-paper"] {
+            Config::preset(name).unwrap().validate().unwrap();
+        }
+        assert!(Config::preset("nope").is_none());
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut c = Config::lan();
+        c.probe_timeout = Duration::from_secs(2);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("probe_timeout") && err.contains("less than probe_interval"), "{err}");
+        let mut c = Config::lan();
+        c.gossip_nodes = 0;
+        assert!(c.validate().unwrap_err().to_string().starts_with("gossip_nodes"));
+    }
+}
