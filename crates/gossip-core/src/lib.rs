@@ -1,1 +1,105 @@
-//! gossip-core (skeleton).
+//! A running gossip node: drives the sans-io [`swim`] state machine (SWIM with the Lifeguard
+//! extensions) on tokio, over one UDP socket and one TCP listener sharing a port.
+//!
+//! # What it does
+//!
+//! - [`Node::start`] binds the sockets and spawns the tasks; [`NodeHandle::join`] contacts
+//!   seeds (with retries), [`NodeHandle::leave`] leaves gracefully, [`Node::shutdown`] stops
+//!   everything it started and waits for it.
+//! - Membership is read without a round trip ([`NodeHandle::members`]) and followed as an
+//!   [`EventStream`] of [`swim::Event`]s (joined, suspected, failed, left, user payloads, ...).
+//! - Tags ([`NodeHandle::set_tags`]), best-effort user broadcasts
+//!   ([`NodeHandle::broadcast_user`]), encryption (a [`gossip_transport::Keyring`] in
+//!   [`NodeConfig::keyring`]), counters ([`NodeHandle::stats`]).
+//!
+//! # What it does not do
+//!
+//! - No protocol logic: probing, suspicion, gossip, push-pull merge and encryption all live in
+//!   `swim` and `gossip-transport`; this crate only moves bytes, time and commands to and from the
+//!   state machine. A protocol bug is to be reproduced in the deterministic simulator, not here.
+//! - It does not resolve host names (seeds are `SocketAddr`s), pick interfaces beyond the default
+//!   route, persist snapshots, or retry joins in the background after [`NodeHandle::join`]
+//!   returns.
+//! - It never blocks on a slow application: an [`EventStream`] that falls behind skips events and
+//!   counts them ([`EventStream::missed`]).
+//!
+//! # Tasks and channels
+//!
+//! ```text
+//!  Node / NodeHandle (any task)
+//!     │ commands: mpsc (join, leave, set_tags, broadcast_user, stats)
+//!     │ members(): reads ─────────────────────────────┐
+//!     ▼                                               │
+//!  ┌──────────────────────── driver task ───────────────────────────┐
+//!  │ owns Swim; select! over:                        Arc<RwLock<   │
+//!  │   UDP recv_from (64 KiB buffer, reused)          Snapshot>> ◄──┤ written after events
+//!  │   commands                                                     │
+//!  │   inbound stream requests ◄──── mpsc ──── acceptor task        │
+//!  │   finished outgoing stream requests (JoinSet)   │ semaphore     │
+//!  │   sleep_until(poll_timeout)                     ▼               │
+//!  │   shutdown (watch)                         connection tasks:    │
+//!  │ after each input: drain poll_transmit       read_frame → driver │
+//!  │   (UDP send_to here; StreamRequest →          (oneshot answer)  │
+//!  │    spawned net::request task),               → write_frame      │
+//!  │   drain poll_event ──► broadcast ──► EventStream(s)             │
+//!  └─────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! One task, the driver, owns the [`swim::Swim`] state machine, as in tokio's mini-redis: it
+//! `select!`s over the UDP socket, the command channel, a channel of requests read by the
+//! acceptor's connection tasks (each carries a oneshot for the answer frame), the set of
+//! outgoing stream requests in flight (a `JoinSet` of tasks running
+//! [`gossip_transport::net::request`]), the one timer from `poll_timeout`, and the shutdown
+//! signal. After every input it drains `poll_transmit` (datagrams are sent from the driver; a
+//! failed send is logged and counted, never fatal), then `poll_event`, then refreshes the members
+//! snapshot. Time is tokio's clock (`tokio::time::Instant::into_std`), so a paused test clock
+//! drives the state machine too.
+//!
+//! Shutdown: a `watch` channel tells the driver and the acceptor to stop; each aborts the tasks
+//! it spawned (outgoing requests, connections) and returns; [`Node::shutdown`] awaits both.
+//!
+//! # Example
+//!
+//! Two nodes on the loopback interface find each other:
+//!
+//! ```
+//! use std::time::Duration;
+//! use gossip_core::{Node, NodeConfig, State};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let a = Node::start(NodeConfig { name: "a".into(), ..NodeConfig::local() }).await?;
+//! let b = Node::start(NodeConfig { name: "b".into(), ..NodeConfig::local() }).await?;
+//! let mut events = a.events();
+//!
+//! b.join(&[a.advertise_addr()]).await?;
+//!
+//! // Both sides know both members once the push-pull exchange is done.
+//! assert_eq!(b.live_members().len(), 2);
+//! let joined = tokio::time::timeout(Duration::from_secs(10), events.recv()).await?;
+//! assert!(matches!(joined, Some(gossip_core::Event::MemberJoined(member)) if member.name == "b"));
+//! assert!(a.members().iter().all(|member| member.state == State::Alive));
+//!
+//! b.leave().await?;
+//! b.shutdown().await;
+//! a.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod actor;
+mod config;
+mod error;
+mod events;
+mod listener;
+mod node;
+
+pub use config::{NodeConfig, NodeConfigError, DEFAULT_PORT, MAX_NAME_LEN};
+pub use error::{JoinError, NodeError, StartError};
+pub use events::EventStream;
+pub use node::{DriverStats, Node, NodeHandle, NodeStats};
+
+pub use gossip_transport::{Key, Keyring};
+pub use swim::{Event, Incarnation, Member, State, Tags, TagsError};

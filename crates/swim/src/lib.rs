@@ -1,19 +1,84 @@
 //! The SWIM failure detector with the Lifeguard extensions, as a sans-io state machine.
-//! (API contract; implementation in progress.)
+//!
+//! This crate holds the protocol logic of one node: probing, indirect probing, suspicion,
+//! dissemination by piggybacked gossip, refutation, push-pull anti-entropy and graceful leave. It
+//! does **no IO**: it never opens a socket, reads a clock or touches a global RNG. A driver (the
+//! tokio one in `gossip-core`, or the simulator in `gossip-sim`) feeds it inputs and carries out
+//! its outputs:
+//!
+//! ```text
+//!             handle_packet(from, bytes, now)        poll_transmit() -> Transmit (datagram
+//!  network -> handle_stream_request(from, frame, now)                  or stream request) -> network
+//!             handle_stream_response(id, frame, now)
+//!  clock   -> handle_timeout(now)                    poll_timeout()  -> when to call handle_timeout
+//!  app     -> join / leave / set_tags / broadcast_user   poll_event() -> Event -> app
+//! ```
+//!
+//! After every `handle_*` call or command the driver drains [`Swim::poll_transmit`] and
+//! [`Swim::poll_event`] and re-arms its one timer from [`Swim::poll_timeout`].
+//!
+//! What it promises: nothing read from the network can make it panic; malformed, foreign-cluster,
+//! wrong-key and future-version packets are dropped and counted in [`Stats::dropped`] by reason
+//! and change no state. What it leaves to the driver: sockets, stream timeouts (a stream request
+//! that never answers must be reported with [`Swim::handle_stream_response`] as an error), and
+//! the wall clock (the `generation` of [`LocalNode`]).
+//!
+//! The protocol, the timers and how they differ from memberlist and from the SWIM and Lifeguard
+//! papers are described in `docs/protocol.md`.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use swim::{Config, LocalNode, Swim, Tags, TransmitKind};
+//!
+//! let now = Instant::now();
+//! let node = |name: &str, port| LocalNode {
+//!     name: name.into(),
+//!     addr: ([127, 0, 0, 1], port).into(),
+//!     tags: Tags::default(),
+//!     generation: 1,
+//! };
+//! let mut a = Swim::new(Config::lan(), node("a", 7001), 1, now).unwrap();
+//! let mut b = Swim::new(Config::lan(), node("b", 7002), 2, now).unwrap();
+//! // b joins a: one push-pull exchange, carried by the driver over a stream.
+//! b.join(&[([127, 0, 0, 1], 7001).into()], now);
+//! let t = b.poll_transmit().unwrap();
+//! let TransmitKind::StreamRequest(id) = t.kind else { unreachable!() };
+//! let answer = a.handle_stream_request(([127, 0, 0, 1], 7002).into(), &t.payload, now).unwrap();
+//! b.handle_stream_response(id, Ok(&answer), now);
+//! assert_eq!(a.members().count(), 2);
+//! assert_eq!(b.members().count(), 2);
+//! ```
 
 #![deny(missing_docs)]
 
 mod api;
 mod config;
+mod convert;
+mod peers;
+mod probe;
+mod suspicion;
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-pub use membership::{Incarnation, Member, State, Tags, TagsError};
+use gossip_transport::wire::{self, message::Body, stream_message::Body as StreamBody};
+use gossip_transport::{encode_message, Codec, Keyring, PacketBuilder};
+use membership::{AliveClaim, Applied, BroadcastQueue, MemberTable};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub use membership::{Incarnation, Member, ProtocolRange, State, Tags, TagsError};
 
 pub use api::{Event, LocalNode, StreamId, Transmit, TransmitKind};
 pub use config::{Config, ConfigError, Lifeguard};
+
+use convert::ConvertError;
+use peers::PeerSet;
+use probe::{Awareness, Probe, ProbePhase, Relay};
+use suspicion::Suspicion;
 
 /// Counters of what the node did; read with [`Swim::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,8 +91,16 @@ pub struct Stats {
     pub packets_received: u64,
     /// Bytes of datagrams received.
     pub bytes_received: u64,
-    /// Packets dropped by reason (decode errors, wrong cluster, ...).
-    pub dropped: std::collections::BTreeMap<&'static str, u64>,
+    /// Stream requests started.
+    pub streams_sent: u64,
+    /// Bytes of stream frames sent (requests and answers).
+    pub stream_bytes_sent: u64,
+    /// Messages sent by type (`ping`, `ack`, `alive`, ...), piggybacked ones included.
+    pub messages_sent: BTreeMap<&'static str, u64>,
+    /// Messages received by type.
+    pub messages_received: BTreeMap<&'static str, u64>,
+    /// Packets and messages dropped, by reason (decode errors, wrong cluster, ...).
+    pub dropped: BTreeMap<&'static str, u64>,
     /// Probes started.
     pub probes: u64,
     /// Probes that ended without an ack.
@@ -40,100 +113,981 @@ pub struct Stats {
     pub declared_dead: u64,
 }
 
+/// What a stream request was for.
+#[derive(Debug, Clone, Copy)]
+enum StreamPurpose {
+    Join(SocketAddr),
+    PushPull,
+    TcpPing(u32),
+}
+
+/// Prefix of broadcast-queue keys of application payloads, so that they never collide with
+/// node names.
+const USER_KEY_PREFIX: char = '\u{0}';
+
+/// A relay gives up on the target after this fraction of the probe timeout, so that its nack
+/// reaches the requester before the requester's probe period ends.
+const RELAY_TIMEOUT_FRACTION: f64 = 0.8;
+
 /// One node's failure detector and membership state. See the crate docs.
 #[derive(Debug)]
 pub struct Swim {
-    _private: (),
+    config: Config,
+    codec: Codec,
+    rng: ChaCha8Rng,
+    table: MemberTable,
+    broadcasts: BroadcastQueue,
+    /// Alive and suspect members other than this node.
+    live: PeerSet,
+    /// Members declared dead, still sent gossip until the instant given.
+    recently_dead: Vec<(String, SocketAddr, Instant)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    awareness: Awareness,
+    seq: u32,
+    probe_order: Vec<String>,
+    probe_cursor: usize,
+    next_probe: Instant,
+    probe: Option<Probe>,
+    relays: HashMap<u32, Relay>,
+    suspicions: HashMap<String, Suspicion>,
+    next_gossip: Instant,
+    next_push_pull: Option<Instant>,
+    next_reap: Instant,
+    streams: HashMap<StreamId, StreamPurpose>,
+    next_stream: StreamId,
+    leave_deadline: Option<Instant>,
+    left: bool,
 }
 
 impl Swim {
     /// A node that knows only itself. `seed` seeds its RNG; `now` is the current time.
     pub fn new(config: Config, local: LocalNode, seed: u64, now: Instant) -> Result<Self, ConfigError> {
-        let _ = (config, local, seed, now);
-        todo!()
+        config.validate()?;
+        let codec = Codec::new(&config.label).map_err(|_| ConfigError::Invalid {
+            field: "label",
+            value: format!("{:?}", config.label),
+            rule: "must be at most 255 bytes",
+        })?;
+        if convert::check_name(&local.name).is_err() {
+            return Err(ConfigError::Invalid {
+                field: "name",
+                value: format!("{:?}", local.name),
+                rule: "must be 1 to 128 bytes",
+            });
+        }
+        let claim = AliveClaim {
+            name: local.name,
+            addr: local.addr,
+            incarnation: Incarnation { generation: local.generation, incarnation: 0 },
+            tags: local.tags,
+            protocol: convert::PROTOCOL,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Spread the first probe and gossip over one period so that nodes started together do not
+        // probe in lockstep.
+        let first_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
+        let first_gossip = now + config.gossip_interval.mul_f64(rng.random::<f64>());
+        let next_push_pull = (!config.push_pull_interval.is_zero()).then(|| now + config.push_pull_interval);
+        Ok(Self {
+            broadcasts: BroadcastQueue::new(config.retransmit_mult, config.max_broadcasts),
+            awareness: Awareness::new(config.lifeguard.awareness_max_multiplier),
+            table: MemberTable::new(claim, now),
+            codec,
+            rng,
+            live: PeerSet::default(),
+            recently_dead: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            seq: 0,
+            probe_order: Vec::new(),
+            probe_cursor: 0,
+            next_probe: first_probe,
+            probe: None,
+            relays: HashMap::new(),
+            suspicions: HashMap::new(),
+            next_gossip: first_gossip,
+            next_push_pull,
+            next_reap: now + config.probe_interval,
+            streams: HashMap::new(),
+            next_stream: 0,
+            leave_deadline: None,
+            left: false,
+            config,
+        })
     }
+
+    /// Encrypt with this keyring from now on (every installed key is tried on receive, the
+    /// primary key seals).
+    pub fn set_keyring(&mut self, keyring: Keyring) {
+        self.codec = self.codec.clone().with_keyring(keyring);
+    }
+
+    /// The keyring in force, if encryption is on: install, use and remove keys through it.
+    pub fn keyring_mut(&mut self) -> Option<&mut Keyring> {
+        self.codec.keyring_mut()
+    }
+
     /// Start push-pull exchanges with each seed; [`Event::JoinSucceeded`] / [`Event::JoinFailed`]
     /// report each outcome.
     pub fn join(&mut self, seeds: &[SocketAddr], now: Instant) {
-        let _ = (seeds, now);
-        todo!()
-    }
-    /// Leave gracefully: broadcast it; [`Event::LeaveComplete`] tells when it has gone out. The
-    /// node keeps answering probes until the driver stops calling it.
-    pub fn leave(&mut self, now: Instant) {
         let _ = now;
-        todo!()
+        for &seed in seeds {
+            let msg = self.push_pull_message(true);
+            self.stream_request(seed, &msg, StreamPurpose::Join(seed));
+        }
     }
+
+    /// Leave gracefully: broadcast it; [`Event::LeaveComplete`] tells when it has gone out (or
+    /// when `leave_propagate_max` has passed). The node stops probing but keeps answering probes
+    /// until the driver stops calling it.
+    pub fn leave(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        self.left = true;
+        self.probe = None;
+        let incarnation = self.table.leave_local(now);
+        let name = self.table.local().name.clone();
+        let msg = Body::Dead(wire::Dead {
+            node: name.clone(),
+            generation: incarnation.generation,
+            incarnation: incarnation.incarnation,
+            from: name.clone(),
+            left: true,
+        });
+        self.broadcast(&name, msg);
+        if self.live.len() == 0 {
+            self.events.push_back(Event::LeaveComplete);
+            return;
+        }
+        // Send it at once rather than waiting for the next gossip round.
+        self.gossip(now);
+        self.leave_deadline = Some(now + self.config.leave_propagate_max);
+    }
+
     /// Change the local tags and broadcast them.
     pub fn set_tags(&mut self, tags: Tags, now: Instant) {
-        let _ = (tags, now);
-        todo!()
+        let _ = now;
+        let claim = self.table.set_local_tags(tags);
+        let name = claim.name.clone();
+        self.broadcast(&name, Body::Alive(convert::alive_to_wire(&claim)));
     }
+
     /// Broadcast an application payload by gossip. With `key`, a newer payload with the same key
-    /// replaces one still queued.
+    /// replaces one still queued. Receivers get [`Event::User`]; they do not re-gossip it (a
+    /// higher layer decides that, after de-duplication).
     pub fn broadcast_user(&mut self, key: Option<&str>, payload: Bytes) {
-        let _ = (key, payload);
-        todo!()
+        let encoded = encode_message(&wire::Message { body: Some(Body::User(wire::User { payload })) });
+        let key = key.map(|k| format!("{USER_KEY_PREFIX}{k}"));
+        self.broadcasts.push(key.as_deref(), encoded);
     }
-    /// Encrypt with this keyring from now on (every installed key is tried on receive).
-    pub fn set_keyring(&mut self, keyring: gossip_transport::Keyring) {
-        let _ = keyring;
-        todo!()
-    }
-    /// The keyring in force, if encryption is on.
-    pub fn keyring_mut(&mut self) -> Option<&mut gossip_transport::Keyring> {
-        todo!()
-    }
+
     /// A datagram arrived.
     pub fn handle_packet(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
-        let _ = (from, bytes, now);
-        todo!()
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        match self.codec.decode_packet(bytes) {
+            Ok(messages) => {
+                for message in messages {
+                    match message.body {
+                        Some(body) => self.handle_message(from, body, now),
+                        None => self.drop_count("empty_message"),
+                    }
+                }
+            }
+            Err(e) => self.drop_count(e.reason()),
+        }
     }
-    /// A stream frame arrived from a peer that opened a stream; returns the frame to answer with.
+
+    /// A stream frame arrived from a peer that opened a stream; returns the frame to answer with
+    /// (`None`: close the stream without an answer).
     #[must_use]
     pub fn handle_stream_request(&mut self, from: SocketAddr, frame: &[u8], now: Instant) -> Option<Bytes> {
-        let _ = (from, frame, now);
-        todo!()
+        let msg = match self.codec.decode_stream(frame) {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.drop_count(e.reason());
+                return None;
+            }
+        };
+        let answer = match msg.body? {
+            StreamBody::PushPull(pp) => {
+                self.count_received("push_pull");
+                self.merge(from, &pp, now);
+                self.push_pull_message(false)
+            }
+            StreamBody::Ping(ping) => {
+                self.count_received("ping");
+                if ping.target != self.table.local().name {
+                    self.drop_count("wrong_target");
+                    return None;
+                }
+                wire::StreamMessage { body: Some(StreamBody::Ack(wire::Ack { seq: ping.seq, payload: Bytes::new() })) }
+            }
+            StreamBody::Ack(_) | StreamBody::Error(_) => {
+                self.drop_count("unexpected_stream_message");
+                return None;
+            }
+        };
+        let frame = self.codec.encode_stream(&answer, &mut self.rng);
+        self.stats.stream_bytes_sent += frame.len() as u64;
+        Some(frame)
     }
+
     /// The answer (or failure) of a [`TransmitKind::StreamRequest`].
     pub fn handle_stream_response(&mut self, id: StreamId, response: Result<&[u8], String>, now: Instant) {
-        let _ = (id, response, now);
-        todo!()
+        let Some(purpose) = self.streams.remove(&id) else { return };
+        let decoded = response.and_then(|frame| self.codec.decode_stream(frame).map_err(|e| e.to_string()));
+        match (purpose, decoded) {
+            (StreamPurpose::Join(seed), Ok(wire::StreamMessage { body: Some(StreamBody::PushPull(pp)) })) => {
+                self.merge(seed, &pp, now);
+                self.events.push_back(Event::JoinSucceeded { seed });
+            }
+            (StreamPurpose::Join(seed), Ok(other)) => {
+                let reason = match other.body {
+                    Some(StreamBody::Error(e)) => format!("refused: {e}"),
+                    _ => "unexpected answer".to_owned(),
+                };
+                self.events.push_back(Event::JoinFailed { seed, reason });
+            }
+            (StreamPurpose::Join(seed), Err(reason)) => self.events.push_back(Event::JoinFailed { seed, reason }),
+            (StreamPurpose::PushPull, Ok(wire::StreamMessage { body: Some(StreamBody::PushPull(pp)) })) => {
+                let peer = SocketAddr::from(([0, 0, 0, 0], 0));
+                self.merge(peer, &pp, now);
+            }
+            (StreamPurpose::PushPull, _) => self.drop_count("push_pull_failed"),
+            (StreamPurpose::TcpPing(seq), Ok(wire::StreamMessage { body: Some(StreamBody::Ack(ack)) })) => {
+                if ack.seq == seq {
+                    if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
+                        probe.phase = ProbePhase::Acked;
+                    }
+                }
+            }
+            (StreamPurpose::TcpPing(seq), _) => {
+                if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
+                    probe.tcp_failed = true;
+                }
+            }
+        }
     }
+
     /// Time passed: run the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        // This node's probe.
+        if let Some(probe) = &self.probe {
+            if probe.phase == ProbePhase::Direct && now >= probe.indirect_at {
+                self.start_indirect();
+            }
+        }
+        if self.probe.as_ref().is_some_and(|p| now >= p.ends_at) {
+            self.finish_probe(now);
+        }
+        if !self.left && now >= self.next_probe {
+            if self.probe.is_some() {
+                self.finish_probe(now);
+            }
+            self.start_probe(now);
+        }
+        // Indirect probes relayed for others.
+        if !self.relays.is_empty() {
+            let expired: Vec<u32> = self.relays.iter().filter(|(_, r)| now >= r.deadline).map(|(&s, _)| s).collect();
+            for seq in expired {
+                if let Some(relay) = self.relays.remove(&seq) {
+                    if relay.want_nack {
+                        let nack = Body::Nack(wire::Nack { seq: relay.requester_seq });
+                        self.send(relay.requester, vec![nack]);
+                    }
+                }
+            }
+        }
+        // Suspicions whose time is up.
+        if !self.suspicions.is_empty() {
+            let due: Vec<String> =
+                self.suspicions.iter().filter(|(_, s)| now >= s.deadline()).map(|(n, _)| n.clone()).collect();
+            for name in due {
+                self.suspicion_expired(&name, now);
+            }
+        }
+        if now >= self.next_gossip {
+            self.gossip(now);
+            self.next_gossip = now + self.config.gossip_interval;
+        }
+        if let Some(at) = self.next_push_pull {
+            if now >= at {
+                self.start_push_pull();
+                self.next_push_pull = Some(now + self.push_pull_interval());
+            }
+        }
+        if now >= self.next_reap {
+            self.reap(now);
+            self.next_reap = now + self.config.probe_interval;
+        }
+        if let Some(deadline) = self.leave_deadline {
+            if now >= deadline || self.broadcasts.is_empty() {
+                self.leave_deadline = None;
+                self.events.push_back(Event::LeaveComplete);
+            }
+        }
     }
+
     /// The next thing to send. Call until `None` after every `handle_*` and command.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        todo!()
+        self.transmits.pop_front()
     }
+
     /// The next event. Call until `None` after every `handle_*` and command.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.events.pop_front()
     }
-    /// When [`Swim::handle_timeout`] must be called next.
+
+    /// When [`Swim::handle_timeout`] must be called next (it may be in the past: call it now).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        let mut next = self.next_reap;
+        let mut consider = |t: Instant| {
+            if t < next {
+                next = t;
+            }
+        };
+        if !self.left {
+            consider(self.next_probe);
+        }
+        if let Some(p) = &self.probe {
+            if p.phase == ProbePhase::Direct {
+                consider(p.indirect_at);
+            }
+            consider(p.ends_at);
+        }
+        for r in self.relays.values() {
+            consider(r.deadline);
+        }
+        for s in self.suspicions.values() {
+            consider(s.deadline());
+        }
+        if !self.broadcasts.is_empty() || self.suspicions.values().any(|s| s.originated_here) {
+            consider(self.next_gossip);
+        }
+        if let Some(t) = self.next_push_pull {
+            consider(t);
+        }
+        if let Some(t) = self.leave_deadline {
+            consider(t);
+        }
+        Some(next)
     }
-    /// All members, tombstones included.
+
+    /// All members, tombstones included, in name order.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
-        std::iter::empty()
+        self.table.iter()
     }
+
+    /// One member by name.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.table.get(name)
+    }
+
     /// This node.
     pub fn local_member(&self) -> &Member {
-        todo!()
+        self.table.local()
     }
+
+    /// Members alive or suspect, this node included.
+    pub fn live_count(&self) -> usize {
+        self.table.live_count()
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
-        todo!()
+        &self.stats
     }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        todo!()
+        &self.config
+    }
+
+    /// The current local health multiplier (1 = healthy, up to
+    /// `lifeguard.awareness_max_multiplier`).
+    pub fn health_multiplier(&self) -> u32 {
+        self.awareness.multiplier()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Messages
+
+    fn handle_message(&mut self, from: SocketAddr, body: Body, now: Instant) {
+        self.count_received(message_kind(&body));
+        match body {
+            Body::Ping(ping) => self.on_ping(from, ping, now),
+            Body::IndirectPing(req) => self.on_indirect_ping(from, req, now),
+            Body::Ack(ack) => self.on_ack(ack.seq),
+            Body::Nack(nack) => self.on_nack(from, nack.seq, now),
+            Body::Alive(alive) => match convert::alive_from_wire(&alive) {
+                Ok(claim) => self.on_alive(claim, Some(from), now),
+                Err(e) => self.drop_count(e.reason()),
+            },
+            Body::Suspect(s) => self.on_suspect_message(&s, from, now),
+            Body::Dead(d) => {
+                self.on_dead(&d, from, now);
+            }
+            Body::User(user) => self.events.push_back(Event::User(user.payload)),
+        }
+    }
+
+    fn on_ping(&mut self, from: SocketAddr, ping: wire::Ping, now: Instant) {
+        if ping.target != self.table.local().name {
+            self.drop_count("wrong_target");
+            return;
+        }
+        if let Some(buddy) = &ping.buddy {
+            self.on_suspect_message(buddy, from, now);
+        }
+        self.send(from, vec![Body::Ack(wire::Ack { seq: ping.seq, payload: Bytes::new() })]);
+    }
+
+    fn on_indirect_ping(&mut self, from: SocketAddr, req: wire::IndirectPing, now: Instant) {
+        let target_addr = match convert::socket_addr(req.target_addr.as_ref()) {
+            Ok(a) => a,
+            Err(e) => return self.drop_count(e.reason()),
+        };
+        let seq = self.next_seq();
+        self.relays.insert(
+            seq,
+            Relay {
+                requester: from,
+                requester_seq: req.seq,
+                want_nack: req.want_nack && self.config.lifeguard.nack,
+                // Answer within the requester's window: it asked after its own probe timeout and
+                // decides at the end of its probe period, one probe timeout or more later.
+                deadline: now + self.config.probe_timeout.mul_f64(RELAY_TIMEOUT_FRACTION),
+            },
+        );
+        let ping = wire::Ping { seq, target: req.target, source: self.table.local().name.clone(), buddy: None };
+        self.send(target_addr, vec![Body::Ping(ping)]);
+    }
+
+    fn on_ack(&mut self, seq: u32) {
+        if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
+            if probe.phase == ProbePhase::Direct {
+                self.awareness.apply(-1);
+            }
+            probe.phase = ProbePhase::Acked;
+            return;
+        }
+        if let Some(relay) = self.relays.remove(&seq) {
+            let ack = Body::Ack(wire::Ack { seq: relay.requester_seq, payload: Bytes::new() });
+            self.send(relay.requester, vec![ack]);
+        }
+    }
+
+    fn on_nack(&mut self, from: SocketAddr, seq: u32, now: Instant) {
+        let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq && p.phase == ProbePhase::Indirect) else {
+            return;
+        };
+        if let Some((name, _)) = probe.relays.iter().find(|(_, a)| *a == from) {
+            probe.nacks.insert(name.clone());
+        }
+        if probe.nacks.len() == probe.relays.len() && (probe.tcp_ping.is_none() || probe.tcp_failed) {
+            // Every relay tried and failed, and so did TCP: waiting for the end of the period
+            // would add nothing.
+            self.finish_probe(now);
+        }
+    }
+
+    fn on_alive(&mut self, claim: AliveClaim, from: Option<SocketAddr>, now: Instant) {
+        let wire_alive = convert::alive_to_wire(&claim);
+        match self.table.apply_alive(claim, now) {
+            Applied::Changed { previous, member, tags_changed } => {
+                let name = member.name.clone();
+                if self.suspicions.get(&name).is_some_and(|s| s.incarnation < member.incarnation) {
+                    self.suspicions.remove(&name);
+                }
+                self.live.insert(&name, member.addr);
+                self.recently_dead.retain(|(n, _, _)| *n != name);
+                let event = match previous {
+                    None | Some(State::Dead | State::Left) => {
+                        self.add_probe_target(&name);
+                        Event::MemberJoined(member)
+                    }
+                    Some(State::Suspect) => Event::MemberRecovered(member),
+                    Some(State::Alive) => {
+                        let _ = tags_changed;
+                        Event::MemberUpdated(member)
+                    }
+                };
+                self.events.push_back(event);
+                self.broadcast(&name, Body::Alive(wire_alive));
+            }
+            Applied::Refuted(local) => self.refute(local, from),
+            Applied::Conflict { existing, claim } => {
+                self.drop_count("name_conflict");
+                self.events.push_back(Event::NameConflict { existing, claimed_addr: claim.addr });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_suspect_message(&mut self, s: &wire::Suspect, from: SocketAddr, now: Instant) {
+        if convert::check_name(&s.node).is_err() || convert::check_name(&s.from).is_err() {
+            return self.drop_count(ConvertError::Name.reason());
+        }
+        let incarnation = convert::incarnation(s.generation, s.incarnation);
+        self.suspect(&s.node, incarnation, &s.from, &[], Some(from), now);
+    }
+
+    /// Apply a suspicion of `name` reported by `from` (this node's name when it is the prober),
+    /// with `extra` independent confirmations (relays that nacked).
+    fn suspect(
+        &mut self,
+        name: &str,
+        incarnation: Incarnation,
+        from: &str,
+        extra: &[String],
+        informer: Option<SocketAddr>,
+        now: Instant,
+    ) {
+        let local_name = self.table.local().name.clone();
+        match self.table.apply_suspect(name, incarnation, now) {
+            Applied::Changed { member, .. } => {
+                let originated_here = from == local_name;
+                let mut suspicion = self.new_suspicion(member.incarnation, from, originated_here, now);
+                for confirmer in extra {
+                    suspicion.confirm(confirmer);
+                }
+                self.suspicions.insert(name.to_owned(), suspicion);
+                if originated_here {
+                    self.stats.suspicions += 1;
+                    if self.config.lifeguard.buddy {
+                        // Tell the suspect directly, so that a live one refutes at once.
+                        let notice = self.suspect_body(name, member.incarnation, from);
+                        self.send(member.addr, vec![notice]);
+                    }
+                }
+                let body = self.suspect_body(name, member.incarnation, from);
+                self.broadcast(name, body);
+                self.events.push_back(Event::MemberSuspected(member));
+            }
+            Applied::Refuted(local) => self.refute(local, informer),
+            _ => {
+                let confirmed = match self.suspicions.get_mut(name) {
+                    Some(s) if s.incarnation == incarnation => s.confirm(from),
+                    _ => false,
+                };
+                if confirmed {
+                    // Re-gossip so that others count this confirmation too.
+                    let body = self.suspect_body(name, incarnation, from);
+                    self.broadcast(name, body);
+                }
+            }
+        }
+    }
+
+    fn new_suspicion(&self, incarnation: Incarnation, from: &str, originated_here: bool, now: Instant) -> Suspicion {
+        let n = self.table.live_count();
+        let c = &self.config;
+        let min = suspicion::min_timeout(c.suspicion_mult, n, c.suspicion_unit);
+        let max = min * c.suspicion_max_mult;
+        let mut expected = c.suspicion_mult.saturating_sub(2);
+        if (n as u32).saturating_sub(2) < expected || !c.lifeguard.dynamic_suspicion {
+            expected = 0;
+        }
+        Suspicion::new(incarnation, from, originated_here, expected, min, max, now)
+    }
+
+    fn suspicion_expired(&mut self, name: &str, now: Instant) {
+        let Some(suspicion) = self.suspicions.remove(name) else { return };
+        let still_suspect =
+            self.table.get(name).is_some_and(|m| m.state == State::Suspect && m.incarnation == suspicion.incarnation);
+        if !still_suspect {
+            return;
+        }
+        let local = self.table.local().name.clone();
+        let dead = wire::Dead {
+            node: name.to_owned(),
+            generation: suspicion.incarnation.generation,
+            incarnation: suspicion.incarnation.incarnation,
+            from: local,
+            left: false,
+        };
+        if self.on_dead(&dead, SocketAddr::from(([0, 0, 0, 0], 0)), now) {
+            self.stats.declared_dead += 1;
+            // A verdict is worth spreading now rather than at the next gossip tick.
+            self.gossip(now);
+            self.next_gossip = now + self.config.gossip_interval;
+        }
+    }
+
+    /// Apply a `dead` message; returns whether it changed the table.
+    fn on_dead(&mut self, d: &wire::Dead, from: SocketAddr, now: Instant) -> bool {
+        if convert::check_name(&d.node).is_err() {
+            self.drop_count(ConvertError::Name.reason());
+            return false;
+        }
+        let incarnation = convert::incarnation(d.generation, d.incarnation);
+        match self.table.apply_dead(&d.node, incarnation, d.left, now) {
+            Applied::Changed { member, .. } => {
+                self.suspicions.remove(&member.name);
+                self.live.remove(&member.name);
+                if member.state == State::Dead {
+                    self.recently_dead.push((member.name.clone(), member.addr, now + self.config.gossip_to_dead));
+                }
+                self.broadcast(&member.name, Body::Dead(d.clone()));
+                let event =
+                    if member.state == State::Left { Event::MemberLeft(member) } else { Event::MemberFailed(member) };
+                self.events.push_back(event);
+                true
+            }
+            Applied::Refuted(local) => {
+                self.refute(local, Some(from).filter(|a| a.port() != 0));
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// News said this node is suspect or dead: the table raised our incarnation; tell everyone,
+    /// and the informer directly.
+    fn refute(&mut self, local: AliveClaim, informer: Option<SocketAddr>) {
+        self.stats.refutations += 1;
+        self.awareness.apply(1);
+        let body = Body::Alive(convert::alive_to_wire(&local));
+        if let Some(to) = informer {
+            self.send(to, vec![body.clone()]);
+        }
+        self.broadcast(&local.name, body);
+    }
+
+    fn suspect_body(&self, name: &str, incarnation: Incarnation, from: &str) -> Body {
+        Body::Suspect(wire::Suspect {
+            node: name.to_owned(),
+            generation: incarnation.generation,
+            incarnation: incarnation.incarnation,
+            from: from.to_owned(),
+        })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Probing
+
+    fn start_probe(&mut self, now: Instant) {
+        let multiplier = self.awareness.multiplier();
+        self.next_probe = now + self.config.probe_interval * multiplier;
+        let Some(target) = self.next_probe_target() else { return };
+        let Some(member) = self.table.get(&target) else { return };
+        let (addr, state, incarnation) = (member.addr, member.state, member.incarnation);
+        let seq = self.next_seq();
+        let local = self.table.local().name.clone();
+        let buddy = (self.config.lifeguard.buddy && state == State::Suspect).then(|| wire::Suspect {
+            node: target.clone(),
+            generation: incarnation.generation,
+            incarnation: incarnation.incarnation,
+            from: local.clone(),
+        });
+        self.stats.probes += 1;
+        self.send(addr, vec![Body::Ping(wire::Ping { seq, target: target.clone(), source: local, buddy })]);
+        self.probe = Some(Probe {
+            seq,
+            target,
+            target_addr: addr,
+            phase: ProbePhase::Direct,
+            indirect_at: now + self.config.probe_timeout * multiplier,
+            ends_at: self.next_probe,
+            relays: Vec::new(),
+            nacks: Default::default(),
+            tcp_ping: None,
+            tcp_failed: false,
+        });
+    }
+
+    fn next_probe_target(&mut self) -> Option<String> {
+        for _ in 0..2 {
+            while self.probe_cursor < self.probe_order.len() {
+                let name = &self.probe_order[self.probe_cursor];
+                self.probe_cursor += 1;
+                if self.table.get(name).is_some_and(|m| matches!(m.state, State::Alive | State::Suspect))
+                    && *name != self.table.local().name
+                {
+                    return Some(name.clone());
+                }
+            }
+            // A round is over: start a new one in a new random order.
+            self.probe_order = self.live.iter().map(|(n, _)| n.clone()).collect();
+            self.probe_order.shuffle(&mut self.rng);
+            self.probe_cursor = 0;
+        }
+        None
+    }
+
+    fn add_probe_target(&mut self, name: &str) {
+        // Insert at a random place of the rest of the round, as memberlist does.
+        let lo = self.probe_cursor.min(self.probe_order.len());
+        let at = self.rng.random_range(lo..=self.probe_order.len());
+        self.probe_order.insert(at, name.to_owned());
+    }
+
+    fn start_indirect(&mut self) {
+        let Some(probe) = self.probe.as_ref() else { return };
+        let (seq, target, target_addr) = (probe.seq, probe.target.clone(), probe.target_addr);
+        let k = self.config.indirect_checks;
+        let candidates = self.live.choose(k + 3, &[target.as_str()], &mut self.rng);
+        let relays: Vec<(String, SocketAddr)> = candidates
+            .into_iter()
+            .filter(|(n, _)| self.table.get(n).is_some_and(|m| m.state == State::Alive))
+            .take(k)
+            .collect();
+        let local = self.table.local();
+        let (source, source_addr) = (local.name.clone(), local.addr);
+        for (_, relay_addr) in &relays {
+            let req = wire::IndirectPing {
+                seq,
+                target: target.clone(),
+                target_addr: Some(convert::address(target_addr)),
+                want_nack: self.config.lifeguard.nack,
+                source: source.clone(),
+                source_addr: Some(convert::address(source_addr)),
+            };
+            self.send(*relay_addr, vec![Body::IndirectPing(req)]);
+        }
+        let tcp_ping = if self.config.tcp_fallback_ping {
+            let msg = wire::StreamMessage {
+                body: Some(StreamBody::Ping(wire::Ping { seq, target, source, buddy: None })),
+            };
+            Some(self.stream_request(target_addr, &msg, StreamPurpose::TcpPing(seq)))
+        } else {
+            None
+        };
+        if let Some(probe) = self.probe.as_mut() {
+            probe.phase = ProbePhase::Indirect;
+            probe.relays = relays;
+            probe.tcp_ping = tcp_ping;
+        }
+    }
+
+    fn finish_probe(&mut self, now: Instant) {
+        let Some(probe) = self.probe.take() else { return };
+        if let Some(id) = probe.tcp_ping {
+            self.streams.remove(&id);
+        }
+        if probe.phase == ProbePhase::Acked {
+            return;
+        }
+        if probe.phase == ProbePhase::Direct {
+            // The period ended before the indirect phase could start (a stretched clock).
+            return;
+        }
+        self.stats.probes_failed += 1;
+        // Lifeguard: missed nacks mean the trouble may be ours.
+        let expected_nacks = if self.config.lifeguard.nack { probe.relays.len() } else { 0 };
+        if expected_nacks > 0 {
+            self.awareness.apply((expected_nacks - probe.nacks.len().min(expected_nacks)) as i32);
+        } else {
+            self.awareness.apply(1);
+        }
+        let Some(member) = self.table.get(&probe.target) else { return };
+        if member.state != State::Alive {
+            return;
+        }
+        let incarnation = member.incarnation;
+        let confirmers: Vec<String> =
+            if self.config.lifeguard.nack_confirms { probe.nacks.into_iter().collect() } else { Vec::new() };
+        let local = self.table.local().name.clone();
+        self.suspect(&probe.target, incarnation, &local, &confirmers, None, now);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Gossip, push-pull, reaping
+
+    fn gossip(&mut self, now: Instant) {
+        // Direct notices to the members this node suspects (Lifeguard's buddy idea, pushed
+        // rather than waiting for the next probe).
+        if self.config.lifeguard.buddy {
+            let notices: Vec<(SocketAddr, Body)> = self
+                .suspicions
+                .iter()
+                .filter(|(_, s)| s.originated_here)
+                .filter_map(|(name, s)| {
+                    let m = self.table.get(name)?;
+                    Some((m.addr, self.suspect_body(name, s.incarnation, &self.table.local().name)))
+                })
+                .collect();
+            for (addr, body) in notices {
+                self.send(addr, vec![body]);
+            }
+        }
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        self.recently_dead.retain(|(_, _, until)| *until > now);
+        let k = self.config.gossip_nodes;
+        let mut targets = self.live.choose(k, &[], &mut self.rng);
+        if !self.recently_dead.is_empty() {
+            // Give the recently dead their share of the fan-out.
+            let total = self.live.len() + self.recently_dead.len();
+            for slot in 0..targets.len().max(1).min(k) {
+                if self.rng.random_range(0..total) < self.recently_dead.len() {
+                    let (n, a, _) = &self.recently_dead[self.rng.random_range(0..self.recently_dead.len())];
+                    if slot < targets.len() {
+                        targets[slot] = (n.clone(), *a);
+                    } else {
+                        targets.push((n.clone(), *a));
+                    }
+                }
+            }
+        }
+        for (_, addr) in targets {
+            if self.broadcasts.is_empty() {
+                break;
+            }
+            self.send(addr, Vec::new());
+        }
+    }
+
+    fn push_pull_interval(&self) -> Duration {
+        // memberlist's scaling: the interval grows with log2(n) above 32 members.
+        let n = self.table.live_count() as f64;
+        let base = self.config.push_pull_interval;
+        if n <= 32.0 {
+            base
+        } else {
+            base.mul_f64((n.log2() - 32f64.log2()).ceil() + 1.0)
+        }
+    }
+
+    fn start_push_pull(&mut self) {
+        if self.left {
+            return;
+        }
+        let Some((_, addr)) = self.live.choose(1, &[], &mut self.rng).into_iter().next() else { return };
+        let msg = self.push_pull_message(false);
+        self.stream_request(addr, &msg, StreamPurpose::PushPull);
+    }
+
+    fn push_pull_message(&self, join: bool) -> wire::StreamMessage {
+        let members = self.table.iter().map(convert::member_to_wire).collect();
+        wire::StreamMessage {
+            body: Some(StreamBody::PushPull(wire::PushPull { join, members, user_state: Bytes::new() })),
+        }
+    }
+
+    /// Merge a remote full state: alive as alive; suspect as alive then suspect; dead as suspect
+    /// (never an instant death: the member gets its chance to refute); left as left.
+    fn merge(&mut self, peer: SocketAddr, pp: &wire::PushPull, now: Instant) {
+        let peer_name = format!("push-pull:{peer}");
+        for m in &pp.members {
+            let (claim, state) = match convert::member_from_wire(m) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.drop_count(e.reason());
+                    continue;
+                }
+            };
+            let (name, incarnation) = (claim.name.clone(), claim.incarnation);
+            match state {
+                State::Alive => self.on_alive(claim, None, now),
+                State::Suspect => {
+                    self.on_alive(claim, None, now);
+                    self.suspect(&name, incarnation, &peer_name, &[], None, now);
+                }
+                State::Dead => self.suspect(&name, incarnation, &peer_name, &[], None, now),
+                State::Left => {
+                    let d = wire::Dead {
+                        node: name.clone(),
+                        generation: incarnation.generation,
+                        incarnation: incarnation.incarnation,
+                        from: name,
+                        left: true,
+                    };
+                    self.on_dead(&d, SocketAddr::from(([0, 0, 0, 0], 0)), now);
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self, now: Instant) {
+        for member in self.table.reap(now, self.config.dead_reap, self.config.left_reap) {
+            self.live.remove(&member.name);
+            self.recently_dead.retain(|(n, _, _)| *n != member.name);
+            self.events.push_back(Event::MemberReaped(member));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Output
+
+    fn broadcast(&mut self, key: &str, body: Body) {
+        let encoded = encode_message(&wire::Message { body: Some(body) });
+        self.broadcasts.push(Some(key), encoded);
+    }
+
+    /// Send `messages` to `to` in one datagram, filling the rest of the packet budget with
+    /// queued broadcasts. Nothing is sent when there is nothing to send.
+    fn send(&mut self, to: SocketAddr, messages: Vec<Body>) {
+        let budget = self.config.packet_budget.saturating_sub(self.codec.overhead());
+        let mut builder = PacketBuilder::new(budget);
+        for body in messages {
+            let kind = message_kind(&body);
+            if builder.push(&wire::Message { body: Some(body) }) {
+                *self.stats.messages_sent.entry(kind).or_default() += 1;
+            } else {
+                self.drop_count("too_large_to_send");
+            }
+        }
+        let live = self.table.live_count();
+        let piggyback =
+            self.broadcasts.fill(builder.remaining(), live, |len| PacketBuilder::message_cost(len) - len);
+        for encoded in &piggyback {
+            if builder.push_encoded(encoded) {
+                *self.stats.messages_sent.entry("piggyback").or_default() += 1;
+            }
+        }
+        if builder.is_empty() {
+            return;
+        }
+        let payload = self.codec.seal(&builder.finish(), &mut self.rng);
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += payload.len() as u64;
+        self.transmits.push_back(Transmit { to, payload, kind: TransmitKind::Datagram });
+    }
+
+    fn stream_request(&mut self, to: SocketAddr, msg: &wire::StreamMessage, purpose: StreamPurpose) -> StreamId {
+        let id = self.next_stream;
+        self.next_stream += 1;
+        let payload = self.codec.encode_stream(msg, &mut self.rng);
+        self.stats.streams_sent += 1;
+        self.stats.stream_bytes_sent += payload.len() as u64;
+        self.streams.insert(id, purpose);
+        self.transmits.push_back(Transmit { to, payload, kind: TransmitKind::StreamRequest(id) });
+        id
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn drop_count(&mut self, reason: &'static str) {
+        *self.stats.dropped.entry(reason).or_default() += 1;
+    }
+
+    fn count_received(&mut self, kind: &'static str) {
+        *self.stats.messages_received.entry(kind).or_default() += 1;
+    }
+}
+
+fn message_kind(body: &Body) -> &'static str {
+    match body {
+        Body::Ping(_) => "ping",
+        Body::IndirectPing(_) => "indirect_ping",
+        Body::Ack(_) => "ack",
+        Body::Nack(_) => "nack",
+        Body::Alive(_) => "alive",
+        Body::Suspect(_) => "suspect",
+        Body::Dead(_) => "dead",
+        Body::User(_) => "user",
     }
 }

@@ -1,0 +1,358 @@
+//! The driver task: the one owner of the [`Swim`] state machine.
+//!
+//! It waits on every input at once (a datagram, a command, an accepted stream's request, a
+//! finished outgoing stream request, the timer, shutdown), hands it to the state machine, then
+//! drains the outputs: datagrams are sent from here, stream requests are spawned into a
+//! [`JoinSet`] whose results come back as inputs, events go to the waiters of `join`/`leave`, to
+//! the broadcast channel and to the members snapshot.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gossip_transport::net;
+use swim::{Event, Member, StreamId, Swim, Tags, TransmitKind};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::{self, JoinSet};
+
+/// Largest datagram accepted (the UDP maximum); the receive buffer is reused.
+const RECV_BUFFER_LEN: usize = 64 * 1024;
+
+/// The members snapshot is refreshed after every membership event and command, and at least this
+/// often otherwise (incarnation changes without an event).
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// A request from a [`crate::NodeHandle`] to the driver.
+pub(crate) enum Command {
+    /// Start a push-pull exchange with each seed; each outcome is sent on `outcomes`.
+    Join {
+        seeds: Vec<SocketAddr>,
+        outcomes: mpsc::UnboundedSender<JoinOutcome>,
+    },
+    /// Leave gracefully; `done` is answered on [`Event::LeaveComplete`].
+    Leave { done: oneshot::Sender<()> },
+    /// Change the local tags.
+    SetTags {
+        tags: Tags,
+        done: oneshot::Sender<()>,
+    },
+    /// Gossip an application payload.
+    BroadcastUser {
+        key: Option<String>,
+        payload: Bytes,
+        done: oneshot::Sender<()>,
+    },
+    /// Read the state machine's counters.
+    Stats { reply: oneshot::Sender<swim::Stats> },
+}
+
+/// The outcome of one seed of a join: `Err` carries the reason.
+pub(crate) type JoinOutcome = (SocketAddr, Result<(), String>);
+
+/// One frame read from an accepted TCP connection, waiting for the state machine's answer.
+pub(crate) struct InboundRequest {
+    pub(crate) from: SocketAddr,
+    pub(crate) frame: Bytes,
+    pub(crate) answer: oneshot::Sender<Option<Bytes>>,
+}
+
+/// What `members()` and `local_member()` read without a round trip to the driver.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) members: Vec<Member>,
+    pub(crate) local: Member,
+}
+
+impl Snapshot {
+    pub(crate) fn of(swim: &Swim) -> Self {
+        Self {
+            members: swim.members().cloned().collect(),
+            local: swim.local_member().clone(),
+        }
+    }
+}
+
+/// Counters kept by the driver tasks (the state machine keeps its own, see [`swim::Stats`]).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) udp_send_errors: AtomicU64,
+    pub(crate) udp_recv_errors: AtomicU64,
+    pub(crate) stream_requests: AtomicU64,
+    pub(crate) stream_request_failures: AtomicU64,
+    pub(crate) inbound_streams: AtomicU64,
+    pub(crate) inbound_stream_failures: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The driver's side of the channels, and the state it owns.
+pub(crate) struct Actor {
+    pub(crate) swim: Swim,
+    pub(crate) udp: UdpSocket,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) inbound: mpsc::Receiver<InboundRequest>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) snapshot: Arc<RwLock<Snapshot>>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) stream_timeout: Duration,
+}
+
+/// What woke the driver up.
+enum Input {
+    Datagram(io::Result<(usize, SocketAddr)>),
+    Command(Command),
+    Inbound(InboundRequest),
+    StreamDone(Result<(task::Id, Result<Bytes, String>), task::JoinError>),
+    Timer,
+    Shutdown,
+}
+
+/// The driver's bookkeeping around the state machine.
+struct Driver {
+    actor: Actor,
+    /// Outgoing stream requests in flight, and the stream id of each task.
+    outbound: JoinSet<Result<Bytes, String>>,
+    outbound_ids: HashMap<task::Id, StreamId>,
+    join_waiters: Vec<JoinWaiter>,
+    leave_waiters: Vec<oneshot::Sender<()>>,
+    snapshot_dirty: bool,
+    snapshot_taken: Instant,
+    /// Events drained from the state machine, waiting for dispatch (reused buffer).
+    events: Vec<Event>,
+}
+
+/// A `join` call waiting for the outcome of each of its seeds.
+struct JoinWaiter {
+    pending: HashSet<SocketAddr>,
+    outcomes: mpsc::UnboundedSender<JoinOutcome>,
+}
+
+/// The current time on tokio's clock (so that a paused test clock drives the state machine too).
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Actor {
+    /// Run until shutdown is signalled (or the [`crate::Node`] is dropped).
+    pub(crate) async fn run(self) {
+        let mut driver = Driver {
+            actor: self,
+            outbound: JoinSet::new(),
+            outbound_ids: HashMap::new(),
+            join_waiters: Vec::new(),
+            leave_waiters: Vec::new(),
+            snapshot_dirty: false,
+            snapshot_taken: now(),
+            events: Vec::new(),
+        };
+        driver.run().await;
+    }
+}
+
+impl Driver {
+    async fn run(&mut self) {
+        let mut buf = vec![0u8; RECV_BUFFER_LEN];
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        // Whatever the state machine wants to do from the start.
+        self.drain().await;
+        loop {
+            let deadline = self.actor.swim.poll_timeout();
+            if let Some(deadline) = deadline {
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(deadline));
+            }
+            let actor = &mut self.actor;
+            let input = tokio::select! {
+                received = actor.udp.recv_from(&mut buf) => Input::Datagram(received),
+                Some(command) = actor.commands.recv() => Input::Command(command),
+                Some(request) = actor.inbound.recv() => Input::Inbound(request),
+                Some(done) = self.outbound.join_next_with_id(), if !self.outbound.is_empty() => Input::StreamDone(done),
+                () = &mut timer, if deadline.is_some() => Input::Timer,
+                _ = actor.shutdown.changed() => Input::Shutdown,
+            };
+            match input {
+                Input::Datagram(Ok((len, from))) => {
+                    self.actor.swim.handle_packet(from, &buf[..len], now())
+                }
+                Input::Datagram(Err(error)) => {
+                    Counters::bump(&self.actor.counters.udp_recv_errors);
+                    tracing::warn!(%error, "UDP receive failed");
+                    // A persistent error must not turn this loop into a busy loop.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Input::Command(command) => self.command(command),
+                Input::Inbound(request) => {
+                    let answer =
+                        self.actor
+                            .swim
+                            .handle_stream_request(request.from, &request.frame, now());
+                    // The connection task may have timed out and gone; then the answer is moot.
+                    let _ = request.answer.send(answer);
+                }
+                Input::StreamDone(done) => self.stream_done(done),
+                Input::Timer => self.actor.swim.handle_timeout(now()),
+                Input::Shutdown => break,
+            }
+            self.drain().await;
+        }
+        // Outgoing requests die with the driver; their answers would have nowhere to go.
+        self.outbound.shutdown().await;
+        tracing::debug!(node = %self.actor.swim.local_member().name, "driver stopped");
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = now();
+        let swim = &mut self.actor.swim;
+        match command {
+            Command::Join { seeds, outcomes } => {
+                self.join_waiters.push(JoinWaiter {
+                    pending: seeds.iter().copied().collect(),
+                    outcomes,
+                });
+                swim.join(&seeds, now);
+            }
+            Command::Leave { done } => {
+                self.leave_waiters.push(done);
+                swim.leave(now);
+            }
+            Command::SetTags { tags, done } => {
+                swim.set_tags(tags, now);
+                let _ = done.send(());
+            }
+            Command::BroadcastUser { key, payload, done } => {
+                swim.broadcast_user(key.as_deref(), payload);
+                let _ = done.send(());
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(swim.stats().clone());
+            }
+        }
+        self.snapshot_dirty = true;
+    }
+
+    fn stream_done(&mut self, done: Result<(task::Id, Result<Bytes, String>), task::JoinError>) {
+        let (task_id, result) = match done {
+            Ok((task_id, result)) => (task_id, result),
+            Err(error) => (
+                error.id(),
+                Err(format!("stream request task failed: {error}")),
+            ),
+        };
+        let Some(stream_id) = self.outbound_ids.remove(&task_id) else {
+            return;
+        };
+        if let Err(reason) = &result {
+            Counters::bump(&self.actor.counters.stream_request_failures);
+            tracing::debug!(stream_id, %reason, "stream request failed");
+        }
+        let response = result.as_deref().map_err(Clone::clone);
+        self.actor
+            .swim
+            .handle_stream_response(stream_id, response, now());
+    }
+
+    /// Drain every output of the state machine: transmits, events; then refresh the snapshot.
+    async fn drain(&mut self) {
+        while let Some(transmit) = self.actor.swim.poll_transmit() {
+            match transmit.kind {
+                TransmitKind::Datagram => {
+                    if let Err(error) = self.actor.udp.send_to(&transmit.payload, transmit.to).await
+                    {
+                        Counters::bump(&self.actor.counters.udp_send_errors);
+                        tracing::debug!(to = %transmit.to, %error, "UDP send failed");
+                    }
+                }
+                TransmitKind::StreamRequest(stream_id) => {
+                    self.spawn_stream_request(stream_id, transmit.to, transmit.payload)
+                }
+            }
+        }
+        // Snapshot first, dispatch second: whoever an event wakes up (a `join` caller, an event
+        // stream reader) already finds the change in `members()`.
+        let mut events = std::mem::take(&mut self.events);
+        while let Some(event) = self.actor.swim.poll_event() {
+            if is_membership_change(&event) {
+                self.snapshot_dirty = true;
+            }
+            events.push(event);
+        }
+        let now = now();
+        if self.snapshot_dirty
+            || now.saturating_duration_since(self.snapshot_taken) >= SNAPSHOT_MAX_AGE
+        {
+            let snapshot = Snapshot::of(&self.actor.swim);
+            *self
+                .actor
+                .snapshot
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = snapshot;
+            self.snapshot_dirty = false;
+            self.snapshot_taken = now;
+        }
+        for event in events.drain(..) {
+            self.dispatch(event);
+        }
+        self.events = events;
+    }
+
+    fn spawn_stream_request(&mut self, stream_id: StreamId, to: SocketAddr, payload: Bytes) {
+        Counters::bump(&self.actor.counters.stream_requests);
+        let timeout = self.actor.stream_timeout;
+        let handle = self.outbound.spawn(async move {
+            net::request(to, &payload, timeout, gossip_transport::MAX_FRAME_LEN)
+                .await
+                .map_err(|error| error.to_string())
+        });
+        self.outbound_ids.insert(handle.id(), stream_id);
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match &event {
+            Event::JoinSucceeded { seed } => self.join_outcome(*seed, Ok(())),
+            Event::JoinFailed { seed, reason } => self.join_outcome(*seed, Err(reason.clone())),
+            Event::LeaveComplete => {
+                for done in self.leave_waiters.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+            Event::User(_) => {}
+            member_event => {
+                tracing::debug!(node = %self.actor.swim.local_member().name, event = ?member_event, "membership event");
+            }
+        }
+        // No receiver is not an error: nobody asked for events.
+        let _ = self.actor.events.send(event);
+    }
+
+    fn join_outcome(&mut self, seed: SocketAddr, outcome: Result<(), String>) {
+        self.join_waiters.retain_mut(|waiter| {
+            if waiter.pending.remove(&seed) {
+                let _ = waiter.outcomes.send((seed, outcome.clone()));
+            }
+            !waiter.pending.is_empty() && !waiter.outcomes.is_closed()
+        });
+    }
+}
+
+/// Whether an event changes what `members()` returns.
+fn is_membership_change(event: &Event) -> bool {
+    !matches!(
+        event,
+        Event::JoinSucceeded { .. }
+            | Event::JoinFailed { .. }
+            | Event::LeaveComplete
+            | Event::User(_)
+    )
+}

@@ -1,0 +1,121 @@
+//! Helpers shared by the integration tests: real nodes on 127.0.0.1, ports chosen by the OS, and
+//! bounded waits.
+
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use gossip_core::{Event, EventStream, Member, Node, NodeConfig, State};
+
+/// Generous bound on every wait for the cluster to converge (the local preset converges in a few
+/// seconds; CI machines are slow and shared).
+pub(crate) const CONVERGE: Duration = Duration::from_secs(20);
+
+/// The local preset (loopback, port 0) with a name.
+pub(crate) fn config(name: &str) -> NodeConfig {
+    NodeConfig {
+        name: name.to_owned(),
+        ..NodeConfig::local()
+    }
+}
+
+/// Start `count` nodes configured by `make(i)`, join each to the first, and wait until
+/// every node sees all of them alive.
+pub(crate) async fn cluster(count: usize, make: impl Fn(usize) -> NodeConfig) -> Vec<Node> {
+    let mut nodes = Vec::with_capacity(count);
+    for i in 0..count {
+        nodes.push(Node::start(make(i)).await.expect("start"));
+    }
+    let seed = nodes[0].advertise_addr();
+    for node in &nodes[1..] {
+        let reached = node.join(&[seed]).await.expect("join");
+        assert_eq!(reached, 1);
+    }
+    wait_until("every node sees every node alive", CONVERGE, || {
+        nodes.iter().all(|node| alive_count(node) == count)
+    })
+    .await;
+    nodes
+}
+
+/// Members of `node` in state Alive.
+pub(crate) fn alive_count(node: &Node) -> usize {
+    node.members()
+        .iter()
+        .filter(|member| member.state == State::Alive)
+        .count()
+}
+
+/// The member named `name` as `node` sees it.
+pub(crate) fn member(node: &Node, name: &str) -> Option<Member> {
+    node.members()
+        .into_iter()
+        .find(|member| member.name == name)
+}
+
+/// Poll `done` every 50 ms until it holds; panic naming `what` after `bound`.
+pub(crate) async fn wait_until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {bound:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Read `events` until one matches; panic naming `what` after `bound` or if the stream ends.
+/// Returns the matching event and every event read before it.
+pub(crate) async fn wait_for_event(
+    what: &str,
+    events: &mut EventStream,
+    bound: Duration,
+    mut matches: impl FnMut(&Event) -> bool,
+) -> (Event, Vec<Event>) {
+    let mut before = Vec::new();
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) if matches(&event) => return (event, before),
+            Ok(Some(event)) => before.push(event),
+            Ok(None) => panic!("event stream ended while waiting for {what}; saw {before:?}"),
+            Err(_) => panic!("timed out after {bound:?} waiting for {what}; saw {before:?}"),
+        }
+    }
+}
+
+/// Shut every node down, concurrently.
+pub(crate) async fn shutdown_all(nodes: Vec<Node>) {
+    join_all(nodes.into_iter().map(Node::shutdown)).await;
+}
+
+/// Await every future (spawned, so that they run concurrently); panics propagate.
+pub(crate) async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outputs.push(handle.await.expect("task panicked"));
+    }
+    outputs
+}
+
+/// A loopback address where nothing listens (bound, then released).
+pub(crate) fn unused_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+/// Log to the test output when `RUST_LOG` is set.
+pub(crate) fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,146 @@
+//! Forming a cluster: joins, join errors, start errors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, init_tracing, shutdown_all, wait_for_event, CONVERGE};
+use gossip_core::{Event, JoinError, Node, NodeConfig, StartError, State};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_join_and_see_each_other() {
+    init_tracing();
+    let nodes = common::cluster(5, |i| config(&format!("join-{i}"))).await;
+    for node in &nodes {
+        let members = node.members();
+        assert_eq!(members.len(), 5, "{members:?}");
+        assert!(
+            members.iter().all(|m| m.state == State::Alive),
+            "{members:?}"
+        );
+        let names: Vec<_> = members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["join-0", "join-1", "join-2", "join-3", "join-4"]);
+        assert_eq!(node.local_member().addr, node.local_addr());
+    }
+    shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_is_reported_as_events_on_both_sides() {
+    init_tracing();
+    let a = Node::start(config("events-a")).await.unwrap();
+    let b = Node::start(config("events-b")).await.unwrap();
+    let mut a_events = a.events();
+    let mut b_events = b.events();
+
+    assert_eq!(
+        b.join(&[a.advertise_addr(), a.advertise_addr()]).await,
+        Ok(1),
+        "duplicates count once"
+    );
+    // The joiner knows the seed's members as soon as join returns.
+    assert!(b
+        .members()
+        .iter()
+        .any(|m| m.name == "events-a" && m.state == State::Alive));
+
+    let joined =
+        |name: &'static str| move |e: &Event| matches!(e, Event::MemberJoined(m) if m.name == name);
+    wait_for_event("a sees b join", &mut a_events, CONVERGE, joined("events-b")).await;
+    wait_for_event("b sees a join", &mut b_events, CONVERGE, joined("events-a")).await;
+
+    shutdown_all(vec![a, b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_fails_naming_unreachable_seeds_after_every_attempt() {
+    init_tracing();
+    let node = Node::start(NodeConfig {
+        join_attempts: 2,
+        join_retry_interval: Duration::from_millis(100),
+        stream_timeout: Duration::from_secs(2),
+        ..config("lonely")
+    })
+    .await
+    .unwrap();
+    let nobody = common::unused_addr();
+
+    let err = node.join(&[nobody]).await.unwrap_err();
+    let JoinError::Unreachable {
+        seeds,
+        attempts,
+        reasons,
+    } = &err
+    else {
+        panic!("unexpected error {err:?}")
+    };
+    assert_eq!(seeds, &[nobody]);
+    assert_eq!(*attempts, 2);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons[0].0, nobody);
+    assert!(err.to_string().contains(&nobody.to_string()), "{err}");
+
+    assert_eq!(node.join(&[]).await, Err(JoinError::NoSeeds));
+    assert_eq!(node.members().len(), 1);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_retries_until_a_seed_comes_up() {
+    init_tracing();
+    let joiner = Node::start(NodeConfig {
+        join_attempts: 20,
+        join_retry_interval: Duration::from_millis(200),
+        ..config("patient")
+    })
+    .await
+    .unwrap();
+    let seed_addr = common::unused_addr();
+    let handle = joiner.handle();
+    let join = tokio::spawn(async move { handle.join(&[seed_addr]).await });
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let seed = Node::start(NodeConfig {
+        bind_addr: seed_addr,
+        ..config("late-seed")
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(join.await.unwrap(), Ok(1));
+    common::wait_until("the seed sees the joiner", CONVERGE, || {
+        common::alive_count(&seed) == 2
+    })
+    .await;
+    shutdown_all(vec![joiner, seed]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_errors_name_the_problem() {
+    init_tracing();
+    let first = Node::start(config("first")).await.unwrap();
+    let taken = first.local_addr();
+
+    let err = Node::start(NodeConfig {
+        bind_addr: taken,
+        ..config("second")
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, StartError::Bind { addr, .. } if addr == taken),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&taken.to_string()), "{err}");
+
+    let err = Node::start(NodeConfig {
+        name: String::new(),
+        ..NodeConfig::local()
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StartError::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("name"), "{err}");
+
+    first.shutdown().await;
+}

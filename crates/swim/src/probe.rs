@@ -1,0 +1,89 @@
+//! State of probes in flight: this node's own probe and the indirect probes it relays.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// This node's current probe of one member.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    pub(crate) seq: u32,
+    pub(crate) target: String,
+    pub(crate) target_addr: SocketAddr,
+    pub(crate) phase: ProbePhase,
+    /// When the direct ack is given up on and relays are asked.
+    pub(crate) indirect_at: Instant,
+    /// When the probe ends (the end of the probe period).
+    pub(crate) ends_at: Instant,
+    /// Relays asked, by address, with their names.
+    pub(crate) relays: Vec<(String, SocketAddr)>,
+    /// Relays that answered with a nack.
+    pub(crate) nacks: HashSet<String>,
+    /// Stream id of a TCP fallback ping, if one is out.
+    pub(crate) tcp_ping: Option<u64>,
+    /// The TCP fallback ping failed.
+    pub(crate) tcp_failed: bool,
+}
+
+/// Where a probe stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbePhase {
+    /// Waiting for the direct ack.
+    Direct,
+    /// Relays asked; waiting for any ack until the period ends.
+    Indirect,
+    /// An ack arrived; nothing more to do.
+    Acked,
+}
+
+/// An indirect probe this node runs for another node.
+#[derive(Debug, Clone)]
+pub(crate) struct Relay {
+    pub(crate) requester: SocketAddr,
+    pub(crate) requester_seq: u32,
+    pub(crate) want_nack: bool,
+    pub(crate) deadline: Instant,
+}
+
+/// Local health awareness (Lifeguard): a score in `0..max` that stretches this node's probe
+/// interval and timeout by `score + 1` when it misses acks and nacks, and relaxes on success.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Awareness {
+    score: u32,
+    max: u32,
+}
+
+impl Awareness {
+    pub(crate) fn new(max_multiplier: u32) -> Self {
+        Self { score: 0, max: max_multiplier.max(1) }
+    }
+
+    pub(crate) fn apply(&mut self, delta: i32) {
+        let s = i64::from(self.score) + i64::from(delta);
+        self.score = s.clamp(0, i64::from(self.max - 1)) as u32;
+    }
+
+    pub(crate) fn multiplier(self) -> u32 {
+        self.score + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn awareness_is_bounded() {
+        let mut a = Awareness::new(8);
+        assert_eq!(a.multiplier(), 1);
+        a.apply(3);
+        assert_eq!(a.multiplier(), 4);
+        a.apply(100);
+        assert_eq!(a.multiplier(), 8);
+        a.apply(-100);
+        assert_eq!(a.multiplier(), 1);
+        let mut off = Awareness::new(1);
+        off.apply(5);
+        assert_eq!(off.multiplier(), 1);
+    }
+}

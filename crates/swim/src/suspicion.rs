@@ -1,0 +1,135 @@
+//! Lifeguard's dynamic suspicion timer.
+//!
+//! A suspicion starts at its maximum timeout and shrinks towards its minimum as independent
+//! confirmations arrive: `timeout(c) = max(min, max - (max - min) × ln(c + 1) / ln(k + 1))`, where
+//! `k` is the number of confirmations expected. The node that started the suspicion (the `from` of
+//! the first suspect message) never counts as a confirmation.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use membership::Incarnation;
+
+/// One pending suspicion of one member.
+#[derive(Debug, Clone)]
+pub(crate) struct Suspicion {
+    /// The incarnation suspected.
+    pub(crate) incarnation: Incarnation,
+    /// Whether this node started it (and so runs the direct notices to the suspect).
+    pub(crate) originated_here: bool,
+    started: Instant,
+    confirmers: HashSet<String>,
+    expected: u32,
+    min: Duration,
+    max: Duration,
+    deadline: Instant,
+}
+
+impl Suspicion {
+    /// A suspicion started by `from` at `now`, expecting `expected` confirmations.
+    pub(crate) fn new(
+        incarnation: Incarnation,
+        from: &str,
+        originated_here: bool,
+        expected: u32,
+        min: Duration,
+        max: Duration,
+        now: Instant,
+    ) -> Self {
+        let mut confirmers = HashSet::new();
+        confirmers.insert(from.to_owned());
+        let max = if expected == 0 { min } else { max.max(min) };
+        Self {
+            incarnation,
+            originated_here,
+            started: now,
+            confirmers,
+            expected,
+            min,
+            max,
+            deadline: now + max,
+        }
+    }
+
+    /// Count a confirmation from `from`; returns whether it was new (and so worth re-gossiping).
+    pub(crate) fn confirm(&mut self, from: &str) -> bool {
+        // The starter is in the set, hence the `- 1` when counting.
+        if self.confirmations() >= self.expected {
+            return false;
+        }
+        if !self.confirmers.insert(from.to_owned()) {
+            return false;
+        }
+        self.deadline = self.started + timeout(self.confirmations(), self.expected, self.min, self.max);
+        true
+    }
+
+    /// Independent confirmations so far.
+    pub(crate) fn confirmations(&self) -> u32 {
+        (self.confirmers.len() - 1) as u32
+    }
+
+    /// When the member is to be declared dead.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+/// The suspicion timeout after `confirmations` of `expected`.
+pub(crate) fn timeout(confirmations: u32, expected: u32, min: Duration, max: Duration) -> Duration {
+    if expected == 0 || confirmations >= expected {
+        return min;
+    }
+    let fraction = f64::from(confirmations + 1).ln() / f64::from(expected + 1).ln();
+    let span = max.saturating_sub(min).as_secs_f64();
+    let t = max.as_secs_f64() - span * fraction;
+    Duration::from_secs_f64(t.max(min.as_secs_f64()))
+}
+
+/// The minimum suspicion timeout for a cluster of `n` live nodes:
+/// `mult × max(1, log10(n)) × unit`.
+pub(crate) fn min_timeout(mult: u32, n: usize, unit: Duration) -> Duration {
+    let scale = (n.max(1) as f64).log10().max(1.0);
+    unit.mul_f64(f64::from(mult) * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_timeout_scales_with_log_n() {
+        let unit = Duration::from_secs(1);
+        assert_eq!(min_timeout(4, 5, unit), Duration::from_secs(4));
+        assert_eq!(min_timeout(4, 10, unit), Duration::from_secs(4));
+        assert_eq!(min_timeout(4, 100, unit), Duration::from_secs(8));
+        assert_eq!(min_timeout(4, 0, unit), Duration::from_secs(4));
+    }
+
+    #[test]
+    fn timeout_shrinks_from_max_to_min() {
+        let (min, max) = (Duration::from_secs(2), Duration::from_secs(12));
+        assert_eq!(timeout(0, 2, min, max), max);
+        let one = timeout(1, 2, min, max);
+        assert!(one < max && one > min, "{one:?}");
+        assert_eq!(timeout(2, 2, min, max), min);
+        assert_eq!(timeout(9, 2, min, max), min);
+        assert_eq!(timeout(0, 0, min, max), min);
+    }
+
+    #[test]
+    fn starter_and_repeats_do_not_confirm() {
+        let t0 = Instant::now();
+        let (min, max) = (Duration::from_secs(2), Duration::from_secs(12));
+        let inc = Incarnation::default();
+        let mut s = Suspicion::new(inc, "a", true, 2, min, max, t0);
+        assert_eq!(s.deadline(), t0 + max);
+        assert!(!s.confirm("a"));
+        assert!(s.confirm("b"));
+        assert!(!s.confirm("b"));
+        assert!(s.deadline() < t0 + max);
+        assert!(s.confirm("c"));
+        assert_eq!(s.deadline(), t0 + min);
+        assert!(!s.confirm("d"), "no use after k confirmations");
+    }
+}

@@ -1,0 +1,200 @@
+//! A minimal virtual-clock harness: a few `Swim` nodes, a delivery queue with fixed latency and
+//! optional loss, no sockets. The full simulator lives in `gossip-sim`; this one keeps the
+//! state machine's own tests independent of it.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use swim::{Config, Event, LocalNode, State, Swim, Tags, TransmitKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Delivery {
+    Datagram { from: usize, to: SocketAddr, bytes: Vec<u8> },
+    StreamRequest { from: usize, to: SocketAddr, id: u64, bytes: Vec<u8> },
+    StreamResponse { to: usize, id: u64, result: Result<Vec<u8>, String> },
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Swim>,
+    pub crashed: HashSet<usize>,
+    pub events: Vec<(Duration, usize, Event)>,
+    pub base: Instant,
+    pub now: Instant,
+    pub loss: f64,
+    pub latency: Duration,
+    queue: BinaryHeap<Reverse<(Instant, u64, Delivery)>>,
+    seq: u64,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+pub fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250 + 1) as u8], 7946))
+}
+
+pub fn local(i: usize, generation: u64) -> LocalNode {
+    LocalNode { name: format!("node{i}"), addr: addr(i), tags: Tags::default(), generation }
+}
+
+impl Cluster {
+    /// `n` nodes, node 0 the seed, every other node joined to it and the cluster converged.
+    pub fn new(n: usize, config: Config, seed: u64) -> Self {
+        let base = Instant::now();
+        let nodes = (0..n).map(|i| Swim::new(config.clone(), local(i, 1), seed * 1000 + i as u64, base).unwrap()).collect();
+        let mut c = Self {
+            nodes,
+            crashed: HashSet::new(),
+            events: Vec::new(),
+            base,
+            now: base,
+            loss: 0.0,
+            latency: Duration::from_micros(500),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        };
+        for i in 1..n {
+            c.nodes[i].join(&[addr(0)], base);
+            c.drain(i);
+        }
+        c.run_for(Duration::from_secs(5));
+        c
+    }
+
+    pub fn index(&self, to: SocketAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.local_member().addr == to)
+    }
+
+    fn push(&mut self, at: Instant, d: Delivery) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, d)));
+    }
+
+    pub fn drain(&mut self, i: usize) {
+        while let Some(t) = self.nodes[i].poll_transmit() {
+            let at = self.now + self.latency;
+            match t.kind {
+                TransmitKind::Datagram => {
+                    self.push(at, Delivery::Datagram { from: i, to: t.to, bytes: t.payload.to_vec() })
+                }
+                TransmitKind::StreamRequest(id) => {
+                    self.push(at, Delivery::StreamRequest { from: i, to: t.to, id, bytes: t.payload.to_vec() })
+                }
+            }
+        }
+        while let Some(e) = self.nodes[i].poll_event() {
+            self.events.push((self.now - self.base, i, e));
+        }
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        match d {
+            Delivery::Datagram { from, to, bytes } => {
+                if self.loss > 0.0 && self.rng.random::<f64>() < self.loss {
+                    return;
+                }
+                let Some(j) = self.index(to) else { return };
+                if self.crashed.contains(&j) {
+                    return;
+                }
+                let from_addr = self.nodes[from].local_member().addr;
+                self.nodes[j].handle_packet(from_addr, &bytes, self.now);
+                self.drain(j);
+            }
+            Delivery::StreamRequest { from, to, id, bytes } => {
+                let answer = match self.index(to) {
+                    Some(j) if !self.crashed.contains(&j) => {
+                        let from_addr = self.nodes[from].local_member().addr;
+                        let a = self.nodes[j].handle_stream_request(from_addr, &bytes, self.now);
+                        self.drain(j);
+                        a.map(|b| b.to_vec()).ok_or_else(|| "closed".to_owned())
+                    }
+                    _ => Err("connection refused".to_owned()),
+                };
+                let at = self.now + self.latency;
+                self.push(at, Delivery::StreamResponse { to: from, id, result: answer });
+            }
+            Delivery::StreamResponse { to, id, result } => {
+                if self.crashed.contains(&to) {
+                    return;
+                }
+                let r = result.as_deref().map_err(|e| e.clone());
+                self.nodes[to].handle_stream_response(id, r, self.now);
+                self.drain(to);
+            }
+        }
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            let next_timer = (0..self.nodes.len())
+                .filter(|i| !self.crashed.contains(i))
+                .filter_map(|i| self.nodes[i].poll_timeout().map(|t| (t, i)))
+                .min();
+            let next_delivery = self.queue.peek().map(|Reverse((t, _, _))| *t);
+            let timer_first = match (next_timer, next_delivery) {
+                (Some((t, _)), Some(d)) => t <= d,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if timer_first {
+                let (t, i) = next_timer.unwrap();
+                if t > end {
+                    break;
+                }
+                self.now = self.now.max(t);
+                self.nodes[i].handle_timeout(self.now);
+                self.drain(i);
+            } else {
+                let Reverse((t, _, d)) = self.queue.pop().unwrap();
+                if t > end {
+                    self.queue.push(Reverse((t, 0, d)));
+                    break;
+                }
+                self.now = self.now.max(t);
+                self.deliver(d);
+            }
+        }
+        self.now = end;
+    }
+
+    pub fn state(&self, observer: usize, of: usize) -> Option<State> {
+        self.nodes[observer].member(&format!("node{of}")).map(|m| m.state)
+    }
+
+    /// Whether every live node sees `of` in one of `states`.
+    pub fn all_see(&self, of: usize, states: &[State]) -> bool {
+        (0..self.nodes.len())
+            .filter(|i| *i != of && !self.crashed.contains(i))
+            .all(|i| self.state(i, of).is_some_and(|s| states.contains(&s)))
+    }
+
+    /// Run in small steps until `cond` holds; returns the virtual time it took.
+    pub fn run_until(&mut self, limit: Duration, mut cond: impl FnMut(&Self) -> bool) -> Option<Duration> {
+        let start = self.now;
+        while self.now - start < limit {
+            if cond(self) {
+                return Some(self.now - start);
+            }
+            self.run_for(Duration::from_millis(10));
+        }
+        cond(self).then(|| self.now - start)
+    }
+
+    pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        self.nodes[to].handle_packet(from, bytes, now);
+        self.drain(to);
+    }
+
+    pub fn payload(bytes: &Bytes) -> Vec<u8> {
+        bytes.to_vec()
+    }
+}

@@ -1,0 +1,130 @@
+//! The state machine driven through a virtual clock: join, failure, leave, refutation, tags.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Cluster;
+use swim::{Config, Event, State, Tags};
+
+#[test]
+fn nodes_join_through_one_seed() {
+    let c = Cluster::new(5, Config::lan(), 1);
+    for i in 0..5 {
+        assert_eq!(c.nodes[i].members().filter(|m| m.state == State::Alive).count(), 5, "node{i}");
+    }
+    assert!(c.events.iter().any(|(_, i, e)| *i == 1 && matches!(e, Event::JoinSucceeded { .. })));
+}
+
+#[test]
+fn a_crash_is_detected_by_all_within_the_preset_bound() {
+    let config = Config::lan();
+    let mut c = Cluster::new(5, config.clone(), 2);
+    c.crashed.insert(3);
+    // Bound: a full probe round of the 4 others, the probe itself, the max suspicion timeout,
+    // and a few gossip rounds to spread the verdict.
+    let n = 5.0f64;
+    let min = config.suspicion_unit.mul_f64(f64::from(config.suspicion_mult) * n.log10().max(1.0));
+    let bound = config.probe_interval * 5 + min * config.suspicion_max_mult + config.gossip_interval * 10;
+    let took = c.run_until(bound, |c| c.all_see(3, &[State::Dead])).expect("crash detected by all");
+    assert!(took <= bound);
+    // With nack confirmations the prober starts at the minimum timeout: well under the bound.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let failed: Vec<_> = c.events.iter().filter(|(_, _, e)| matches!(e, Event::MemberFailed(_))).collect();
+    assert!(failed.iter().all(|(_, _, e)| matches!(e, Event::MemberFailed(m) if m.name == "node3")));
+}
+
+#[test]
+fn a_graceful_leave_is_seen_as_left() {
+    let mut c = Cluster::new(4, Config::lan(), 3);
+    let now = c.now;
+    c.nodes[2].leave(now);
+    c.drain(2);
+    c.run_until(Duration::from_secs(5), |c| c.all_see(2, &[State::Left])).expect("left seen by all");
+    c.run_for(Duration::from_secs(4));
+    assert!(c.events.iter().any(|(_, i, e)| *i == 2 && matches!(e, Event::LeaveComplete)));
+    assert!(!c.events.iter().any(|(_, _, e)| matches!(e, Event::MemberFailed(_))));
+}
+
+#[test]
+fn tags_changes_spread() {
+    let mut c = Cluster::new(4, Config::lan(), 4);
+    let tags = Tags::from_pairs([("role".to_owned(), "primary".to_owned())]).unwrap();
+    let now = c.now;
+    c.nodes[1].set_tags(tags, now);
+    c.drain(1);
+    c.run_until(Duration::from_secs(3), |c| {
+        (0..4).all(|i| c.nodes[i].member("node1").is_some_and(|m| m.tags.get("role") == Some("primary")))
+    })
+    .expect("tags seen by all");
+    assert!(c.events.iter().any(|(_, i, e)| *i == 0 && matches!(e, Event::MemberUpdated(m) if m.name == "node1")));
+}
+
+#[test]
+fn no_false_failures_at_ten_percent_loss() {
+    // Without the TCP fallback (which a lossless simulated stream always wins), so that
+    // Lifeguard's suspicion and refutation paths are what keeps the view right.
+    let mut config = Config::lan();
+    config.tcp_fallback_ping = false;
+    let mut c = Cluster::new(8, config, 5);
+    c.loss = 0.10;
+    c.run_for(Duration::from_secs(300));
+    let failed: Vec<_> = c.events.iter().filter(|(_, _, e)| matches!(e, Event::MemberFailed(_))).collect();
+    assert!(failed.is_empty(), "false failures: {failed:?}");
+    let suspected = c.events.iter().filter(|(_, _, e)| matches!(e, Event::MemberSuspected(_))).count();
+    assert!(suspected > 0, "10% loss should cause some suspicions that get refuted");
+}
+
+#[test]
+fn a_paused_node_refutes_when_it_comes_back() {
+    let mut c = Cluster::new(5, Config::lan(), 6);
+    c.crashed.insert(4); // paused: hears nothing, says nothing
+    c.run_until(Duration::from_secs(20), |c| c.all_see(4, &[State::Dead])).expect("paused node declared dead");
+    c.crashed.remove(&4);
+    c.run_until(Duration::from_secs(60), |c| c.all_see(4, &[State::Alive])).expect("it refutes and is alive again");
+    assert!(c.nodes[4].stats().refutations >= 1);
+    let inc = c.nodes[4].local_member().incarnation;
+    assert!(inc.incarnation >= 1);
+}
+
+#[test]
+fn a_restarted_node_is_a_new_life() {
+    let config = Config::lan();
+    let mut c = Cluster::new(4, config.clone(), 7);
+    c.crashed.insert(2);
+    c.run_until(Duration::from_secs(20), |c| c.all_see(2, &[State::Dead])).expect("declared dead");
+    // Restart with the same name and address and a newer generation.
+    let now = c.now;
+    c.nodes[2] = swim::Swim::new(config, common::local(2, 2), 99, now).unwrap();
+    c.crashed.remove(&2);
+    c.nodes[2].join(&[common::addr(0)], now);
+    c.drain(2);
+    c.run_until(Duration::from_secs(10), |c| c.all_see(2, &[State::Alive])).expect("new life seen alive");
+    let start = c.events.len();
+    c.run_for(Duration::from_secs(60));
+    assert!(
+        !c.events[start..].iter().any(|(_, _, e)| matches!(e, Event::MemberFailed(m) if m.name == "node2")),
+        "the old life's death must not be applied to the new one"
+    );
+    assert_eq!(c.nodes[0].member("node2").unwrap().incarnation.generation, 2);
+}
+
+#[test]
+#[ignore]
+fn debug_crash_timeline() {
+    let mut c = Cluster::new(5, Config::lan(), 2);
+    let t0 = c.now - c.base;
+    c.crashed.insert(3);
+    c.run_for(Duration::from_secs(10));
+    for (t, i, e) in &c.events {
+        if *t >= t0 {
+            let what = match e {
+                Event::MemberSuspected(m) => format!("suspected {}", m.name),
+                Event::MemberFailed(m) => format!("failed {}", m.name),
+                other => format!("{other:?}").chars().take(60).collect(),
+            };
+            println!("{:>8.3} node{i} {what}", (*t - t0).as_secs_f64());
+        }
+    }
+    println!("{:?}", c.nodes[0].stats());
+}
