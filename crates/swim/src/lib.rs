@@ -113,6 +113,16 @@ pub struct Stats {
     pub declared_dead: u64,
 }
 
+/// [`Swim::broadcast_user`] refused a payload; nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payload of {len} bytes is over the limit of {max} bytes for one gossip message")]
+pub struct PayloadTooLarge {
+    /// Size of the refused payload.
+    pub len: usize,
+    /// The limit.
+    pub max: usize,
+}
+
 /// What a stream request was for.
 #[derive(Debug, Clone, Copy)]
 enum StreamPurpose {
@@ -279,10 +289,24 @@ impl Swim {
     /// Broadcast an application payload by gossip. With `key`, a newer payload with the same key
     /// replaces one still queued. Receivers get [`Event::User`]; they do not re-gossip it (a
     /// higher layer decides that, after de-duplication).
-    pub fn broadcast_user(&mut self, key: Option<&str>, payload: Bytes) {
+    ///
+    /// A payload must fit one packet with room to spare for the probe it rides on: at most
+    /// [`Swim::max_user_payload`] bytes; a larger one is refused and nothing is queued.
+    pub fn broadcast_user(&mut self, key: Option<&str>, payload: Bytes) -> Result<(), PayloadTooLarge> {
+        let max = self.max_user_payload();
+        if payload.len() > max {
+            return Err(PayloadTooLarge { len: payload.len(), max });
+        }
         let encoded = encode_message(&wire::Message { body: Some(Body::User(wire::User { payload })) });
         let key = key.map(|k| format!("{USER_KEY_PREFIX}{k}"));
         self.broadcasts.push(key.as_deref(), encoded);
+        Ok(())
+    }
+
+    /// The largest payload [`Swim::broadcast_user`] accepts: half the packet budget less the
+    /// envelope, so that it can ride on any probe or ack.
+    pub fn max_user_payload(&self) -> usize {
+        (self.config.packet_budget / 2).saturating_sub(self.codec.overhead() + 16)
     }
 
     /// A datagram arrived.

@@ -128,3 +128,27 @@ fn debug_crash_timeline() {
     }
     println!("{:?}", c.nodes[0].stats());
 }
+
+#[test]
+fn user_payloads_reach_every_node_and_oversized_ones_are_refused() {
+    let mut c = Cluster::new(6, Config::lan(), 8);
+    let now = c.now;
+    let max = c.nodes[0].max_user_payload();
+    assert!(c.nodes[0].broadcast_user(None, bytes::Bytes::from(vec![0u8; max + 1])).is_err());
+    c.nodes[0].broadcast_user(Some("deploy"), bytes::Bytes::from_static(b"v1")).unwrap();
+    c.nodes[0].broadcast_user(Some("deploy"), bytes::Bytes::from_static(b"v2")).unwrap();
+    c.drain(0);
+    let _ = now;
+    c.run_for(Duration::from_secs(3));
+    // The payload is sent retransmit_mult × ceil(log10(n + 1)) = 4 times in all and not
+    // re-gossiped by receivers (the serf layer does that after de-duplication): up to 4 nodes get
+    // it, once, and only the newest value for the key.
+    let mut reached = 0;
+    for i in 1..6 {
+        let got: Vec<_> =
+            c.events.iter().filter(|(_, j, e)| *j == i && matches!(e, Event::User(_))).map(|(_, _, e)| e.clone()).collect();
+        assert!(got.is_empty() || got == vec![Event::User(bytes::Bytes::from_static(b"v2"))], "node{i}: {got:?}");
+        reached += got.len();
+    }
+    assert!((3..=4).contains(&reached), "reached {reached}");
+}
