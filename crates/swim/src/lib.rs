@@ -740,9 +740,6 @@ impl Swim {
         };
         if self.on_dead(&dead, SocketAddr::from(([0, 0, 0, 0], 0)), now) {
             self.stats.declared_dead += 1;
-            // A verdict is worth spreading now rather than at the next gossip tick.
-            self.gossip(now);
-            self.next_gossip = now + self.config.gossip_interval;
         }
     }
 
@@ -764,6 +761,11 @@ impl Swim {
                 let event =
                     if member.state == State::Left { Event::MemberLeft(member) } else { Event::MemberFailed(member) };
                 self.events.push_back(event);
+                // A verdict is news everyone is waiting for (they hold the member as suspect on a
+                // long timer): pass it on now rather than at the next gossip tick. This spends the
+                // same retransmissions, only earlier.
+                self.gossip(now);
+                self.next_gossip = now + self.config.gossip_interval;
                 true
             }
             Applied::Refuted(local) => {
