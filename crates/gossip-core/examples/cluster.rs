@@ -18,14 +18,10 @@ const WAIT_BOUND: Duration = Duration::from_secs(30);
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let count: usize = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse()
-            .map_err(|_| format!("N must be a number, got {arg:?}"))?,
+        Some(arg) => arg.parse().map_err(|_| format!("N must be a number, got {arg:?}"))?,
         None => 3,
     };
     if count < 2 {
@@ -35,16 +31,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let mut nodes = Vec::with_capacity(count);
     for i in 0..count {
-        let config = NodeConfig {
-            name: format!("node-{i}"),
-            ..NodeConfig::local()
-        };
+        let config = NodeConfig { name: format!("node-{i}"), ..NodeConfig::local() };
         let node = Node::start(config).await?;
-        println!(
-            "started {} on {}",
-            node.local_member().name,
-            node.advertise_addr()
-        );
+        println!("started {} on {}", node.local_member().name, node.advertise_addr());
         nodes.push(node);
     }
 
@@ -73,21 +62,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
         node.join(&[seed]).await?;
     }
     wait_until(|| nodes.iter().all(|node| node.live_members().len() == count)).await?;
-    println!(
-        "cluster formed: every node sees {count} live members after {:?}",
-        started.elapsed()
-    );
+    println!("cluster formed: every node sees {count} live members after {:?}", started.elapsed());
 
     let victim = nodes.pop().expect("at least two nodes");
     let victim_name = victim.local_member().name;
     let killed_at = Instant::now();
     victim.kill().await;
     println!("killed {victim_name}");
-    let is_dead = |node: &Node| {
-        node.members()
-            .iter()
-            .any(|member| member.name == victim_name && member.state == State::Dead)
-    };
+    let is_dead =
+        |node: &Node| node.members().iter().any(|member| member.name == victim_name && member.state == State::Dead);
     wait_until(|| nodes.iter().all(is_dead)).await?;
     println!(
         "all {} remaining nodes declared {victim_name} failed {:.3}s after the kill",
@@ -97,12 +80,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     println!("members as node-0 sees them:");
     for member in nodes[0].members() {
-        println!(
-            "  {:<8} {:<21} {:?}",
-            member.name,
-            member.addr.to_string(),
-            member.state
-        );
+        println!("  {:<8} {:<21} {:?}", member.name, member.addr.to_string(), member.state);
     }
     for node in nodes {
         node.shutdown().await;

@@ -30,23 +30,13 @@ const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
 /// A request from a [`crate::NodeHandle`] to the driver.
 pub(crate) enum Command {
     /// Start a push-pull exchange with each seed; each outcome is sent on `outcomes`.
-    Join {
-        seeds: Vec<SocketAddr>,
-        outcomes: mpsc::UnboundedSender<JoinOutcome>,
-    },
+    Join { seeds: Vec<SocketAddr>, outcomes: mpsc::UnboundedSender<JoinOutcome> },
     /// Leave gracefully; `done` is answered on [`Event::LeaveComplete`].
     Leave { done: oneshot::Sender<()> },
     /// Change the local tags.
-    SetTags {
-        tags: Tags,
-        done: oneshot::Sender<()>,
-    },
+    SetTags { tags: Tags, done: oneshot::Sender<()> },
     /// Gossip an application payload.
-    BroadcastUser {
-        key: Option<String>,
-        payload: Bytes,
-        done: oneshot::Sender<()>,
-    },
+    BroadcastUser { key: Option<String>, payload: Bytes, done: oneshot::Sender<Result<(), swim::PayloadTooLarge>> },
     /// Read the state machine's counters.
     Stats { reply: oneshot::Sender<swim::Stats> },
 }
@@ -70,10 +60,7 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     pub(crate) fn of(swim: &Swim) -> Self {
-        Self {
-            members: swim.members().cloned().collect(),
-            local: swim.local_member().clone(),
-        }
+        Self { members: swim.members().cloned().collect(), local: swim.local_member().clone() }
     }
 }
 
@@ -169,9 +156,7 @@ impl Driver {
         loop {
             let deadline = self.actor.swim.poll_timeout();
             if let Some(deadline) = deadline {
-                timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::from_std(deadline));
+                timer.as_mut().reset(tokio::time::Instant::from_std(deadline));
             }
             let actor = &mut self.actor;
             let input = tokio::select! {
@@ -183,9 +168,7 @@ impl Driver {
                 _ = actor.shutdown.changed() => Input::Shutdown,
             };
             match input {
-                Input::Datagram(Ok((len, from))) => {
-                    self.actor.swim.handle_packet(from, &buf[..len], now())
-                }
+                Input::Datagram(Ok((len, from))) => self.actor.swim.handle_packet(from, &buf[..len], now()),
                 Input::Datagram(Err(error)) => {
                     Counters::bump(&self.actor.counters.udp_recv_errors);
                     tracing::warn!(%error, "UDP receive failed");
@@ -194,10 +177,7 @@ impl Driver {
                 }
                 Input::Command(command) => self.command(command),
                 Input::Inbound(request) => {
-                    let answer =
-                        self.actor
-                            .swim
-                            .handle_stream_request(request.from, &request.frame, now());
+                    let answer = self.actor.swim.handle_stream_request(request.from, &request.frame, now());
                     // The connection task may have timed out and gone; then the answer is moot.
                     let _ = request.answer.send(answer);
                 }
@@ -217,10 +197,7 @@ impl Driver {
         let swim = &mut self.actor.swim;
         match command {
             Command::Join { seeds, outcomes } => {
-                self.join_waiters.push(JoinWaiter {
-                    pending: seeds.iter().copied().collect(),
-                    outcomes,
-                });
+                self.join_waiters.push(JoinWaiter { pending: seeds.iter().copied().collect(), outcomes });
                 swim.join(&seeds, now);
             }
             Command::Leave { done } => {
@@ -232,8 +209,7 @@ impl Driver {
                 let _ = done.send(());
             }
             Command::BroadcastUser { key, payload, done } => {
-                swim.broadcast_user(key.as_deref(), payload);
-                let _ = done.send(());
+                let _ = done.send(swim.broadcast_user(key.as_deref(), payload));
             }
             Command::Stats { reply } => {
                 let _ = reply.send(swim.stats().clone());
@@ -245,10 +221,7 @@ impl Driver {
     fn stream_done(&mut self, done: Result<(task::Id, Result<Bytes, String>), task::JoinError>) {
         let (task_id, result) = match done {
             Ok((task_id, result)) => (task_id, result),
-            Err(error) => (
-                error.id(),
-                Err(format!("stream request task failed: {error}")),
-            ),
+            Err(error) => (error.id(), Err(format!("stream request task failed: {error}"))),
         };
         let Some(stream_id) = self.outbound_ids.remove(&task_id) else {
             return;
@@ -258,9 +231,7 @@ impl Driver {
             tracing::debug!(stream_id, %reason, "stream request failed");
         }
         let response = result.as_deref().map_err(Clone::clone);
-        self.actor
-            .swim
-            .handle_stream_response(stream_id, response, now());
+        self.actor.swim.handle_stream_response(stream_id, response, now());
     }
 
     /// Drain every output of the state machine: transmits, events; then refresh the snapshot.
@@ -268,8 +239,7 @@ impl Driver {
         while let Some(transmit) = self.actor.swim.poll_transmit() {
             match transmit.kind {
                 TransmitKind::Datagram => {
-                    if let Err(error) = self.actor.udp.send_to(&transmit.payload, transmit.to).await
-                    {
+                    if let Err(error) = self.actor.udp.send_to(&transmit.payload, transmit.to).await {
                         Counters::bump(&self.actor.counters.udp_send_errors);
                         tracing::debug!(to = %transmit.to, %error, "UDP send failed");
                     }
@@ -289,15 +259,9 @@ impl Driver {
             events.push(event);
         }
         let now = now();
-        if self.snapshot_dirty
-            || now.saturating_duration_since(self.snapshot_taken) >= SNAPSHOT_MAX_AGE
-        {
+        if self.snapshot_dirty || now.saturating_duration_since(self.snapshot_taken) >= SNAPSHOT_MAX_AGE {
             let snapshot = Snapshot::of(&self.actor.swim);
-            *self
-                .actor
-                .snapshot
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = snapshot;
+            *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
             self.snapshot_dirty = false;
             self.snapshot_taken = now;
         }
@@ -348,11 +312,5 @@ impl Driver {
 
 /// Whether an event changes what `members()` returns.
 fn is_membership_change(event: &Event) -> bool {
-    !matches!(
-        event,
-        Event::JoinSucceeded { .. }
-            | Event::JoinFailed { .. }
-            | Event::LeaveComplete
-            | Event::User(_)
-    )
+    !matches!(event, Event::JoinSucceeded { .. } | Event::JoinFailed { .. } | Event::LeaveComplete | Event::User(_))
 }

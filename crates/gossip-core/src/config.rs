@@ -134,16 +134,8 @@ impl NodeConfig {
     /// Check every field; the error names the first field that breaks a rule. Called by
     /// [`crate::Node::start`].
     pub fn validate(&self) -> Result<(), NodeConfigError> {
-        fn invalid(
-            field: &'static str,
-            value: impl fmt::Debug,
-            rule: &'static str,
-        ) -> NodeConfigError {
-            NodeConfigError::Invalid {
-                field,
-                value: format!("{value:?}"),
-                rule,
-            }
+        fn invalid(field: &'static str, value: impl fmt::Debug, rule: &'static str) -> NodeConfigError {
+            NodeConfigError::Invalid { field, value: format!("{value:?}"), rule }
         }
         if self.name.is_empty() {
             return Err(invalid("name", &self.name, "must not be empty"));
@@ -153,47 +145,23 @@ impl NodeConfig {
         }
         if let Some(addr) = self.advertise_addr {
             if addr.ip().is_unspecified() {
-                return Err(invalid(
-                    "advertise_addr",
-                    addr,
-                    "must be an address other nodes can reach",
-                ));
+                return Err(invalid("advertise_addr", addr, "must be an address other nodes can reach"));
             }
             if addr.ip().is_multicast() {
-                return Err(invalid(
-                    "advertise_addr",
-                    addr,
-                    "must not be a multicast address",
-                ));
+                return Err(invalid("advertise_addr", addr, "must not be a multicast address"));
             }
         }
         if self.stream_timeout.is_zero() {
-            return Err(invalid(
-                "stream_timeout",
-                self.stream_timeout,
-                "must be greater than zero",
-            ));
+            return Err(invalid("stream_timeout", self.stream_timeout, "must be greater than zero"));
         }
         if self.join_attempts == 0 {
-            return Err(invalid(
-                "join_attempts",
-                self.join_attempts,
-                "must be at least 1",
-            ));
+            return Err(invalid("join_attempts", self.join_attempts, "must be at least 1"));
         }
         if self.max_inbound_streams == 0 {
-            return Err(invalid(
-                "max_inbound_streams",
-                self.max_inbound_streams,
-                "must be at least 1",
-            ));
+            return Err(invalid("max_inbound_streams", self.max_inbound_streams, "must be at least 1"));
         }
         if self.event_buffer == 0 {
-            return Err(invalid(
-                "event_buffer",
-                self.event_buffer,
-                "must be at least 1",
-            ));
+            return Err(invalid("event_buffer", self.event_buffer, "must be at least 1"));
         }
         self.swim.validate()?;
         Ok(())
@@ -248,44 +216,21 @@ mod tests {
             config.validate().unwrap();
         }
         assert!(NodeConfig::preset("nope").is_none());
-        assert_eq!(
-            NodeConfig::local().bind_addr,
-            "127.0.0.1:0".parse().unwrap()
-        );
+        assert_eq!(NodeConfig::local().bind_addr, "127.0.0.1:0".parse().unwrap());
         assert_eq!(NodeConfig::default().bind_addr.port(), DEFAULT_PORT);
     }
 
     #[test]
     fn validate_names_the_field() {
-        let config = NodeConfig {
-            name: String::new(),
-            ..NodeConfig::local()
-        };
-        assert!(config
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .starts_with("name:"));
+        let config = NodeConfig { name: String::new(), ..NodeConfig::local() };
+        assert!(config.validate().unwrap_err().to_string().starts_with("name:"));
 
-        let config = NodeConfig {
-            join_attempts: 0,
-            ..NodeConfig::local()
-        };
+        let config = NodeConfig { join_attempts: 0, ..NodeConfig::local() };
         let err = config.validate().unwrap_err().to_string();
-        assert!(
-            err.starts_with("join_attempts: 0") && err.contains("at least 1"),
-            "{err}"
-        );
+        assert!(err.starts_with("join_attempts: 0") && err.contains("at least 1"), "{err}");
 
-        let config = NodeConfig {
-            advertise_addr: Some("0.0.0.0:7946".parse().unwrap()),
-            ..NodeConfig::local()
-        };
-        assert!(config
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .starts_with("advertise_addr:"));
+        let config = NodeConfig { advertise_addr: Some("0.0.0.0:7946".parse().unwrap()), ..NodeConfig::local() };
+        assert!(config.validate().unwrap_err().to_string().starts_with("advertise_addr:"));
 
         let mut config = NodeConfig::local();
         config.swim.gossip_nodes = 0;

@@ -77,12 +77,12 @@ pub enum NodeError {
         /// The bound waited.
         after: Duration,
     },
-    /// A user payload larger than a datagram can carry; nothing was queued.
-    #[error("user payload of {len} bytes is larger than the packet budget of {limit} bytes")]
+    /// A user payload too large to ride on a probe; nothing was queued.
+    #[error("user payload of {len} bytes is larger than the limit of {limit} bytes")]
     PayloadTooLarge {
         /// Size of the payload.
         len: usize,
-        /// The packet budget ([`swim::Config::packet_budget`]).
+        /// The limit ([`swim::Swim::max_user_payload`]).
         limit: usize,
     },
 }
@@ -96,10 +96,7 @@ fn format_reasons(reasons: &[(SocketAddr, String)]) -> String {
     if reasons.is_empty() {
         return "none".to_owned();
     }
-    let list: Vec<String> = reasons
-        .iter()
-        .map(|(addr, reason)| format!("{addr}: {reason}"))
-        .collect();
+    let list: Vec<String> = reasons.iter().map(|(addr, reason)| format!("{addr}: {reason}")).collect();
     list.join("; ")
 }
 
@@ -116,10 +113,7 @@ mod tests {
             reasons: vec![(seed, "connection refused".into())],
         };
         let text = err.to_string();
-        assert!(
-            text.contains("[127.0.0.1:1]") && text.contains("2 attempt"),
-            "{text}"
-        );
+        assert!(text.contains("[127.0.0.1:1]") && text.contains("2 attempt"), "{text}");
         assert!(text.contains("127.0.0.1:1: connection refused"), "{text}");
     }
 }

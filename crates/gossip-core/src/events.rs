@@ -30,10 +30,7 @@ pub struct EventStream {
 
 impl EventStream {
     pub(crate) fn new(receiver: broadcast::Receiver<Event>) -> Self {
-        Self {
-            inner: BroadcastStream::new(receiver),
-            missed: 0,
-        }
+        Self { inner: BroadcastStream::new(receiver), missed: 0 }
     }
 
     /// A stream that has already ended (the node was stopped before it was asked for one).
@@ -63,11 +60,7 @@ impl Stream for EventStream {
                 Some(Ok(event)) => return Poll::Ready(Some(event)),
                 Some(Err(BroadcastStreamRecvError::Lagged(skipped))) => {
                     self.missed += skipped;
-                    tracing::warn!(
-                        skipped,
-                        total = self.missed,
-                        "event stream fell behind and skipped events"
-                    );
+                    tracing::warn!(skipped, total = self.missed, "event stream fell behind and skipped events");
                 }
                 None => return Poll::Ready(None),
             }

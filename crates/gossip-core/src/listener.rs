@@ -92,27 +92,14 @@ impl Connection {
     /// Read one frame, get the answer from the driver, write it back.
     async fn exchange(&mut self) -> Result<(), String> {
         let timeout = self.stream_timeout;
-        let frame = tokio::time::timeout(
-            timeout,
-            net::read_frame(&mut self.stream, gossip_transport::MAX_FRAME_LEN),
-        )
-        .await
-        .map_err(|_| format!("no request within {timeout:?}"))?
-        .map_err(|error| format!("reading the request: {error}"))?;
+        let frame = tokio::time::timeout(timeout, net::read_frame(&mut self.stream, gossip_transport::MAX_FRAME_LEN))
+            .await
+            .map_err(|_| format!("no request within {timeout:?}"))?
+            .map_err(|error| format!("reading the request: {error}"))?;
         let (answer, answered) = oneshot::channel();
-        let request = InboundRequest {
-            from: self.peer,
-            frame,
-            answer,
-        };
-        self.requests
-            .send(request)
-            .await
-            .map_err(|_| "the node is shutting down".to_owned())?;
-        let Some(answer) = answered
-            .await
-            .map_err(|_| "the node is shutting down".to_owned())?
-        else {
+        let request = InboundRequest { from: self.peer, frame, answer };
+        self.requests.send(request).await.map_err(|_| "the node is shutting down".to_owned())?;
+        let Some(answer) = answered.await.map_err(|_| "the node is shutting down".to_owned())? else {
             // The state machine refused the request (undecodable, wrong key, ...): just close.
             return Ok(());
         };
@@ -120,10 +107,7 @@ impl Connection {
             net::write_frame(&mut self.stream, &answer)
                 .await
                 .map_err(|error| format!("writing the answer: {error}"))?;
-            self.stream
-                .shutdown()
-                .await
-                .map_err(|error| format!("closing: {error}"))
+            self.stream.shutdown().await.map_err(|error| format!("closing: {error}"))
         })
         .await
         .map_err(|_| format!("answer not written within {timeout:?}"))?

@@ -71,7 +71,6 @@ struct Settings {
     join_attempts: u32,
     join_retry_interval: Duration,
     leave_bound: Duration,
-    packet_budget: usize,
 }
 
 /// Counters of a node: the state machine's and the driver's.
@@ -111,28 +110,18 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Self, StartError> {
         config.validate()?;
         let (udp, listener) =
-            net::bind(config.bind_addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.bind_addr,
-                    source,
-                })?;
-        let local_addr = udp.local_addr().map_err(|source| StartError::Bind {
-            addr: config.bind_addr,
-            source,
-        })?;
+            net::bind(config.bind_addr).await.map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
+        let local_addr = udp.local_addr().map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
         let advertise = advertise_addr(config.advertise_addr, local_addr)?;
-        let seed = rand::rngs::OsRng
-            .try_next_u64()
-            .map_err(|error| StartError::Entropy(error.to_string()))?;
+        let seed = rand::rngs::OsRng.try_next_u64().map_err(|error| StartError::Entropy(error.to_string()))?;
         let local = LocalNode {
             name: config.name.clone(),
             addr: advertise,
             tags: config.tags.clone(),
             generation: generation(),
         };
-        let mut swim = Swim::new(config.swim.clone(), local, seed, actor::now())
-            .map_err(crate::NodeConfigError::from)?;
+        let mut swim =
+            Swim::new(config.swim.clone(), local, seed, actor::now()).map_err(crate::NodeConfigError::from)?;
         if let Some(keyring) = config.keyring.clone() {
             swim.set_keyring(keyring);
         }
@@ -155,7 +144,6 @@ impl Node {
                 join_attempts: config.join_attempts,
                 join_retry_interval: config.join_retry_interval,
                 leave_bound: config.swim.leave_propagate_max + LEAVE_SLACK,
-                packet_budget: config.swim.packet_budget,
             }),
         };
         let acceptor = Acceptor {
@@ -178,12 +166,7 @@ impl Node {
             stream_timeout: config.stream_timeout,
         };
         tracing::info!(name = %config.name, %local_addr, %advertise, "gossip node started");
-        Ok(Self {
-            handle,
-            shutdown,
-            driver: tokio::spawn(actor.run()),
-            acceptor: tokio::spawn(acceptor.run()),
-        })
+        Ok(Self { handle, shutdown, driver: tokio::spawn(actor.run()), acceptor: tokio::spawn(acceptor.run()) })
     }
 
     /// A handle for other tasks; it outlives the node harmlessly (operations then fail with
@@ -197,12 +180,7 @@ impl Node {
     /// aborted, [`EventStream`]s end. This does not leave the cluster: call
     /// [`NodeHandle::leave`] first for a graceful exit.
     pub async fn shutdown(self) {
-        let Self {
-            handle,
-            shutdown,
-            driver,
-            acceptor,
-        } = self;
+        let Self { handle, shutdown, driver, acceptor } = self;
         let _ = shutdown.send(true);
         for (task, result) in [("driver", driver.await), ("acceptor", acceptor.await)] {
             if let Err(error) = result {
@@ -215,12 +193,7 @@ impl Node {
     /// Abort every task at once, as if the process had crashed: nothing more is sent, no leave.
     /// Returns when the tasks are gone and the sockets closed. For tests and simulations.
     pub async fn kill(self) {
-        let Self {
-            handle: _,
-            shutdown: _,
-            driver,
-            acceptor,
-        } = self;
+        let Self { handle: _, shutdown: _, driver, acceptor } = self;
         driver.abort();
         acceptor.abort();
         let _ = driver.await;
@@ -267,27 +240,14 @@ impl NodeHandle {
                 tokio::time::sleep(self.settings.join_retry_interval).await;
             }
         }
-        Err(JoinError::Unreachable {
-            seeds: unique,
-            attempts,
-            reasons,
-        })
+        Err(JoinError::Unreachable { seeds: unique, attempts, reasons })
     }
 
     /// One attempt: ask the driver, collect the outcome of each seed within a bound.
-    async fn join_once(
-        &self,
-        seeds: &[SocketAddr],
-    ) -> Result<(usize, Vec<(SocketAddr, String)>), JoinError> {
+    async fn join_once(&self, seeds: &[SocketAddr]) -> Result<(usize, Vec<(SocketAddr, String)>), JoinError> {
         let (outcomes, mut outcomes_rx) = mpsc::unbounded_channel::<JoinOutcome>();
-        let command = Command::Join {
-            seeds: seeds.to_vec(),
-            outcomes,
-        };
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| JoinError::Stopped)?;
+        let command = Command::Join { seeds: seeds.to_vec(), outcomes };
+        self.commands.send(command).await.map_err(|_| JoinError::Stopped)?;
         let bound = self.settings.stream_timeout + JOIN_SLACK;
         let deadline = tokio::time::Instant::now() + bound;
         let mut answered = HashSet::new();
@@ -323,10 +283,7 @@ impl NodeHandle {
     /// shut down; call [`Node::shutdown`] next.
     pub async fn leave(&self) -> Result<(), NodeError> {
         let (done, done_rx) = oneshot::channel();
-        self.commands
-            .send(Command::Leave { done })
-            .await
-            .map_err(|_| NodeError::Stopped)?;
+        self.commands.send(Command::Leave { done }).await.map_err(|_| NodeError::Stopped)?;
         let bound = self.settings.leave_bound;
         match tokio::time::timeout(bound, done_rx).await {
             Ok(Ok(())) => Ok(()),
@@ -338,37 +295,23 @@ impl NodeHandle {
     /// Replace the local tags and gossip them; the others see [`swim::Event::MemberUpdated`].
     pub async fn set_tags(&self, tags: Tags) -> Result<(), NodeError> {
         let (done, done_rx) = oneshot::channel();
-        self.commands
-            .send(Command::SetTags { tags, done })
-            .await
-            .map_err(|_| NodeError::Stopped)?;
+        self.commands.send(Command::SetTags { tags, done }).await.map_err(|_| NodeError::Stopped)?;
         done_rx.await.map_err(|_| NodeError::Stopped)
     }
 
     /// Gossip an application payload to every member, piggybacked on protocol packets; it
     /// arrives as [`swim::Event::User`]. With `key`, a newer payload with the same key replaces
-    /// one still queued. Delivery is best effort (as Serf's user events); the payload must fit in
-    /// one datagram with the protocol's envelope, so it is refused beyond
-    /// [`swim::Config::packet_budget`] bytes and may still be too large a little below that.
+    /// one still queued. Delivery is best effort (as Serf's user events). The payload must ride
+    /// on any probe, so it may take at most [`swim::Swim::max_user_payload`] bytes (about half
+    /// [`swim::Config::packet_budget`]); a larger one is refused and nothing is queued.
     pub async fn broadcast_user(&self, key: Option<&str>, payload: Bytes) -> Result<(), NodeError> {
-        let limit = self.settings.packet_budget;
-        if payload.len() > limit {
-            return Err(NodeError::PayloadTooLarge {
-                len: payload.len(),
-                limit,
-            });
-        }
         let (done, done_rx) = oneshot::channel();
-        let command = Command::BroadcastUser {
-            key: key.map(str::to_owned),
-            payload,
-            done,
-        };
-        self.commands
-            .send(command)
+        let command = Command::BroadcastUser { key: key.map(str::to_owned), payload, done };
+        self.commands.send(command).await.map_err(|_| NodeError::Stopped)?;
+        done_rx
             .await
-            .map_err(|_| NodeError::Stopped)?;
-        done_rx.await.map_err(|_| NodeError::Stopped)
+            .map_err(|_| NodeError::Stopped)?
+            .map_err(|refused| NodeError::PayloadTooLarge { len: refused.len, limit: refused.max })
     }
 
     /// Every member this node knows, itself and tombstones (failed and left members not yet
@@ -378,11 +321,7 @@ impl NodeHandle {
     /// every membership event and command, and at least once a second. So right after an event
     /// arrived on an [`EventStream`], `members()` already reflects it.
     pub fn members(&self) -> Vec<Member> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .members
-            .clone()
+        self.snapshot.read().unwrap_or_else(PoisonError::into_inner).members.clone()
     }
 
     /// The members that are alive or suspect (the local node included).
@@ -398,11 +337,7 @@ impl NodeHandle {
 
     /// This node as the cluster sees it (from the same snapshot as [`NodeHandle::members`]).
     pub fn local_member(&self) -> Member {
-        self.snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .local
-            .clone()
+        self.snapshot.read().unwrap_or_else(PoisonError::into_inner).local.clone()
     }
 
     /// The events of this node from now on; see [`EventStream`] for what happens when a stream
@@ -417,10 +352,7 @@ impl NodeHandle {
     /// Counters of the state machine (asked of the driver) and of the driver.
     pub async fn stats(&self) -> Result<NodeStats, NodeError> {
         let (reply, reply_rx) = oneshot::channel();
-        self.commands
-            .send(Command::Stats { reply })
-            .await
-            .map_err(|_| NodeError::Stopped)?;
+        self.commands.send(Command::Stats { reply }).await.map_err(|_| NodeError::Stopped)?;
         let swim = reply_rx.await.map_err(|_| NodeError::Stopped)?;
         let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         let counters = &self.counters;
@@ -445,20 +377,13 @@ impl NodeHandle {
     /// other nodes' [`NodeHandle::join`]. Equal to [`NodeHandle::local_addr`] unless the bind
     /// address is unspecified or [`NodeConfig::advertise_addr`] is set.
     pub fn advertise_addr(&self) -> SocketAddr {
-        self.snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .local
-            .addr
+        self.snapshot.read().unwrap_or_else(PoisonError::into_inner).local.addr
     }
 }
 
 /// The address to publish: the configured one (port 0 meaning the bound port), the bound one, or
 /// for an unspecified bind address the local address of the default route.
-fn advertise_addr(
-    configured: Option<SocketAddr>,
-    bound: SocketAddr,
-) -> Result<SocketAddr, StartError> {
+fn advertise_addr(configured: Option<SocketAddr>, bound: SocketAddr) -> Result<SocketAddr, StartError> {
     if let Some(mut addr) = configured {
         if addr.port() == 0 {
             addr.set_port(bound.port());
@@ -468,10 +393,8 @@ fn advertise_addr(
     if !bound.ip().is_unspecified() {
         return Ok(bound);
     }
-    let ip = default_route_ip(bound.is_ipv4()).map_err(|reason| StartError::NoAdvertiseAddr {
-        bind_addr: bound,
-        reason,
-    })?;
+    let ip =
+        default_route_ip(bound.is_ipv4()).map_err(|reason| StartError::NoAdvertiseAddr { bind_addr: bound, reason })?;
     Ok(SocketAddr::new(ip, bound.port()))
 }
 
@@ -480,25 +403,13 @@ fn advertise_addr(
 fn default_route_ip(ipv4: bool) -> Result<IpAddr, String> {
     // Documentation addresses (RFC 5737 / RFC 3849): nothing is ever sent to them.
     let (local, remote): (SocketAddr, SocketAddr) = if ipv4 {
-        (
-            (Ipv4Addr::UNSPECIFIED, 0).into(),
-            (Ipv4Addr::new(192, 0, 2, 1), 9).into(),
-        )
+        ((Ipv4Addr::UNSPECIFIED, 0).into(), (Ipv4Addr::new(192, 0, 2, 1), 9).into())
     } else {
-        (
-            (Ipv6Addr::UNSPECIFIED, 0).into(),
-            (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 9).into(),
-        )
+        ((Ipv6Addr::UNSPECIFIED, 0).into(), (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 9).into())
     };
-    let socket =
-        std::net::UdpSocket::bind(local).map_err(|error| format!("probe socket: {error}"))?;
-    socket
-        .connect(remote)
-        .map_err(|error| format!("no default route: {error}"))?;
-    let ip = socket
-        .local_addr()
-        .map_err(|error| format!("probe socket: {error}"))?
-        .ip();
+    let socket = std::net::UdpSocket::bind(local).map_err(|error| format!("probe socket: {error}"))?;
+    socket.connect(remote).map_err(|error| format!("no default route: {error}"))?;
+    let ip = socket.local_addr().map_err(|error| format!("probe socket: {error}"))?.ip();
     if ip.is_unspecified() {
         return Err("no address on the default route".to_owned());
     }
@@ -507,9 +418,7 @@ fn default_route_ip(ipv4: bool) -> Result<IpAddr, String> {
 
 /// This process's generation: wall-clock microseconds since the Unix epoch.
 fn generation() -> u64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -522,10 +431,7 @@ mod tests {
         let bound: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         assert_eq!(advertise_addr(None, bound).unwrap(), bound);
         let configured: SocketAddr = "10.0.0.7:0".parse().unwrap();
-        assert_eq!(
-            advertise_addr(Some(configured), bound).unwrap(),
-            "10.0.0.7:4000".parse().unwrap()
-        );
+        assert_eq!(advertise_addr(Some(configured), bound).unwrap(), "10.0.0.7:4000".parse().unwrap());
     }
 
     #[test]

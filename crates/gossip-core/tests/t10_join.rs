@@ -14,14 +14,52 @@ async fn five_nodes_join_and_see_each_other() {
     for node in &nodes {
         let members = node.members();
         assert_eq!(members.len(), 5, "{members:?}");
-        assert!(
-            members.iter().all(|m| m.state == State::Alive),
-            "{members:?}"
-        );
+        assert!(members.iter().all(|m| m.state == State::Alive), "{members:?}");
         let names: Vec<_> = members.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["join-0", "join-1", "join-2", "join-3", "join-4"]);
         assert_eq!(node.local_member().addr, node.local_addr());
     }
+    shutdown_all(nodes).await;
+}
+
+/// Start five nodes and join each through the first one only: the others learn of each newcomer
+/// from the seed's gossip (or, failing that, from push-pull anti-entropy).
+async fn join_through_one_seed(prefix: &str, make: impl Fn(String) -> NodeConfig, bound: Duration) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        nodes.push(Node::start(make(format!("{prefix}-{i}"))).await.unwrap());
+    }
+    let seed = nodes[0].advertise_addr();
+    for node in &nodes[1..] {
+        assert_eq!(node.join(&[seed]).await, Ok(1));
+    }
+    let started = tokio::time::Instant::now();
+    common::wait_until("every node sees every node alive", bound, || {
+        nodes.iter().all(|node| common::alive_count(node) == 5)
+    })
+    .await;
+    eprintln!("{prefix}: converged {:?} after the last join", started.elapsed());
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_join_through_one_seed() {
+    init_tracing();
+    let nodes = join_through_one_seed("seeded", |name| config(&name), common::ANTI_ENTROPY).await;
+    shutdown_all(nodes).await;
+}
+
+/// Without push-pull, joins must spread by gossip alone, within a few gossip rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "swim: a joiner does not gossip its own alive, so nodes that joined earlier can miss it until push-pull"]
+async fn joins_spread_by_gossip_alone() {
+    init_tracing();
+    let no_push_pull = |name: String| {
+        let mut config = config(&name);
+        config.swim.push_pull_interval = Duration::ZERO;
+        config
+    };
+    let nodes = join_through_one_seed("gossiped", no_push_pull, Duration::from_secs(5)).await;
     shutdown_all(nodes).await;
 }
 
@@ -33,19 +71,11 @@ async fn join_is_reported_as_events_on_both_sides() {
     let mut a_events = a.events();
     let mut b_events = b.events();
 
-    assert_eq!(
-        b.join(&[a.advertise_addr(), a.advertise_addr()]).await,
-        Ok(1),
-        "duplicates count once"
-    );
+    assert_eq!(b.join(&[a.advertise_addr(), a.advertise_addr()]).await, Ok(1), "duplicates count once");
     // The joiner knows the seed's members as soon as join returns.
-    assert!(b
-        .members()
-        .iter()
-        .any(|m| m.name == "events-a" && m.state == State::Alive));
+    assert!(b.members().iter().any(|m| m.name == "events-a" && m.state == State::Alive));
 
-    let joined =
-        |name: &'static str| move |e: &Event| matches!(e, Event::MemberJoined(m) if m.name == name);
+    let joined = |name: &'static str| move |e: &Event| matches!(e, Event::MemberJoined(m) if m.name == name);
     wait_for_event("a sees b join", &mut a_events, CONVERGE, joined("events-b")).await;
     wait_for_event("b sees a join", &mut b_events, CONVERGE, joined("events-a")).await;
 
@@ -66,14 +96,7 @@ async fn join_fails_naming_unreachable_seeds_after_every_attempt() {
     let nobody = common::unused_addr();
 
     let err = node.join(&[nobody]).await.unwrap_err();
-    let JoinError::Unreachable {
-        seeds,
-        attempts,
-        reasons,
-    } = &err
-    else {
-        panic!("unexpected error {err:?}")
-    };
+    let JoinError::Unreachable { seeds, attempts, reasons } = &err else { panic!("unexpected error {err:?}") };
     assert_eq!(seeds, &[nobody]);
     assert_eq!(*attempts, 2);
     assert_eq!(reasons.len(), 1, "{reasons:?}");
@@ -100,18 +123,10 @@ async fn join_retries_until_a_seed_comes_up() {
     let join = tokio::spawn(async move { handle.join(&[seed_addr]).await });
 
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let seed = Node::start(NodeConfig {
-        bind_addr: seed_addr,
-        ..config("late-seed")
-    })
-    .await
-    .unwrap();
+    let seed = Node::start(NodeConfig { bind_addr: seed_addr, ..config("late-seed") }).await.unwrap();
 
     assert_eq!(join.await.unwrap(), Ok(1));
-    common::wait_until("the seed sees the joiner", CONVERGE, || {
-        common::alive_count(&seed) == 2
-    })
-    .await;
+    common::wait_until("the seed sees the joiner", CONVERGE, || common::alive_count(&seed) == 2).await;
     shutdown_all(vec![joiner, seed]).await;
 }
 
@@ -121,24 +136,11 @@ async fn start_errors_name_the_problem() {
     let first = Node::start(config("first")).await.unwrap();
     let taken = first.local_addr();
 
-    let err = Node::start(NodeConfig {
-        bind_addr: taken,
-        ..config("second")
-    })
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(err, StartError::Bind { addr, .. } if addr == taken),
-        "{err:?}"
-    );
+    let err = Node::start(NodeConfig { bind_addr: taken, ..config("second") }).await.unwrap_err();
+    assert!(matches!(err, StartError::Bind { addr, .. } if addr == taken), "{err:?}");
     assert!(err.to_string().contains(&taken.to_string()), "{err}");
 
-    let err = Node::start(NodeConfig {
-        name: String::new(),
-        ..NodeConfig::local()
-    })
-    .await
-    .unwrap_err();
+    let err = Node::start(NodeConfig { name: String::new(), ..NodeConfig::local() }).await.unwrap_err();
     assert!(matches!(err, StartError::Config(_)), "{err:?}");
     assert!(err.to_string().contains("name"), "{err}");
 

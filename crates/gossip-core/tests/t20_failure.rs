@@ -27,25 +27,15 @@ async fn killed_node_is_declared_failed_by_all_others() {
             |e| matches!(e, Event::MemberFailed(m) if m.name == "fail-4"),
         )
         .await;
-        let Event::MemberFailed(failed) = event else {
-            unreachable!()
-        };
+        let Event::MemberFailed(failed) = event else { unreachable!() };
         assert_eq!(failed.state, State::Dead);
         assert!(
-            !before
-                .iter()
-                .any(|e| matches!(e, Event::MemberFailed(m) if m.name != "fail-4")),
+            !before.iter().any(|e| matches!(e, Event::MemberFailed(m) if m.name != "fail-4")),
             "{observer} declared a live node failed: {before:?}"
         );
-        assert_eq!(
-            common::member(node, "fail-4").map(|m| m.state),
-            Some(State::Dead)
-        );
+        assert_eq!(common::member(node, "fail-4").map(|m| m.state), Some(State::Dead));
     }
-    eprintln!(
-        "all 4 survivors declared fail-4 failed within {:?}",
-        killed_at.elapsed()
-    );
+    eprintln!("all 4 survivors declared fail-4 failed within {:?}", killed_at.elapsed());
 
     // The survivors still agree on each other.
     for node in &nodes {

@@ -17,9 +17,12 @@ async fn tags_changes_reach_every_member() {
     assert_eq!(nodes[2].local_member().tags, tags);
 
     for (node, events) in nodes.iter().zip(&mut streams).take(2) {
-        wait_for_event("tags update", events, CONVERGE, |e| {
-            matches!(e, Event::MemberUpdated(m) if m.name == "tags-2" && m.tags.get("role") == Some("db"))
-        })
+        wait_for_event(
+            "tags update",
+            events,
+            CONVERGE,
+            |e| matches!(e, Event::MemberUpdated(m) if m.name == "tags-2" && m.tags.get("role") == Some("db")),
+        )
         .await;
         assert_eq!(common::member(node, "tags-2").unwrap().tags, tags);
     }
@@ -32,29 +35,14 @@ async fn user_broadcasts_reach_every_member() {
     let nodes = common::cluster(3, |i| config(&format!("user-{i}"))).await;
     let mut streams: Vec<_> = nodes.iter().map(|node| node.events()).collect();
 
-    nodes[0]
-        .broadcast_user(Some("greeting"), Bytes::from_static(b"hello"))
-        .await
-        .unwrap();
+    nodes[0].broadcast_user(Some("greeting"), Bytes::from_static(b"hello")).await.unwrap();
     for events in streams.iter_mut().skip(1) {
-        wait_for_event(
-            "user payload",
-            events,
-            CONVERGE,
-            |e| matches!(e, Event::User(p) if p == "hello"),
-        )
-        .await;
+        wait_for_event("user payload", events, CONVERGE, |e| matches!(e, Event::User(p) if p == "hello")).await;
     }
 
-    let too_large = Bytes::from(vec![0u8; 2000]);
+    let too_large = Bytes::from(vec![0u8; 1000]);
     let err = nodes[0].broadcast_user(None, too_large).await.unwrap_err();
-    assert_eq!(
-        err,
-        NodeError::PayloadTooLarge {
-            len: 2000,
-            limit: 1400
-        }
-    );
+    assert!(matches!(err, NodeError::PayloadTooLarge { len: 1000, limit } if limit < 700), "{err:?}");
     shutdown_all(nodes).await;
 }
 
@@ -69,10 +57,7 @@ async fn stats_count_traffic() {
     // Probes go out every second in the local preset.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let seed = nodes[0].stats().await.unwrap();
-    assert!(
-        seed.swim.packets_sent > 0 && seed.swim.packets_received > 0,
-        "{seed:?}"
-    );
+    assert!(seed.swim.packets_sent > 0 && seed.swim.packets_received > 0, "{seed:?}");
     assert_eq!(seed.driver.udp_send_errors, 0);
     shutdown_all(nodes).await;
 }

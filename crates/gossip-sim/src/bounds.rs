@@ -30,6 +30,17 @@ pub fn dissemination_time(config: &swim::Config, n: usize) -> Duration {
     config.gossip_interval * retransmit_limit(config, n)
 }
 
+/// The push-pull period of a node that sees `n` live members: `push_pull_interval`, scaled as
+/// memberlist does above 32 members by `ceil(log2(n) − log2(32)) + 1`.
+pub fn push_pull_period(config: &swim::Config, n: usize) -> Duration {
+    let n = n as f64;
+    if n <= 32.0 {
+        config.push_pull_interval
+    } else {
+        config.push_pull_interval.mul_f64((n.log2() - 32f64.log2()).ceil() + 1.0)
+    }
+}
+
 /// An upper bound on the time for every live node of an `n`-node cluster without loss to learn
 /// of a crash, from the configuration alone:
 ///
@@ -66,6 +77,9 @@ mod tests {
         assert_eq!(retransmit_limit(&c, 100), 12);
         assert_eq!(dissemination_time(&c, 100), Duration::from_millis(2400));
         assert_eq!(crash_detection_bound(&c, 100, 10), Duration::from_millis(11_000 + 9_600 + 2_400));
+        assert_eq!(push_pull_period(&c, 32), Duration::from_secs(30));
+        assert_eq!(push_pull_period(&c, 100), Duration::from_secs(90));
+        assert_eq!(push_pull_period(&c, 1000), Duration::from_secs(180));
     }
 
     #[test]

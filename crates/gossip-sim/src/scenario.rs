@@ -239,6 +239,9 @@ pub struct Summary {
     pub failures: FailureCounts,
     /// False failures with the seed of their run.
     pub false_failures: Vec<(u64, FailureRecord)>,
+    /// The grace window of the classification (see [`Simulation::grace`]).
+    #[serde(serialize_with = "secs")]
+    pub grace: Duration,
     /// Formation times of the runs that converged.
     pub formation: Distribution,
     /// Runs whose formation did not converge in time.
@@ -292,6 +295,7 @@ impl Summary {
                 .iter()
                 .flat_map(|o| o.report.false_failures.iter().map(|f| (o.report.seed, f.clone())))
                 .collect(),
+            grace: outcomes.first().map_or(Duration::ZERO, |o| o.report.grace),
             formation: Distribution::from_samples(outcomes.iter().filter_map(|o| o.formation)),
             formation_timeouts: outcomes.iter().filter(|o| o.formation.is_none()).count(),
             converged_after_heal: Distribution::from_samples(outcomes.iter().filter_map(|o| o.converged_after_heal)),
@@ -314,7 +318,7 @@ impl fmt::Display for Summary {
         )?;
         write_detection_rows(f, &self.first_detection, &self.all_detection)?;
         let records: Vec<FailureRecord> = self.false_failures.iter().map(|(_, r)| r.clone()).collect();
-        write_failures(f, &self.failures, &records, Duration::ZERO)?;
+        write_failures(f, &self.failures, &records, self.grace)?;
         writeln!(
             f,
             "traffic per node per second: {:.2} datagrams, {:.0} B; {:.3} streams, {:.0} B",

@@ -386,6 +386,11 @@ impl Simulation {
         }
     }
 
+    /// The network model, to change from now on (for example to end a lossy phase).
+    pub fn network_mut(&mut self) -> &mut NetworkModel {
+        &mut self.cfg.network
+    }
+
     /// Reset the traffic counters: [`crate::Report::traffic`] measures from now on.
     pub fn reset_traffic(&mut self) {
         self.traffic_since = self.now;

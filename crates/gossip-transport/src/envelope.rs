@@ -41,10 +41,7 @@ impl Codec {
         if label.len() > MAX_LABEL_LEN {
             return Err(CodecError::LabelTooLong { len: label.len() });
         }
-        Ok(Self {
-            label: label.to_owned(),
-            keyring: None,
-        })
+        Ok(Self { label: label.to_owned(), keyring: None })
     }
 
     /// The same codec, encrypting with `keyring` and refusing plaintext from now on.
@@ -89,11 +86,7 @@ impl Codec {
     /// cryptographically secure RNG in production); it is not used for plaintext.
     pub fn seal(&self, body: &[u8], rng: &mut dyn rand::RngCore) -> Bytes {
         let mut out = Vec::with_capacity(self.overhead() + body.len());
-        let flags = if self.keyring.is_some() {
-            FLAG_ENCRYPTED
-        } else {
-            0
-        };
+        let flags = if self.keyring.is_some() { FLAG_ENCRYPTED } else { 0 };
         out.extend_from_slice(&[
             MAGIC,
             PROTOCOL_MAJOR,
@@ -150,12 +143,7 @@ impl Codec {
                 }
                 let (aad, payload) = datagram.split_at(header_len);
                 let (nonce, sealed) = payload.split_at(NONCE_LEN);
-                keyring
-                    .open(nonce, aad, sealed)
-                    .map(Bytes::from)
-                    .ok_or(DecodeError::Decrypt {
-                        keys: keyring.len(),
-                    })
+                keyring.open(nonce, aad, sealed).map(Bytes::from).ok_or(DecodeError::Decrypt { keys: keyring.len() })
             }
         }
     }
@@ -224,10 +212,7 @@ impl Codec {
 }
 
 fn too_short(datagram: &[u8], need: usize) -> DecodeError {
-    DecodeError::TooShort {
-        len: datagram.len(),
-        need,
-    }
+    DecodeError::TooShort { len: datagram.len(), need }
 }
 
 #[cfg(test)]
@@ -351,10 +336,7 @@ mod tests {
 
         datagram[1] = 2;
         let err = refused(&codec, &datagram);
-        assert!(matches!(
-            err,
-            DecodeError::UnsupportedVersion { major: 2, minor: 9 }
-        ));
+        assert!(matches!(err, DecodeError::UnsupportedVersion { major: 2, minor: 9 }));
         assert_eq!(err.reason(), "unsupported_version");
     }
 
@@ -396,10 +378,7 @@ mod tests {
             // Flips in the header are caught by earlier checks; everything else by the CRC.
             if i >= 5 + 4 {
                 let err = refused(&codec, &datagram);
-                assert!(
-                    matches!(err, DecodeError::Checksum { .. }),
-                    "byte {i}: {err:?}"
-                );
+                assert!(matches!(err, DecodeError::Checksum { .. }), "byte {i}: {err:?}");
                 assert_eq!(err.reason(), "checksum");
             }
         }
@@ -480,9 +459,7 @@ mod tests {
     #[test]
     fn stream_round_trip() {
         for codec in [plain("x"), encrypted("x", key(4))] {
-            let msg = wire::StreamMessage {
-                body: Some(wire::stream_message::Body::Error("too large".into())),
-            };
+            let msg = wire::StreamMessage { body: Some(wire::stream_message::Body::Error("too large".into())) };
             let frame = codec.encode_stream(&msg, &mut rng());
             assert_eq!(codec.decode_stream(&frame).expect("own frame"), msg);
         }
@@ -504,14 +481,8 @@ mod tests {
             DecodeError::BadMagic { got: 0 },
             DecodeError::UnsupportedVersion { major: 2, minor: 0 },
             DecodeError::UnknownFlags { flags: 2 },
-            DecodeError::LabelMismatch {
-                expected: String::new(),
-                got: String::new(),
-            },
-            DecodeError::Checksum {
-                expected: 0,
-                computed: 1,
-            },
+            DecodeError::LabelMismatch { expected: String::new(), got: String::new() },
+            DecodeError::Checksum { expected: 0, computed: 1 },
             DecodeError::EncryptedWithoutKeyring,
             DecodeError::Decrypt { keys: 1 },
             DecodeError::PlaintextRefused,

@@ -74,7 +74,8 @@ pub enum DecodeError {
     /// The packet decodes but carries no message.
     #[error("packet carries no message")]
     Empty,
-    /// A message decodes but has no body (none of the known kinds is set).
+    /// A message decodes but has no body (none of the known kinds is set). This is also what a
+    /// message kind added by a newer protocol version looks like to this node.
     #[error("message {index} of the packet has no body")]
     MissingBody {
         /// Position of the message in the packet (0 for a stream frame).

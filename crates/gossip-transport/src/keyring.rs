@@ -39,10 +39,7 @@ impl Key {
         if !matches!(bytes.len(), 16 | 24 | 32) {
             return Err(KeyError::InvalidLength { len: bytes.len() });
         }
-        let mut key = Self {
-            bytes: [0; 32],
-            len: bytes.len() as u8,
-        };
+        let mut key = Self { bytes: [0; 32], len: bytes.len() as u8 };
         key.bytes[..bytes.len()].copy_from_slice(bytes);
         Ok(key)
     }
@@ -159,9 +156,7 @@ pub struct Keyring {
 impl Keyring {
     /// A keyring holding only `primary`.
     pub fn new(primary: Key) -> Self {
-        Self {
-            keys: vec![InstalledKey::new(primary)],
-        }
+        Self { keys: vec![InstalledKey::new(primary)] }
     }
 
     /// Installs `key` so that packets sealed with it open here. Installing a key twice is a no-op.
@@ -183,9 +178,7 @@ impl Keyring {
     /// Removes an installed key. The primary key cannot be removed.
     pub fn remove(&mut self, key: &Key) -> Result<(), KeyError> {
         match self.position(key)? {
-            0 => Err(KeyError::RemovePrimary {
-                fingerprint: key.fingerprint(),
-            }),
+            0 => Err(KeyError::RemovePrimary { fingerprint: key.fingerprint() }),
             index => {
                 self.keys.remove(index);
                 Ok(())
@@ -219,20 +212,11 @@ impl Keyring {
     }
 
     fn position(&self, key: &Key) -> Result<usize, KeyError> {
-        self.keys()
-            .position(|k| k == key)
-            .ok_or_else(|| KeyError::NotInstalled {
-                fingerprint: key.fingerprint(),
-            })
+        self.keys().position(|k| k == key).ok_or_else(|| KeyError::NotInstalled { fingerprint: key.fingerprint() })
     }
 
     /// Encrypts `buffer` in place with the primary key and returns the tag.
-    pub(crate) fn seal_in_place(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        buffer: &mut [u8],
-    ) -> [u8; TAG_LEN] {
+    pub(crate) fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buffer: &mut [u8]) -> [u8; TAG_LEN] {
         self.keys[0].cipher.encrypt(nonce, aad, buffer)
     }
 
@@ -257,10 +241,7 @@ impl Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyring")
-            .field("primary", self.primary())
-            .field("installed", &self.keys.len())
-            .finish()
+        f.debug_struct("Keyring").field("primary", self.primary()).field("installed", &self.keys.len()).finish()
     }
 }
 
@@ -292,18 +273,9 @@ mod tests {
         assert_eq!(Key::from_base64(&text).expect("own base64"), k);
         // The form `serf keygen` prints: 32 bytes, standard alphabet, padded.
         let serf = "HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8=";
-        assert_eq!(
-            Key::from_base64(serf).expect("serf key").as_bytes().len(),
-            32
-        );
-        assert!(matches!(
-            Key::from_base64("not base64!"),
-            Err(KeyError::Base64(_))
-        ));
-        assert!(matches!(
-            Key::from_base64("AAAA"),
-            Err(KeyError::InvalidLength { len: 3 })
-        ));
+        assert_eq!(Key::from_base64(serf).expect("serf key").as_bytes().len(), 32);
+        assert!(matches!(Key::from_base64("not base64!"), Err(KeyError::Base64(_))));
+        assert!(matches!(Key::from_base64("AAAA"), Err(KeyError::InvalidLength { len: 3 })));
     }
 
     #[test]
@@ -334,28 +306,16 @@ mod tests {
         ring.install(key(2));
         ring.install(key(3));
         assert_eq!(ring.len(), 3);
-        assert_eq!(
-            ring.keys().cloned().collect::<Vec<_>>(),
-            [key(1), key(2), key(3)]
-        );
+        assert_eq!(ring.keys().cloned().collect::<Vec<_>>(), [key(1), key(2), key(3)]);
 
         ring.use_key(&key(3)).expect("installed");
-        assert_eq!(
-            ring.keys().cloned().collect::<Vec<_>>(),
-            [key(3), key(1), key(2)]
-        );
+        assert_eq!(ring.keys().cloned().collect::<Vec<_>>(), [key(3), key(1), key(2)]);
 
-        assert!(matches!(
-            ring.use_key(&key(9)),
-            Err(KeyError::NotInstalled { .. })
-        ));
+        assert!(matches!(ring.use_key(&key(9)), Err(KeyError::NotInstalled { .. })));
         let err = ring.remove(&key(3)).unwrap_err();
         assert!(matches!(err, KeyError::RemovePrimary { .. }));
         assert!(err.to_string().contains(&key(3).fingerprint()));
-        assert!(matches!(
-            ring.remove(&key(9)),
-            Err(KeyError::NotInstalled { .. })
-        ));
+        assert!(matches!(ring.remove(&key(9)), Err(KeyError::NotInstalled { .. })));
         ring.remove(&key(1)).expect("not primary");
         assert_eq!(ring.keys().cloned().collect::<Vec<_>>(), [key(3), key(2)]);
     }
@@ -369,10 +329,7 @@ mod tests {
             let tag = ring.seal_in_place(&nonce, b"aad", &mut buffer);
             assert_ne!(buffer, b"hello");
             buffer.extend_from_slice(&tag);
-            assert_eq!(
-                ring.open(&nonce, b"aad", &buffer).as_deref(),
-                Some(&b"hello"[..])
-            );
+            assert_eq!(ring.open(&nonce, b"aad", &buffer).as_deref(), Some(&b"hello"[..]));
             assert_eq!(ring.open(&nonce, b"other aad", &buffer), None);
             assert_eq!(ring.open(&nonce, b"aad", &buffer[..TAG_LEN - 1]), None);
         }

@@ -64,7 +64,8 @@
 //! bits ([`DecodeError::UnknownFlags`]), another cluster's label ([`DecodeError::LabelMismatch`],
 //! also without encryption), an encrypted envelope without a keyring
 //! ([`DecodeError::EncryptedWithoutKeyring`]), a plaintext envelope when a keyring is set
-//! ([`DecodeError::PlaintextRefused`]), a bad CRC32 ([`DecodeError::Checksum`]), a ciphertext no
+//! ([`DecodeError::PlaintextRefused`]), no room for the CRC32 or for nonce and tag
+//! ([`DecodeError::TooShort`] again), a bad CRC32 ([`DecodeError::Checksum`]), a ciphertext no
 //! installed key authenticates ([`DecodeError::Decrypt`]), then a body that is not valid protobuf
 //! ([`DecodeError::Malformed`]), has no message ([`DecodeError::Empty`]) or a message of no known
 //! kind ([`DecodeError::MissingBody`]).
@@ -136,7 +137,9 @@ pub mod wire {
 /// Major protocol version. Envelopes with another major version are refused.
 pub const PROTOCOL_MAJOR: u8 = 1;
 /// Minor protocol version. Any minor version of the same major is accepted; a minor release only
-/// adds protobuf fields older nodes skip.
+/// adds protobuf fields older nodes skip. A new message kind is refused by older nodes
+/// ([`DecodeError::MissingBody`]), so it may only be sent once every member advertises support
+/// for it (`protocol_max` in `Alive`).
 pub const PROTOCOL_MINOR: u8 = 0;
 /// Default largest datagram, envelope included, in bytes: fits a 1500-byte Ethernet MTU with
 /// room for IP and UDP headers (and some tunnelling).

@@ -84,9 +84,9 @@ impl Default for Inner {
 
 impl Inner {
     fn partitioned(&self, from: SocketAddr, to: SocketAddr) -> bool {
-        self.partitions.iter().any(|(a, b)| {
-            (a.contains(&from) && b.contains(&to)) || (b.contains(&from) && a.contains(&to))
-        })
+        self.partitions
+            .iter()
+            .any(|(a, b)| (a.contains(&from) && b.contains(&to)) || (b.contains(&from) && a.contains(&to)))
     }
 }
 
@@ -119,11 +119,7 @@ impl MemoryNetwork {
             }
         }
         inner.stats.delivered += 1;
-        inner
-            .inboxes
-            .entry(to)
-            .or_default()
-            .push_back((from, bytes));
+        inner.inboxes.entry(to).or_default().push_back((from, bytes));
     }
 
     /// Takes the oldest datagram waiting at `at`, with its sender.
@@ -140,21 +136,14 @@ impl MemoryNetwork {
     /// `seed` so that runs repeat exactly. `set_loss(0.0, _)` turns loss off.
     pub fn set_loss(&self, probability: f64, seed: u64) {
         let mut inner = self.lock();
-        inner.loss = if probability.is_nan() {
-            0.0
-        } else {
-            probability.clamp(0.0, 1.0)
-        };
+        inner.loss = if probability.is_nan() { 0.0 } else { probability.clamp(0.0, 1.0) };
         inner.rng = StdRng::seed_from_u64(seed);
     }
 
     /// Installs a deterministic drop hook, called as `filter(from, to, bytes)` for every datagram
     /// that crosses no partition; returning `true` drops it. Replaces any previous filter.
     /// The filter runs under the network's lock and must not call back into the network.
-    pub fn set_drop_filter(
-        &self,
-        filter: impl FnMut(SocketAddr, SocketAddr, &[u8]) -> bool + Send + 'static,
-    ) {
+    pub fn set_drop_filter(&self, filter: impl FnMut(SocketAddr, SocketAddr, &[u8]) -> bool + Send + 'static) {
         self.lock().drop_filter = Some(Box::new(filter));
     }
 

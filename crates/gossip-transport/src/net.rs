@@ -79,10 +79,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<B
 /// Writes one frame with its length prefix and flushes. Prefix and frame go out in one write, so
 /// Nagle's algorithm cannot hold the payload back behind a lone prefix.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Result<(), FrameError> {
-    let len = u32::try_from(frame.len()).map_err(|_| FrameError::TooLarge {
-        len: frame.len(),
-        max: u32::MAX as usize,
-    })?;
+    let len =
+        u32::try_from(frame.len()).map_err(|_| FrameError::TooLarge { len: frame.len(), max: u32::MAX as usize })?;
     let mut buffer = Vec::with_capacity(LENGTH_PREFIX_LEN + frame.len());
     buffer.extend_from_slice(&len.to_be_bytes());
     buffer.extend_from_slice(frame);
@@ -93,21 +91,14 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Resu
 
 /// Connects to `to`, sends `frame`, and reads one frame back (at most `max` bytes), all within
 /// `timeout`. The connection is closed afterwards.
-pub async fn request(
-    to: SocketAddr,
-    frame: &[u8],
-    timeout: Duration,
-    max: usize,
-) -> Result<Bytes, FrameError> {
+pub async fn request(to: SocketAddr, frame: &[u8], timeout: Duration, max: usize) -> Result<Bytes, FrameError> {
     let exchange = async {
         let mut stream = TcpStream::connect(to).await?;
         stream.set_nodelay(true)?;
         write_frame(&mut stream, frame).await?;
         read_frame(&mut stream, max).await
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| FrameError::Timeout)?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| FrameError::Timeout)?
 }
 
 /// Binds a UDP socket and a TCP listener on the same address and port.

@@ -21,10 +21,7 @@ pub fn encode_message(msg: &wire::Message) -> Bytes {
 
 /// The body of a compound packet holding `messages`, in order.
 pub(crate) fn encode_packet_body(messages: &[wire::Message]) -> Vec<u8> {
-    let len = messages
-        .iter()
-        .map(|m| PacketBuilder::message_cost(m.encoded_len()))
-        .sum();
+    let len = messages.iter().map(|m| PacketBuilder::message_cost(m.encoded_len())).sum();
     let mut body = Vec::with_capacity(len);
     for msg in messages {
         append(&mut body, msg);
@@ -63,11 +60,7 @@ impl PacketBuilder {
     /// An empty builder for a body of at most `body_budget` bytes; pass
     /// `packet_budget - codec.overhead()` (see [`Codec::body_budget`](crate::Codec::body_budget)).
     pub fn new(body_budget: usize) -> Self {
-        Self {
-            budget: body_budget,
-            body: Vec::with_capacity(body_budget.min(64 * 1024)),
-            messages: 0,
-        }
+        Self { budget: body_budget, body: Vec::with_capacity(body_budget.min(64 * 1024)), messages: 0 }
     }
 
     /// Bytes one message of `encoded_len` bytes adds to the body: its field key (1 byte), its
@@ -128,21 +121,14 @@ mod tests {
     use super::*;
 
     fn user(len: usize) -> wire::Message {
-        wire::Message {
-            body: Some(wire::message::Body::User(wire::User {
-                payload: vec![1; len].into(),
-            })),
-        }
+        wire::Message { body: Some(wire::message::Body::User(wire::User { payload: vec![1; len].into() })) }
     }
 
     #[test]
     fn cost_matches_prost() {
         for len in [0, 1, 100, 126, 127, 128, 300, 16_383, 16_384, 70_000] {
             let msg = user(len);
-            let alone = wire::Packet {
-                messages: vec![msg.clone()],
-            }
-            .encoded_len();
+            let alone = wire::Packet { messages: vec![msg.clone()] }.encoded_len();
             assert_eq!(PacketBuilder::message_cost(msg.encoded_len()), alone);
         }
     }
@@ -150,10 +136,7 @@ mod tests {
     #[test]
     fn body_equals_prost_encoding() {
         let messages = vec![user(3), user(200), user(0)];
-        let expected = wire::Packet {
-            messages: messages.clone(),
-        }
-        .encode_to_vec();
+        let expected = wire::Packet { messages: messages.clone() }.encode_to_vec();
         assert_eq!(encode_packet_body(&messages), expected);
 
         let mut builder = PacketBuilder::new(1000);

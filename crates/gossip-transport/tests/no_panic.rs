@@ -150,18 +150,13 @@ proptest! {
 fn every_truncation_of_a_valid_packet() {
     let codecs = [Codec::new("prod").expect("label"), keyed("prod")];
     let msg = gossip_transport::wire::Message {
-        body: Some(gossip_transport::wire::message::Body::Nack(
-            gossip_transport::wire::Nack { seq: 7 },
-        )),
+        body: Some(gossip_transport::wire::message::Body::Nack(gossip_transport::wire::Nack { seq: 7 })),
     };
     for codec in &codecs {
         let bytes = codec.encode_packet(std::slice::from_ref(&msg), &mut StdRng::seed_from_u64(9));
         for len in 0..bytes.len() {
             let err = codec.decode_packet(&bytes[..len]).unwrap_err();
-            assert!(
-                ["too_short", "checksum", "decrypt"].contains(&err.reason()),
-                "len {len}: {err:?}"
-            );
+            assert!(["too_short", "checksum", "decrypt"].contains(&err.reason()), "len {len}: {err:?}");
         }
         assert!(bytes.len() > CRC_LEN);
     }

@@ -4,9 +4,7 @@
 mod common;
 
 use common::*;
-use gossip_transport::{
-    encode_message, wire, Codec, DecodeError, Key, Keyring, PacketBuilder, DEFAULT_PACKET_BUDGET,
-};
+use gossip_transport::{encode_message, wire, Codec, DecodeError, Key, Keyring, PacketBuilder, DEFAULT_PACKET_BUDGET};
 use proptest::prelude::*;
 use prost::Message as _;
 use rand::rngs::StdRng;

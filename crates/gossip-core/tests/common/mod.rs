@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use gossip_core::{Event, EventStream, Member, Node, NodeConfig, State};
@@ -13,56 +14,52 @@ use gossip_core::{Event, EventStream, Member, Node, NodeConfig, State};
 /// seconds; CI machines are slow and shared).
 pub(crate) const CONVERGE: Duration = Duration::from_secs(20);
 
+/// Bound for news that gossip alone may fail to deliver to every node and that push-pull
+/// anti-entropy (every 15 s in the local preset) then brings: two rounds and some slack.
+pub(crate) const ANTI_ENTROPY: Duration = Duration::from_secs(40);
+
 /// The local preset (loopback, port 0) with a name.
 pub(crate) fn config(name: &str) -> NodeConfig {
-    NodeConfig {
-        name: name.to_owned(),
-        ..NodeConfig::local()
-    }
+    NodeConfig { name: name.to_owned(), ..NodeConfig::local() }
 }
 
-/// Start `count` nodes configured by `make(i)`, join each to the first, and wait until
-/// every node sees all of them alive.
+/// Start `count` nodes configured by `make(i)`, join each through every node started before it,
+/// and wait until every node sees all of them alive.
+///
+/// Joining through all earlier nodes (as `serf agent -join a -join b ...` does) makes formation
+/// deterministic: every earlier node takes part in a push-pull exchange with the newcomer. Joining
+/// through one seed, where the others learn of the newcomer by gossip, is tested on its own in
+/// `t10_join.rs`.
 pub(crate) async fn cluster(count: usize, make: impl Fn(usize) -> NodeConfig) -> Vec<Node> {
-    let mut nodes = Vec::with_capacity(count);
+    let mut nodes: Vec<Node> = Vec::with_capacity(count);
     for i in 0..count {
-        nodes.push(Node::start(make(i)).await.expect("start"));
+        let node = Node::start(make(i)).await.expect("start");
+        let seeds: Vec<SocketAddr> = nodes.iter().map(|node| node.advertise_addr()).collect();
+        if !seeds.is_empty() {
+            assert_eq!(node.join(&seeds).await.expect("join"), seeds.len());
+        }
+        nodes.push(node);
     }
-    let seed = nodes[0].advertise_addr();
-    for node in &nodes[1..] {
-        let reached = node.join(&[seed]).await.expect("join");
-        assert_eq!(reached, 1);
-    }
-    wait_until("every node sees every node alive", CONVERGE, || {
-        nodes.iter().all(|node| alive_count(node) == count)
-    })
-    .await;
+    wait_until("every node sees every node alive", CONVERGE, || nodes.iter().all(|node| alive_count(node) == count))
+        .await;
     nodes
 }
 
 /// Members of `node` in state Alive.
 pub(crate) fn alive_count(node: &Node) -> usize {
-    node.members()
-        .iter()
-        .filter(|member| member.state == State::Alive)
-        .count()
+    node.members().iter().filter(|member| member.state == State::Alive).count()
 }
 
 /// The member named `name` as `node` sees it.
 pub(crate) fn member(node: &Node, name: &str) -> Option<Member> {
-    node.members()
-        .into_iter()
-        .find(|member| member.name == name)
+    node.members().into_iter().find(|member| member.name == name)
 }
 
 /// Poll `done` every 50 ms until it holds; panic naming `what` after `bound`.
 pub(crate) async fn wait_until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + bound;
     while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {bound:?} waiting until {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {bound:?} waiting until {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -107,7 +104,7 @@ where
 }
 
 /// A loopback address where nothing listens (bound, then released).
-pub(crate) fn unused_addr() -> std::net::SocketAddr {
+pub(crate) fn unused_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("local addr")
 }

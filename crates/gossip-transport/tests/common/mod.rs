@@ -21,68 +21,46 @@ pub(crate) fn blob(max: usize) -> impl Strategy<Value = Bytes> {
 }
 
 pub(crate) fn address() -> impl Strategy<Value = wire::Address> {
-    (
-        prop_oneof![Just(4usize), Just(16usize), 0usize..20],
-        any::<u32>(),
-    )
-        .prop_flat_map(|(len, port)| {
-            prop::collection::vec(any::<u8>(), len).prop_map(move |ip| wire::Address {
-                ip: ip.into(),
-                port,
-            })
-        })
+    (prop_oneof![Just(4usize), Just(16usize), 0usize..20], any::<u32>()).prop_flat_map(|(len, port)| {
+        prop::collection::vec(any::<u8>(), len).prop_map(move |ip| wire::Address { ip: ip.into(), port })
+    })
 }
 
 pub(crate) fn tags() -> impl Strategy<Value = Vec<wire::Tag>> {
-    prop::collection::vec(
-        (any_text(), any_text()).prop_map(|(key, value)| wire::Tag { key, value }),
-        0..5,
-    )
+    prop::collection::vec((any_text(), any_text()).prop_map(|(key, value)| wire::Tag { key, value }), 0..5)
 }
 
 pub(crate) fn suspect() -> impl Strategy<Value = wire::Suspect> {
-    (name(), any::<u64>(), any::<u64>(), name()).prop_map(
-        |(node, generation, incarnation, from)| wire::Suspect {
-            node,
-            generation,
-            incarnation,
-            from,
-        },
-    )
+    (name(), any::<u64>(), any::<u64>(), name()).prop_map(|(node, generation, incarnation, from)| wire::Suspect {
+        node,
+        generation,
+        incarnation,
+        from,
+    })
 }
 
 pub(crate) fn alive() -> impl Strategy<Value = wire::Alive> {
-    (
-        name(),
-        any::<u64>(),
-        any::<u64>(),
-        prop::option::of(address()),
-        tags(),
-        any::<(u32, u32, u32)>(),
+    (name(), any::<u64>(), any::<u64>(), prop::option::of(address()), tags(), any::<(u32, u32, u32)>()).prop_map(
+        |(node, generation, incarnation, addr, tags, (min, max, cur))| wire::Alive {
+            node,
+            generation,
+            incarnation,
+            addr,
+            tags,
+            protocol_min: min,
+            protocol_max: max,
+            protocol_cur: cur,
+        },
     )
-        .prop_map(
-            |(node, generation, incarnation, addr, tags, (min, max, cur))| wire::Alive {
-                node,
-                generation,
-                incarnation,
-                addr,
-                tags,
-                protocol_min: min,
-                protocol_max: max,
-                protocol_cur: cur,
-            },
-        )
 }
 
 pub(crate) fn ping() -> impl Strategy<Value = wire::Ping> {
-    (any::<u32>(), name(), name(), prop::option::of(suspect())).prop_map(
-        |(seq, target, source, buddy)| wire::Ping {
-            seq,
-            target,
-            source,
-            buddy,
-        },
-    )
+    (any::<u32>(), name(), name(), prop::option::of(suspect())).prop_map(|(seq, target, source, buddy)| wire::Ping {
+        seq,
+        target,
+        source,
+        buddy,
+    })
 }
 
 pub(crate) fn ack() -> impl Strategy<Value = wire::Ack> {
@@ -92,39 +70,24 @@ pub(crate) fn ack() -> impl Strategy<Value = wire::Ack> {
 pub(crate) fn body() -> impl Strategy<Value = message::Body> {
     prop_oneof![
         ping().prop_map(message::Body::Ping),
-        (
-            any::<u32>(),
-            name(),
-            prop::option::of(address()),
-            any::<bool>(),
-            name(),
-            prop::option::of(address()),
-        )
-            .prop_map(
-                |(seq, target, target_addr, want_nack, source, source_addr)| {
-                    message::Body::IndirectPing(wire::IndirectPing {
-                        seq,
-                        target,
-                        target_addr,
-                        want_nack,
-                        source,
-                        source_addr,
-                    })
-                }
-            ),
+        (any::<u32>(), name(), prop::option::of(address()), any::<bool>(), name(), prop::option::of(address()),)
+            .prop_map(|(seq, target, target_addr, want_nack, source, source_addr)| {
+                message::Body::IndirectPing(wire::IndirectPing {
+                    seq,
+                    target,
+                    target_addr,
+                    want_nack,
+                    source,
+                    source_addr,
+                })
+            }),
         ack().prop_map(message::Body::Ack),
         any::<u32>().prop_map(|seq| message::Body::Nack(wire::Nack { seq })),
         alive().prop_map(message::Body::Alive),
         suspect().prop_map(message::Body::Suspect),
         (name(), any::<u64>(), any::<u64>(), name(), any::<bool>()).prop_map(
             |(node, generation, incarnation, from, left)| {
-                message::Body::Dead(wire::Dead {
-                    node,
-                    generation,
-                    incarnation,
-                    from,
-                    left,
-                })
+                message::Body::Dead(wire::Dead { node, generation, incarnation, from, left })
             }
         ),
         blob(300).prop_map(|payload| message::Body::User(wire::User { payload })),
@@ -155,18 +118,11 @@ pub(crate) fn member_state() -> impl Strategy<Value = wire::MemberState> {
 
 pub(crate) fn stream_message() -> impl Strategy<Value = wire::StreamMessage> {
     prop_oneof![
-        (
-            any::<bool>(),
-            prop::collection::vec(member_state(), 0..20),
-            blob(200)
-        )
-            .prop_map(|(join, members, user_state)| {
-                stream_message::Body::PushPull(wire::PushPull {
-                    join,
-                    members,
-                    user_state,
-                })
-            }),
+        (any::<bool>(), prop::collection::vec(member_state(), 0..20), blob(200)).prop_map(
+            |(join, members, user_state)| {
+                stream_message::Body::PushPull(wire::PushPull { join, members, user_state })
+            }
+        ),
         ping().prop_map(stream_message::Body::Ping),
         ack().prop_map(stream_message::Body::Ack),
         any_text().prop_map(stream_message::Body::Error),
@@ -177,8 +133,7 @@ pub(crate) fn stream_message() -> impl Strategy<Value = wire::StreamMessage> {
 /// A key of any valid length.
 pub(crate) fn key() -> impl Strategy<Value = Key> {
     prop_oneof![Just(16usize), Just(24usize), Just(32usize)].prop_flat_map(|len| {
-        prop::collection::vec(any::<u8>(), len)
-            .prop_map(|bytes| Key::from_bytes(&bytes).expect("valid key length"))
+        prop::collection::vec(any::<u8>(), len).prop_map(|bytes| Key::from_bytes(&bytes).expect("valid key length"))
     })
 }
 
