@@ -83,6 +83,24 @@ pub enum Event {
     },
     /// The leave broadcast has gone out (or the wait for it reached its bound).
     LeaveComplete,
-    /// An application payload arrived through gossip.
+    /// An application payload arrived through gossip or directly.
     User(Bytes),
+    /// This node's direct probe of `node` was acked: the round-trip time and the payload the
+    /// node put in its ack (see [`crate::Swim::set_ack_payload`]).
+    ProbeAck {
+        /// The member probed.
+        node: String,
+        /// Time from ping to ack.
+        rtt: std::time::Duration,
+        /// The member's ack payload.
+        payload: Bytes,
+    },
+    /// A push-pull exchange brought the other side's opaque state (see
+    /// [`crate::Swim::set_local_state`]).
+    RemoteState {
+        /// The exchange was a join.
+        join: bool,
+        /// The state.
+        state: Bytes,
+    },
 }

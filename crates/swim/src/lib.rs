@@ -169,6 +169,10 @@ pub struct Swim {
     next_stream: StreamId,
     leave_deadline: Option<Instant>,
     left: bool,
+    /// Sent in every ack this node gives (network coordinates of a higher layer).
+    ack_payload: Bytes,
+    /// Sent in every push-pull exchange (event clocks of a higher layer).
+    local_state: Bytes,
 }
 
 impl Swim {
@@ -225,6 +229,8 @@ impl Swim {
             next_stream: 0,
             leave_deadline: None,
             left: false,
+            ack_payload: Bytes::new(),
+            local_state: Bytes::new(),
             config,
         })
     }
@@ -303,6 +309,29 @@ impl Swim {
         Ok(())
     }
 
+    /// Send an application payload to one node now, in one datagram (with piggybacked gossip).
+    /// Delivery is best effort, as for any datagram.
+    pub fn send_user(&mut self, to: SocketAddr, payload: Bytes) -> Result<(), PayloadTooLarge> {
+        let max = self.max_user_payload();
+        if payload.len() > max {
+            return Err(PayloadTooLarge { len: payload.len(), max });
+        }
+        self.send(to, vec![Body::User(wire::User { payload })]);
+        Ok(())
+    }
+
+    /// Set the payload this node puts in every ack it sends (for example its network
+    /// coordinate); the prober gets it in [`Event::ProbeAck`].
+    pub fn set_ack_payload(&mut self, payload: Bytes) {
+        self.ack_payload = payload;
+    }
+
+    /// Set the opaque state this node sends in every push-pull exchange (for example the event
+    /// clocks of a higher layer); the other side gets it in [`Event::RemoteState`].
+    pub fn set_local_state(&mut self, state: Bytes) {
+        self.local_state = state;
+    }
+
     /// The largest payload [`Swim::broadcast_user`] accepts: half the packet budget less the
     /// envelope, so that it can ride on any probe or ack.
     pub fn max_user_payload(&self) -> usize {
@@ -349,7 +378,9 @@ impl Swim {
                     self.drop_count("wrong_target");
                     return None;
                 }
-                wire::StreamMessage { body: Some(StreamBody::Ack(wire::Ack { seq: ping.seq, payload: Bytes::new() })) }
+                wire::StreamMessage {
+                    body: Some(StreamBody::Ack(wire::Ack { seq: ping.seq, payload: self.ack_payload.clone() })),
+                }
             }
             StreamBody::Ack(_) | StreamBody::Error(_) => {
                 self.drop_count("unexpected_stream_message");
@@ -549,7 +580,7 @@ impl Swim {
         match body {
             Body::Ping(ping) => self.on_ping(from, ping, now),
             Body::IndirectPing(req) => self.on_indirect_ping(from, req, now),
-            Body::Ack(ack) => self.on_ack(ack.seq),
+            Body::Ack(ack) => self.on_ack(from, ack, now),
             Body::Nack(nack) => self.on_nack(from, nack.seq, now),
             Body::Alive(alive) => match convert::alive_from_wire(&alive) {
                 Ok(claim) => self.on_alive(claim, Some(from), now),
@@ -571,7 +602,7 @@ impl Swim {
         if let Some(buddy) = &ping.buddy {
             self.on_suspect_message(buddy, from, now);
         }
-        self.send(from, vec![Body::Ack(wire::Ack { seq: ping.seq, payload: Bytes::new() })]);
+        self.send(from, vec![Body::Ack(wire::Ack { seq: ping.seq, payload: self.ack_payload.clone() })]);
     }
 
     fn on_indirect_ping(&mut self, from: SocketAddr, req: wire::IndirectPing, now: Instant) {
@@ -595,16 +626,23 @@ impl Swim {
         self.send(target_addr, vec![Body::Ping(ping)]);
     }
 
-    fn on_ack(&mut self, seq: u32) {
-        if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
+    fn on_ack(&mut self, from: SocketAddr, ack: wire::Ack, now: Instant) {
+        if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == ack.seq) {
+            if probe.phase == ProbePhase::Acked {
+                return;
+            }
             if probe.phase == ProbePhase::Direct {
                 self.awareness.apply(-1);
             }
             probe.phase = ProbePhase::Acked;
+            if from == probe.target_addr {
+                let event = Event::ProbeAck { node: probe.target.clone(), rtt: now - probe.sent_at, payload: ack.payload };
+                self.events.push_back(event);
+            }
             return;
         }
-        if let Some(relay) = self.relays.remove(&seq) {
-            let ack = Body::Ack(wire::Ack { seq: relay.requester_seq, payload: Bytes::new() });
+        if let Some(relay) = self.relays.remove(&ack.seq) {
+            let ack = Body::Ack(wire::Ack { seq: relay.requester_seq, payload: ack.payload });
             self.send(relay.requester, vec![ack]);
         }
     }
@@ -827,6 +865,7 @@ impl Swim {
             nacks: Default::default(),
             tcp_ping: None,
             tcp_failed: false,
+            sent_at: now,
         });
     }
 
@@ -996,13 +1035,16 @@ impl Swim {
     fn push_pull_message(&self, join: bool) -> wire::StreamMessage {
         let members = self.table.iter().map(convert::member_to_wire).collect();
         wire::StreamMessage {
-            body: Some(StreamBody::PushPull(wire::PushPull { join, members, user_state: Bytes::new() })),
+            body: Some(StreamBody::PushPull(wire::PushPull { join, members, user_state: self.local_state.clone() })),
         }
     }
 
     /// Merge a remote full state: alive as alive; suspect as alive then suspect; dead as suspect
     /// (never an instant death: the member gets its chance to refute); left as left.
     fn merge(&mut self, peer: SocketAddr, pp: &wire::PushPull, now: Instant) {
+        if !pp.user_state.is_empty() {
+            self.events.push_back(Event::RemoteState { join: pp.join, state: pp.user_state.clone() });
+        }
         let peer_name = format!("push-pull:{peer}");
         for m in &pp.members {
             let (claim, state) = match convert::member_from_wire(m) {

@@ -23,6 +23,8 @@ pub(crate) struct Probe {
     pub(crate) tcp_ping: Option<u64>,
     /// The TCP fallback ping failed.
     pub(crate) tcp_failed: bool,
+    /// When the ping went out, for the round-trip time.
+    pub(crate) sent_at: Instant,
 }
 
 /// Where a probe stands.

@@ -152,3 +152,49 @@ fn user_payloads_reach_every_node_and_oversized_ones_are_refused() {
     }
     assert!((3..=4).contains(&reached), "reached {reached}");
 }
+
+#[test]
+fn ack_payloads_and_push_pull_state_reach_the_other_side() {
+    let config = Config::lan();
+    let base = std::time::Instant::now();
+    let mut a = swim::Swim::new(config.clone(), common::local(0, 1), 1, base).unwrap();
+    let mut b = swim::Swim::new(config, common::local(1, 1), 2, base).unwrap();
+    a.set_local_state(bytes::Bytes::from_static(b"clock=7"));
+    b.set_ack_payload(bytes::Bytes::from_static(b"coord-b"));
+    b.join(&[common::addr(0)], base);
+    let t = b.poll_transmit().unwrap();
+    let swim::TransmitKind::StreamRequest(id) = t.kind else { panic!("join is a stream request") };
+    let answer = a.handle_stream_request(common::addr(1), &t.payload, base).unwrap();
+    b.handle_stream_response(id, Ok(&answer), base);
+    let events: Vec<Event> = std::iter::from_fn(|| b.poll_event()).collect();
+    assert!(events.contains(&Event::RemoteState { join: false, state: bytes::Bytes::from_static(b"clock=7") }));
+    // Let a probe b: ping → ack carrying b's payload, with the round-trip time.
+    let mut now = base;
+    let mut got = None;
+    for _ in 0..400 {
+        now += Duration::from_millis(5);
+        a.handle_timeout(now);
+        while let Some(t) = a.poll_transmit() {
+            if t.to == common::addr(1) && t.kind == swim::TransmitKind::Datagram {
+                b.handle_packet(common::addr(0), &t.payload, now + Duration::from_millis(1));
+            }
+        }
+        while let Some(t) = b.poll_transmit() {
+            if t.to == common::addr(0) && t.kind == swim::TransmitKind::Datagram {
+                a.handle_packet(common::addr(1), &t.payload, now + Duration::from_millis(2));
+            }
+        }
+        while let Some(e) = a.poll_event() {
+            if let Event::ProbeAck { node, rtt, payload } = e {
+                got = Some((node, rtt, payload));
+            }
+        }
+        if got.is_some() {
+            break;
+        }
+    }
+    let (node, rtt, payload) = got.expect("a probed b");
+    assert_eq!(node, "node1");
+    assert_eq!(payload, bytes::Bytes::from_static(b"coord-b"));
+    assert_eq!(rtt, Duration::from_millis(2));
+}
