@@ -112,10 +112,20 @@ struct Driver {
     outbound_ids: HashMap<task::Id, StreamId>,
     join_waiters: Vec<JoinWaiter>,
     leave_waiters: Vec<oneshot::Sender<()>>,
+    leave: LeaveProgress,
     snapshot_dirty: bool,
     snapshot_taken: Instant,
     /// Events drained from the state machine, waiting for dispatch (reused buffer).
     events: Vec<Event>,
+}
+
+/// Where the node is in a graceful leave: a second `leave` joins the first one's wait, or returns
+/// at once when the leave is complete (the state machine reports it only once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaveProgress {
+    Staying,
+    Leaving,
+    Left,
 }
 
 /// A `join` call waiting for the outcome of each of its seeds.
@@ -138,6 +148,7 @@ impl Actor {
             outbound_ids: HashMap::new(),
             join_waiters: Vec::new(),
             leave_waiters: Vec::new(),
+            leave: LeaveProgress::Staying,
             snapshot_dirty: false,
             snapshot_taken: now(),
             events: Vec::new(),
@@ -200,10 +211,17 @@ impl Driver {
                 self.join_waiters.push(JoinWaiter { pending: seeds.iter().copied().collect(), outcomes });
                 swim.join(&seeds, now);
             }
-            Command::Leave { done } => {
-                self.leave_waiters.push(done);
-                swim.leave(now);
-            }
+            Command::Leave { done } => match self.leave {
+                LeaveProgress::Staying => {
+                    self.leave = LeaveProgress::Leaving;
+                    self.leave_waiters.push(done);
+                    swim.leave(now);
+                }
+                LeaveProgress::Leaving => self.leave_waiters.push(done),
+                LeaveProgress::Left => {
+                    let _ = done.send(());
+                }
+            },
             Command::SetTags { tags, done } => {
                 swim.set_tags(tags, now);
                 let _ = done.send(());
@@ -213,6 +231,7 @@ impl Driver {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(swim.stats().clone());
+                return;
             }
         }
         self.snapshot_dirty = true;
@@ -287,14 +306,18 @@ impl Driver {
             Event::JoinSucceeded { seed } => self.join_outcome(*seed, Ok(())),
             Event::JoinFailed { seed, reason } => self.join_outcome(*seed, Err(reason.clone())),
             Event::LeaveComplete => {
+                self.leave = LeaveProgress::Left;
                 for done in self.leave_waiters.drain(..) {
                     let _ = done.send(());
                 }
             }
-            Event::User(_) => {}
-            member_event => {
-                tracing::debug!(node = %self.actor.swim.local_member().name, event = ?member_event, "membership event");
+            Event::NameConflict { existing, claimed_addr } => {
+                tracing::warn!(name = %existing.name, known = %existing.addr, %claimed_addr, "refused a claim on a live member's name");
             }
+            event if is_membership_change(event) => {
+                tracing::debug!(node = %self.actor.swim.local_member().name, ?event, "membership event");
+            }
+            _ => {}
         }
         // No receiver is not an error: nobody asked for events.
         let _ = self.actor.events.send(event);
@@ -310,7 +333,17 @@ impl Driver {
     }
 }
 
-/// Whether an event changes what `members()` returns.
+/// Whether an event changes what `members()` returns (other changes reach the snapshot within
+/// [`SNAPSHOT_MAX_AGE`]).
 fn is_membership_change(event: &Event) -> bool {
-    !matches!(event, Event::JoinSucceeded { .. } | Event::JoinFailed { .. } | Event::LeaveComplete | Event::User(_))
+    matches!(
+        event,
+        Event::MemberJoined(_)
+            | Event::MemberUpdated(_)
+            | Event::MemberSuspected(_)
+            | Event::MemberRecovered(_)
+            | Event::MemberFailed(_)
+            | Event::MemberLeft(_)
+            | Event::MemberReaped(_)
+    )
 }

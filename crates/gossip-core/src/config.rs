@@ -11,8 +11,8 @@ use swim::Tags;
 /// The port serf and memberlist gossip on (UDP and TCP).
 pub const DEFAULT_PORT: u16 = 7946;
 
-/// Longest node name accepted, in bytes.
-pub const MAX_NAME_LEN: usize = 255;
+/// Longest node name accepted, in bytes (the wire protocol's limit, enforced by `swim` too).
+pub const MAX_NAME_LEN: usize = 128;
 
 /// Errors of [`NodeConfig::validate`]: each names the field and the rule it broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,7 +141,7 @@ impl NodeConfig {
             return Err(invalid("name", &self.name, "must not be empty"));
         }
         if self.name.len() > MAX_NAME_LEN {
-            return Err(invalid("name", &self.name, "must be at most 255 bytes"));
+            return Err(invalid("name", &self.name, "must be at most 128 bytes"));
         }
         if let Some(addr) = self.advertise_addr {
             if addr.ip().is_unspecified() {

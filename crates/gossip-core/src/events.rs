@@ -90,6 +90,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn works_as_a_stream() {
+        use tokio_stream::StreamExt;
+
+        let (sender, receiver) = broadcast::channel(8);
+        let stream = EventStream::new(receiver);
+        sender.send(Event::LeaveComplete).unwrap();
+        sender.send(Event::User(bytes::Bytes::from_static(b"x"))).unwrap();
+        drop(sender);
+        let events: Vec<Event> = stream.collect().await;
+        assert_eq!(events.len(), 2);
+    }
+
+    #[tokio::test]
     async fn ended_stream_ends() {
         assert_eq!(EventStream::ended().recv().await, None);
     }

@@ -60,26 +60,37 @@
 //!
 //! # Example
 //!
-//! Two nodes on the loopback interface find each other:
+//! Two nodes on the loopback interface find each other, then one leaves:
 //!
 //! ```
 //! use std::time::Duration;
-//! use gossip_core::{Node, NodeConfig, State};
+//! use gossip_core::{Event, Node, NodeConfig, State};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The local preset binds 127.0.0.1 on a port the OS picks.
 //! let a = Node::start(NodeConfig { name: "a".into(), ..NodeConfig::local() }).await?;
 //! let b = Node::start(NodeConfig { name: "b".into(), ..NodeConfig::local() }).await?;
-//! let mut events = a.events();
+//! let mut events = a.events(); // subscribe before joining, not to miss anything
 //!
-//! b.join(&[a.advertise_addr()]).await?;
-//!
-//! // Both sides know both members once the push-pull exchange is done.
+//! assert_eq!(b.join(&[a.advertise_addr()]).await?, 1);
+//! // The push-pull exchange of the join gave each side the other's member list.
 //! assert_eq!(b.live_members().len(), 2);
-//! let joined = tokio::time::timeout(Duration::from_secs(10), events.recv()).await?;
-//! assert!(matches!(joined, Some(gossip_core::Event::MemberJoined(member)) if member.name == "b"));
+//!
+//! // `a` tells its application; loops on events are bounded.
+//! let joined = tokio::time::timeout(Duration::from_secs(10), async {
+//!     while let Some(event) = events.recv().await {
+//!         if let Event::MemberJoined(member) = event {
+//!             return Some(member);
+//!         }
+//!     }
+//!     None
+//! })
+//! .await?;
+//! assert_eq!(joined.map(|member| member.name).as_deref(), Some("b"));
 //! assert!(a.members().iter().all(|member| member.state == State::Alive));
 //!
+//! // A graceful exit: leave, then stop the tasks.
 //! b.leave().await?;
 //! b.shutdown().await;
 //! a.shutdown().await;

@@ -44,6 +44,7 @@ const LEAVE_SLACK: Duration = Duration::from_secs(1);
 /// - [`Node::kill`] aborts them at once, to simulate a crash in tests.
 /// - Dropping the `Node` signals the tasks to stop without waiting for them.
 #[derive(Debug)]
+#[must_use = "dropping the Node stops it"]
 pub struct Node {
     handle: NodeHandle,
     shutdown: watch::Sender<bool>,

@@ -51,7 +51,6 @@ async fn five_nodes_join_through_one_seed() {
 
 /// Without push-pull, joins must spread by gossip alone, within a few gossip rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "swim: a joiner does not gossip its own alive, so nodes that joined earlier can miss it until push-pull"]
 async fn joins_spread_by_gossip_alone() {
     init_tracing();
     let no_push_pull = |name: String| {

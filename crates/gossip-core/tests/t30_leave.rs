@@ -16,6 +16,9 @@ async fn graceful_leave_is_seen_as_left_by_all_others() {
     let leaver = nodes.pop().unwrap();
     streams.pop();
     leaver.leave().await.expect("leave confirmed");
+    // Leaving again is a no-op that returns at once.
+    let again = tokio::time::timeout(Duration::from_millis(500), leaver.leave()).await;
+    assert_eq!(again.expect("second leave returned at once"), Ok(()));
     leaver.shutdown().await;
 
     for (node, events) in nodes.iter().zip(&mut streams) {

@@ -126,6 +126,19 @@ impl BroadcastQueue {
         cluster_size: usize,
         overhead: impl Fn(usize) -> usize,
     ) -> Vec<Bytes> {
+        self.fill_for(budget, cluster_size, overhead, None)
+    }
+
+    /// As [`BroadcastQueue::fill`], for a packet to the member named `skip_key`: the message
+    /// queued under that key (news about the destination itself, which it knows better than
+    /// anyone) is left for other packets instead of spending a transmission on it.
+    pub fn fill_for(
+        &mut self,
+        budget: usize,
+        cluster_size: usize,
+        overhead: impl Fn(usize) -> usize,
+        skip_key: Option<&str>,
+    ) -> Vec<Bytes> {
         let cost = |len: usize| overhead(len).saturating_add(len);
         let limit = self.retransmit_limit(cluster_size);
         let mut remaining = budget;
@@ -142,6 +155,9 @@ impl BroadcastQueue {
                 break;
             };
             cursor = Bound::Excluded(slot);
+            if skip_key.is_some() && queued.key.as_deref() == skip_key {
+                continue;
+            }
             let price = cost(queued.message.len());
             if price > remaining {
                 continue;

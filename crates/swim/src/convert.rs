@@ -27,8 +27,8 @@ impl ConvertError {
     }
 }
 
-/// Longest node name accepted.
-pub(crate) const MAX_NAME_LEN: usize = 128;
+/// Longest node name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
 
 pub(crate) fn address(addr: SocketAddr) -> wire::Address {
     let ip = match addr.ip() {

@@ -72,6 +72,7 @@ use rand_chacha::ChaCha8Rng;
 
 pub use membership::{Incarnation, Member, ProtocolRange, State, Tags, TagsError};
 
+pub use convert::MAX_NAME_LEN;
 pub use api::{Event, LocalNode, StreamId, Transmit, TransmitKind};
 pub use config::{Config, ConfigError, Lifeguard};
 
@@ -198,14 +199,19 @@ impl Swim {
             tags: local.tags,
             protocol: convert::PROTOCOL,
         };
+        let own_alive = encode_message(&wire::Message { body: Some(Body::Alive(convert::alive_to_wire(&claim))) });
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // Spread the first probe and gossip over one period so that nodes started together do not
         // probe in lockstep.
         let first_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
         let first_gossip = now + config.gossip_interval.mul_f64(rng.random::<f64>());
         let next_push_pull = (!config.push_pull_interval.is_zero()).then(|| now + config.push_pull_interval);
+        // Announce ourselves by gossip as soon as there is anyone to tell (as memberlist's
+        // setAlive): a join's push-pull reaches one seed, gossip reaches everyone.
+        let mut broadcasts = BroadcastQueue::new(config.retransmit_mult, config.max_broadcasts);
+        broadcasts.push(Some(&claim.name), own_alive);
         Ok(Self {
-            broadcasts: BroadcastQueue::new(config.retransmit_mult, config.max_broadcasts),
+            broadcasts,
             awareness: Awareness::new(config.lifeguard.awareness_max_multiplier),
             table: MemberTable::new(claim, now),
             codec,
@@ -261,6 +267,9 @@ impl Swim {
     /// until the driver stops calling it.
     pub fn leave(&mut self, now: Instant) {
         if self.left {
+            if self.leave_deadline.is_none() {
+                self.events.push_back(Event::LeaveComplete);
+            }
             return;
         }
         self.left = true;
@@ -356,7 +365,9 @@ impl Swim {
     }
 
     /// A stream frame arrived from a peer that opened a stream; returns the frame to answer with
-    /// (`None`: close the stream without an answer).
+    /// (`None`: close the stream without an answer). `from` is the connection's peer address
+    /// (for TCP, usually an ephemeral port, not the peer's gossip address); it is used only in
+    /// logs and as the name of a push-pull's confirmations.
     #[must_use]
     pub fn handle_stream_request(&mut self, from: SocketAddr, frame: &[u8], now: Instant) -> Option<Bytes> {
         let msg = match self.codec.decode_stream(frame) {
@@ -1004,11 +1015,11 @@ impl Swim {
                 }
             }
         }
-        for (_, addr) in targets {
+        for (name, addr) in targets {
             if self.broadcasts.is_empty() {
                 break;
             }
-            self.send(addr, Vec::new());
+            self.send_to_member(addr, Some(&name), Vec::new());
         }
     }
 
@@ -1095,6 +1106,12 @@ impl Swim {
     /// Send `messages` to `to` in one datagram, filling the rest of the packet budget with
     /// queued broadcasts. Nothing is sent when there is nothing to send.
     fn send(&mut self, to: SocketAddr, messages: Vec<Body>) {
+        self.send_to_member(to, None, messages);
+    }
+
+    /// As [`Swim::send`], to a member by name: news about that member itself is not piggybacked
+    /// (it knows better), which leaves the transmission for a member that needs it.
+    fn send_to_member(&mut self, to: SocketAddr, name: Option<&str>, messages: Vec<Body>) {
         let budget = self.config.packet_budget.saturating_sub(self.codec.overhead());
         let mut builder = PacketBuilder::new(budget);
         for body in messages {
@@ -1106,8 +1123,12 @@ impl Swim {
             }
         }
         let live = self.table.live_count();
-        let piggyback =
-            self.broadcasts.fill(builder.remaining(), live, |len| PacketBuilder::message_cost(len) - len);
+        let piggyback = self.broadcasts.fill_for(
+            builder.remaining(),
+            live,
+            |len| PacketBuilder::message_cost(len) - len,
+            name,
+        );
         for encoded in &piggyback {
             if builder.push_encoded(encoded) {
                 *self.stats.messages_sent.entry("piggyback").or_default() += 1;

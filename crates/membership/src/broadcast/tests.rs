@@ -268,3 +268,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn fill_for_leaves_news_about_the_destination_for_others() {
+    let mut queue = BroadcastQueue::new(1, 10);
+    queue.push(Some("node-a"), msg("about-a"));
+    queue.push(Some("node-b"), msg("about-b"));
+    let to_a = queue.fill_for(1400, 1, |_| 2, Some("node-a"));
+    assert_eq!(to_a, vec![msg("about-b")]);
+    // The news about node-a was not spent: it is still there for the next packet.
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue.fill_for(1400, 1, |_| 2, Some("node-c")), vec![msg("about-a")]);
+}
