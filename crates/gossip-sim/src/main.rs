@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Form a cluster, inject faults, and report detection times, false failures and traffic.
-    Scenario(ScenarioArgs),
+    Scenario(Box<ScenarioArgs>),
     /// Show the protocol presets with the bounds derived from them.
     Presets {
         /// Cluster size the bounds are computed for.
@@ -44,6 +44,10 @@ struct ScenarioArgs {
     /// Protocol preset: lan, wan, local, memberlist-lan, swim-paper.
     #[arg(long, default_value = "lan")]
     preset: String,
+    /// Turn the TCP fallback ping off (streams are not lossy in the model, so with it on, loss
+    /// alone rarely fails a probe).
+    #[arg(long)]
+    no_tcp_fallback: bool,
     /// Datagram loss probability (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -92,11 +96,17 @@ impl ScenarioArgs {
             format!("unknown preset {:?}: expected lan, wan, local, memberlist-lan or swim-paper", self.preset)
         })?;
         cfg.network.loss = self.loss;
+        if self.no_tcp_fallback {
+            cfg.swim.tcp_fallback_ping = false;
+        }
         let ms = |v: f64, name: &str| {
-            Duration::try_from_secs_f64(v / 1000.0).map_err(|_| format!("{name}: {v} is not a valid number of milliseconds"))
+            Duration::try_from_secs_f64(v / 1000.0)
+                .map_err(|_| format!("{name}: {v} is not a valid number of milliseconds"))
         };
-        cfg.network.latency =
-            Latency::Uniform { min: ms(self.latency_min_ms, "--latency-min-ms")?, max: ms(self.latency_max_ms, "--latency-max-ms")? };
+        cfg.network.latency = Latency::Uniform {
+            min: ms(self.latency_min_ms, "--latency-min-ms")?,
+            max: ms(self.latency_max_ms, "--latency-max-ms")?,
+        };
         cfg.formation.spread = parse_seconds(&self.spread).map_err(|e| format!("--spread: {e}"))?;
         cfg.trace = TraceLevel::Off;
         let mut s = Scenario::new(cfg, parse_seconds(&self.duration).map_err(|e| format!("--duration: {e}"))?);
@@ -160,7 +170,12 @@ fn run_scenario(args: &ScenarioArgs) -> Result<(), String> {
         });
         println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
     } else if outcomes.len() > 1 {
-        println!("=== summary ({} runs, preset {}, loss {}), {wall:.2} s wall ===", outcomes.len(), args.preset, args.loss);
+        println!(
+            "=== summary ({} runs, preset {}, loss {}), {wall:.2} s wall ===",
+            outcomes.len(),
+            args.preset,
+            args.loss
+        );
         print!("{summary}");
     }
     Ok(())
@@ -169,7 +184,10 @@ fn run_scenario(args: &ScenarioArgs) -> Result<(), String> {
 fn print_outcome(o: &Outcome) {
     match o.formation {
         Some(t) => println!("formation converged at {:.1} s", t.as_secs_f64()),
-        None => println!("formation: not waited for or not converged; faults start at {:.1} s", o.faults_start.as_secs_f64()),
+        None => println!(
+            "formation: not waited for or not converged; faults start at {:.1} s",
+            o.faults_start.as_secs_f64()
+        ),
     }
     for f in &o.faults {
         println!("fault: {f:?}");
@@ -227,7 +245,7 @@ mod tests {
     fn args(line: &str) -> ScenarioArgs {
         let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
         match cli.command {
-            Command::Scenario(a) => a,
+            Command::Scenario(a) => *a,
             Command::Presets { .. } => panic!("not a scenario"),
         }
     }
@@ -244,7 +262,11 @@ mod tests {
         assert_eq!(s.random_crashes, 5);
         assert_eq!(s.duration, Duration::from_secs(600));
         assert_eq!(s.faults.len(), 5);
-        assert!(s.faults.contains(&Fault::Pause { node: 7, from: Duration::from_secs(30), until: Duration::from_secs(50) }));
+        assert!(s.faults.contains(&Fault::Pause {
+            node: 7,
+            from: Duration::from_secs(30),
+            until: Duration::from_secs(50)
+        }));
         assert!(s.faults.contains(&Fault::Crash { node: 3, at: Duration::from_secs(12) }));
         assert!(s.wait_converged);
     }

@@ -35,8 +35,7 @@ pub enum Latency {
 
 impl Latency {
     /// A LAN: uniform 0.2–1 ms.
-    pub const LAN: Self =
-        Self::Uniform { min: Duration::from_micros(200), max: Duration::from_millis(1) };
+    pub const LAN: Self = Self::Uniform { min: Duration::from_micros(200), max: Duration::from_millis(1) };
 
     /// Draw one delay, in nanoseconds.
     pub(crate) fn sample(&self, rng: &mut ChaCha8Rng) -> Nanos {
@@ -157,11 +156,7 @@ impl Partitions {
                 *s = 1;
             }
         }
-        self.windows.push(PartitionWindow {
-            side,
-            from: nanos(partition.from),
-            until: nanos(partition.until),
-        });
+        self.windows.push(PartitionWindow { side, from: nanos(partition.from), until: nanos(partition.until) });
     }
 
     /// Whether the link between `x` and `y` is cut at `at`.
@@ -177,9 +172,7 @@ impl Partitions {
     /// Whether `node` is on either side of a partition that is active at `at` or ended less than
     /// `grace` before it.
     pub(crate) fn involves(&self, node: usize, at: Nanos, grace: Nanos) -> bool {
-        self.windows
-            .iter()
-            .any(|w| w.side[node] != 0 && at >= w.from && at < w.until.saturating_add(grace))
+        self.windows.iter().any(|w| w.side[node] != 0 && at >= w.from && at < w.until.saturating_add(grace))
     }
 }
 
@@ -214,11 +207,7 @@ mod tests {
     #[test]
     fn log_normal_has_its_median_and_is_clamped() {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let lat = Latency::LogNormal {
-            median: Duration::from_millis(1),
-            sigma: 0.5,
-            max: Duration::from_millis(4),
-        };
+        let lat = Latency::LogNormal { median: Duration::from_millis(1), sigma: 0.5, max: Duration::from_millis(4) };
         let mut samples: Vec<Nanos> = (0..20_001).map(|_| lat.sample(&mut rng)).collect();
         samples.sort_unstable();
         let median = samples[samples.len() / 2] as f64;
@@ -241,12 +230,7 @@ mod tests {
         let mut p = Partitions::default();
         p.add(
             6,
-            &Partition {
-                a: vec![0, 1],
-                b: vec![2, 3],
-                from: Duration::from_secs(10),
-                until: Duration::from_secs(20),
-            },
+            &Partition { a: vec![0, 1], b: vec![2, 3], from: Duration::from_secs(10), until: Duration::from_secs(20) },
         );
         let s = 1_000_000_000;
         assert!(p.cut(0, 2, 10 * s));

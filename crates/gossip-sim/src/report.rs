@@ -156,7 +156,9 @@ impl Simulation {
             let mut alive = 0;
             for m in self.view(o) {
                 let Some(s) = self.subject_of(m) else {
-                    note(&mut count, &|| format!("{} knows {} at {}, which is no simulated node", self.name(o), m.name, m.addr));
+                    note(&mut count, &|| {
+                        format!("{} knows {} at {}, which is no simulated node", self.name(o), m.name, m.addr)
+                    });
                     if detail == 0 {
                         return (count, problems);
                     }
@@ -302,11 +304,19 @@ pub(crate) fn write_detection_table(
 ) -> fmt::Result {
     let undetected = detections.iter().filter(|d| d.first.is_none()).count();
     let incomplete = detections.iter().filter(|d| d.all.is_none()).count();
-    writeln!(f, "crash detection ({} crashes, {undetected} undetected, {incomplete} not known by all):", detections.len())?;
+    writeln!(
+        f,
+        "crash detection ({} crashes, {undetected} undetected, {incomplete} not known by all):",
+        detections.len()
+    )?;
     write_detection_rows(f, first, all)
 }
 
-pub(crate) fn write_detection_rows(f: &mut fmt::Formatter<'_>, first: &Distribution, all: &Distribution) -> fmt::Result {
+pub(crate) fn write_detection_rows(
+    f: &mut fmt::Formatter<'_>,
+    first: &Distribution,
+    all: &Distribution,
+) -> fmt::Result {
     writeln!(f, "  {:<12} {:>5} {:>9} {:>9} {:>9} {:>9}", "", "n", "median", "p99", "max", "mean")?;
     for (label, d) in [("first node", first), ("all nodes", all)] {
         writeln!(

@@ -79,7 +79,10 @@ impl Fault {
     /// The nodes it involves.
     pub fn nodes(&self) -> Vec<usize> {
         match self {
-            Self::Crash { node, .. } | Self::Pause { node, .. } | Self::Restart { node, .. } | Self::Leave { node, .. } => {
+            Self::Crash { node, .. }
+            | Self::Pause { node, .. }
+            | Self::Restart { node, .. }
+            | Self::Leave { node, .. } => {
                 vec![*node]
             }
             Self::Partition { a, b, .. } => a.iter().chain(b).copied().collect(),
@@ -140,7 +143,10 @@ impl Scenario {
             }
             match f {
                 Fault::Pause { from, until, .. } | Fault::Partition { from, until, .. } if from > until => {
-                    return Err(SpecError::Invalid { spec: format!("{f:?}"), rule: "the start must not be after the end" });
+                    return Err(SpecError::Invalid {
+                        spec: format!("{f:?}"),
+                        rule: "the start must not be after the end",
+                    });
                 }
                 _ => {}
             }
@@ -156,7 +162,7 @@ impl Scenario {
         }
         let used: Vec<usize> = self.faults.iter().flat_map(Fault::nodes).collect();
         let mut candidates: Vec<usize> = (0..self.sim.nodes).filter(|i| !used.contains(i)).collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.sim.seed, 0x6372_6173_68));
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.sim.seed, 0x0063_7261_7368));
         candidates.shuffle(&mut rng);
         let k = self.random_crashes.min(candidates.len());
         let window = self.duration.mul_f64(0.85);
@@ -459,11 +465,10 @@ mod tests {
 
     #[test]
     fn pauses_and_crashes() {
-        assert_eq!(parse_pause("3:10:40.5", 5).unwrap(), Fault::Pause {
-            node: 3,
-            from: secs(10),
-            until: Duration::from_millis(40_500)
-        });
+        assert_eq!(
+            parse_pause("3:10:40.5", 5).unwrap(),
+            Fault::Pause { node: 3, from: secs(10), until: Duration::from_millis(40_500) }
+        );
         assert!(parse_pause("3:40:10", 5).is_err());
         assert!(parse_pause("3:10", 5).is_err());
         assert!(parse_pause("7:1:2", 5).is_err());
@@ -474,12 +479,10 @@ mod tests {
 
     #[test]
     fn partitions() {
-        assert_eq!(parse_partition("0-1/2-3:5:15", 4).unwrap(), Fault::Partition {
-            a: vec![0, 1],
-            b: vec![2, 3],
-            from: secs(5),
-            until: secs(15)
-        });
+        assert_eq!(
+            parse_partition("0-1/2-3:5:15", 4).unwrap(),
+            Fault::Partition { a: vec![0, 1], b: vec![2, 3], from: secs(5), until: secs(15) }
+        );
         let Fault::Partition { a, b, .. } = parse_partition("half:0:1", 5).unwrap() else { panic!() };
         assert_eq!((a, b), (vec![0, 1], vec![2, 3, 4]));
         assert!(parse_partition("0-1:5:15", 4).is_err());

@@ -198,24 +198,62 @@ pub struct NetworkCounters {
 #[derive(Debug)]
 enum Action {
     /// Start a node's first life and join a running node.
-    Start { node: u32 },
+    Start {
+        node: u32,
+    },
     /// Wake a node's timers.
-    Timer { node: u32, life: u32 },
+    Timer {
+        node: u32,
+        life: u32,
+    },
     /// A datagram arrives.
-    Datagram { from: u32, to: u32, payload: Bytes },
+    Datagram {
+        from: u32,
+        to: u32,
+        payload: Bytes,
+    },
     /// A stream request arrives at `to`.
-    StreamRequest { from: u32, from_life: u32, to: u32, id: u64, payload: Bytes, sent_at: Nanos },
+    StreamRequest {
+        from: u32,
+        from_life: u32,
+        to: u32,
+        id: u64,
+        payload: Bytes,
+        sent_at: Nanos,
+    },
     /// The answer to a stream request arrives back at `to`.
-    StreamResponse { to: u32, life: u32, id: u64, result: Result<Bytes, &'static str> },
-    Crash { node: u32 },
-    Pause { node: u32, until: Nanos },
-    Resume { node: u32 },
-    Restart { node: u32 },
-    Leave { node: u32 },
+    StreamResponse {
+        to: u32,
+        life: u32,
+        id: u64,
+        result: Result<Bytes, &'static str>,
+    },
+    Crash {
+        node: u32,
+    },
+    Pause {
+        node: u32,
+        until: Nanos,
+    },
+    Resume {
+        node: u32,
+    },
+    Restart {
+        node: u32,
+    },
+    Leave {
+        node: u32,
+    },
     /// A node that left stops.
-    Stop { node: u32, life: u32 },
+    Stop {
+        node: u32,
+        life: u32,
+    },
     /// Retry a failed join.
-    Rejoin { node: u32, life: u32 },
+    Rejoin {
+        node: u32,
+        life: u32,
+    },
 }
 
 /// A deterministic simulation of a cluster of [`Swim`] nodes. See the crate docs.
@@ -615,7 +653,8 @@ impl Simulation {
                 return Some(j);
             }
         }
-        let running: Vec<usize> = (0..n).filter(|&j| j != except && self.nodes[j].status == NodeStatus::Running).collect();
+        let running: Vec<usize> =
+            (0..n).filter(|&j| j != except && self.nodes[j].status == NodeStatus::Running).collect();
         if running.is_empty() {
             None
         } else {
@@ -707,7 +746,8 @@ impl Simulation {
         let reachable = self.nodes[i].status == NodeStatus::Running && !self.partitions.cut(from as usize, i, self.now);
         if !reachable {
             let at = (sent_at + nanos(self.cfg.network.stream_timeout)).max(self.now);
-            self.queue.push(at, Action::StreamResponse { to: from, life: from_life, id, result: Err("stream timed out") });
+            self.queue
+                .push(at, Action::StreamResponse { to: from, life: from_life, id, result: Err("stream timed out") });
             return;
         }
         let from_addr = self.nodes[from as usize].addr;
@@ -818,7 +858,8 @@ impl Simulation {
             if let TransmitKind::StreamRequest(id) = kind {
                 let at = self.now + nanos(self.cfg.network.stream_timeout);
                 let life = self.nodes[from].life;
-                self.queue.push(at, Action::StreamResponse { to: from as u32, life, id, result: Err("no route to host") });
+                self.queue
+                    .push(at, Action::StreamResponse { to: from as u32, life, id, result: Err("no route to host") });
             }
             return;
         };
@@ -839,7 +880,8 @@ impl Simulation {
                 if net.duplicated(&mut self.net_rng) {
                     self.counters.duplicated += 1;
                     let at = self.now + net.latency.sample(&mut self.net_rng);
-                    self.queue.push(at, Action::Datagram { from: from as u32, to: dst as u32, payload: payload.clone() });
+                    self.queue
+                        .push(at, Action::Datagram { from: from as u32, to: dst as u32, payload: payload.clone() });
                 }
                 let at = self.now + net.latency.sample(&mut self.net_rng);
                 self.queue.push(at, Action::Datagram { from: from as u32, to: dst as u32, payload });
@@ -851,7 +893,14 @@ impl Simulation {
                 let from_life = self.nodes[from].life;
                 self.queue.push(
                     at,
-                    Action::StreamRequest { from: from as u32, from_life, to: dst as u32, id, payload, sent_at: self.now },
+                    Action::StreamRequest {
+                        from: from as u32,
+                        from_life,
+                        to: dst as u32,
+                        id,
+                        payload,
+                        sent_at: self.now,
+                    },
                 );
             }
         }
