@@ -1,5 +1,8 @@
 //! Wall-clock cost of a large simulation, phase by phase:
 //! `cargo run --release -p gossip-sim --example scale -- NODES MINUTES [PRESET]`.
+//!
+//! Prints, every virtual second of formation, how many members the nodes know (min and mean of
+//! their live counts), then the wall time of each virtual minute after formation.
 
 use std::time::{Duration, Instant};
 
@@ -12,12 +15,26 @@ fn main() {
     let preset = args.next().unwrap_or_else(|| "lan".to_owned());
     let mut cfg = SimConfig::preset(&preset, nodes, 1).expect("known preset");
     cfg.trace = TraceLevel::Off;
-    let spread = cfg.formation.spread;
+    let limit = cfg.formation.spread + Duration::from_secs(600);
     let wall = Instant::now();
     let mut sim = Simulation::new(cfg).expect("valid configuration");
-    sim.run_until(spread);
-    println!("{nodes} nodes: all started at {:?} virtual, {:.2} s wall", spread, wall.elapsed().as_secs_f64());
-    let formed = sim.run_until_converged(spread + Duration::from_secs(600), Duration::from_secs(1));
+    let mut formed = None;
+    while sim.now() < limit {
+        sim.run_for(Duration::from_secs(1));
+        let counts: Vec<usize> = (0..nodes).filter_map(|i| sim.swim(i)).map(|s| s.live_count()).collect();
+        let min = counts.iter().min().copied().unwrap_or(0);
+        let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
+        println!(
+            "t={:>4.0}s virtual  {:>7.1}s wall  started {:>6}  live count min {min:>6} mean {mean:>8.1}",
+            sim.now().as_secs_f64(),
+            wall.elapsed().as_secs_f64(),
+            counts.len()
+        );
+        if min == nodes && sim.is_converged() {
+            formed = Some(sim.now());
+            break;
+        }
+    }
     println!(
         "formation converged at {:?} virtual, {:.2} s wall",
         formed.map(|t| t.as_secs_f64()),
@@ -31,9 +48,10 @@ fn main() {
     }
     let t = sim.traffic();
     println!(
-        "{:.2} datagrams and {:.0} bytes per node per second; {} events",
+        "{:.2} datagrams and {:.0} bytes per node per second; {} events; total {:.2} s wall",
         t.datagrams_per_node_sec,
         t.datagram_bytes_per_node_sec,
-        sim.event_count()
+        sim.event_count(),
+        wall.elapsed().as_secs_f64()
     );
 }

@@ -319,6 +319,18 @@ impl MemberTable {
         local.claim()
     }
 
+    /// Remove a member other than the local node from the table at once (Serf's
+    /// `force-leave -prune`); returns it. Without a tombstone, old news about it could bring it
+    /// back, so callers first mark it left and spread that.
+    pub fn remove(&mut self, name: &str) -> Option<Member> {
+        if name == self.local {
+            return None;
+        }
+        let member = self.members.remove(name)?;
+        self.index.remove(&member);
+        Some(member)
+    }
+
     /// Remove dead members whose state changed more than `dead_ttl` ago and left members older
     /// than `left_ttl`; returns them (the dead first, then the left, oldest first in each). The
     /// local node is never removed.

@@ -124,6 +124,18 @@ pub struct PayloadTooLarge {
     pub max: usize,
 }
 
+/// Why [`Swim::force_leave`] refused; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForceLeaveError {
+    /// No member of that name is known.
+    #[error("no member named {0:?}")]
+    Unknown(String),
+    /// A node cannot force itself out; use leave.
+    #[error("cannot force-leave the local node; use leave")]
+    Local,
+}
+
 /// What a stream request was for.
 #[derive(Debug, Clone, Copy)]
 enum StreamPurpose {
@@ -291,6 +303,39 @@ impl Swim {
         // Send it at once rather than waiting for the next gossip round.
         self.gossip(now);
         self.leave_deadline = Some(now + self.config.leave_propagate_max);
+    }
+
+    /// Serf's `force-leave`: declare a member left on its behalf and spread it (for a failed node
+    /// that will not come back). A live member that hears it refutes and stays. With `prune`, the
+    /// member is also removed from this node's table at once ([`Event::MemberReaped`]) instead
+    /// of staying as a tombstone until `left_reap`.
+    pub fn force_leave(&mut self, name: &str, prune: bool, now: Instant) -> Result<(), ForceLeaveError> {
+        if name == self.table.local().name {
+            return Err(ForceLeaveError::Local);
+        }
+        let Some(member) = self.table.get(name) else {
+            return Err(ForceLeaveError::Unknown(name.to_owned()));
+        };
+        let dead = wire::Dead {
+            node: name.to_owned(),
+            generation: member.incarnation.generation,
+            incarnation: member.incarnation.incarnation,
+            from: self.table.local().name.clone(),
+            left: true,
+        };
+        let addr = member.addr;
+        self.on_dead(&dead, SocketAddr::from(([0, 0, 0, 0], 0)), now);
+        // Tell the member itself: if it is alive after all, it refutes at once.
+        self.send(addr, vec![Body::Dead(dead)]);
+        if prune {
+            if let Some(member) = self.table.remove(name) {
+                self.live.remove(name);
+                self.recently_dead.retain(|(n, _, _)| n != name);
+                self.suspicions.remove(name);
+                self.events.push_back(Event::MemberReaped(member));
+            }
+        }
+        Ok(())
     }
 
     /// Change the local tags and broadcast them.

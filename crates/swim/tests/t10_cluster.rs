@@ -198,3 +198,26 @@ fn ack_payloads_and_push_pull_state_reach_the_other_side() {
     assert_eq!(payload, bytes::Bytes::from_static(b"coord-b"));
     assert_eq!(rtt, Duration::from_millis(2));
 }
+
+#[test]
+fn force_leave_moves_a_failed_member_to_left_and_prune_removes_it() {
+    let mut c = Cluster::new(4, Config::lan(), 9);
+    c.crashed.insert(3);
+    c.run_until(Duration::from_secs(20), |c| c.all_see(3, &[State::Dead])).expect("declared dead");
+    let now = c.now;
+    assert!(c.nodes[0].force_leave("node0", false, now).is_err());
+    assert!(c.nodes[0].force_leave("nobody", false, now).is_err());
+    c.nodes[0].force_leave("node3", false, now).unwrap();
+    c.drain(0);
+    c.run_until(Duration::from_secs(5), |c| c.all_see(3, &[State::Left])).expect("left everywhere");
+    let now = c.now;
+    c.nodes[1].force_leave("node3", true, now).unwrap();
+    c.drain(1);
+    assert!(c.nodes[1].member("node3").is_none());
+    assert!(c.events.iter().any(|(_, i, e)| *i == 1 && matches!(e, Event::MemberReaped(m) if m.name == "node3")));
+    // A live member refutes a force-leave.
+    let now = c.now;
+    c.nodes[0].force_leave("node2", false, now).unwrap();
+    c.drain(0);
+    c.run_until(Duration::from_secs(5), |c| c.all_see(2, &[State::Alive])).expect("node2 refuted");
+}

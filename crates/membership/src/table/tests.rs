@@ -831,3 +831,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn remove_drops_a_member_and_its_tombstone_but_never_the_local_node() {
+    let t0 = Instant::now();
+    let mut t = table(t0);
+    t.apply_alive(claim("a", 1, inc(1, 0)), t0);
+    t.apply_alive(claim("b", 2, inc(1, 0)), t0);
+    t.apply_dead("b", inc(1, 0), true, t0);
+    assert_eq!(t.live_count(), 2);
+    assert_eq!(t.remove("a").map(|m| m.name), Some("a".to_owned()));
+    assert_eq!(t.remove("b").map(|m| m.state), Some(State::Left));
+    assert!(t.remove(LOCAL).is_none());
+    assert!(t.remove("nobody").is_none());
+    assert_eq!(t.live_count(), 1);
+    assert_eq!(t.len(), 1);
+    // The removed tombstone is not reaped again later.
+    assert!(t.reap(t0 + Duration::from_secs(10), Duration::ZERO, Duration::ZERO).is_empty());
+}
