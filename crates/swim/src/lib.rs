@@ -793,7 +793,13 @@ impl Swim {
             Applied::Refuted(local) => self.refute(local, informer),
             _ => {
                 let confirmed = match self.suspicions.get_mut(name) {
-                    Some(s) if s.incarnation == incarnation => s.confirm(from),
+                    Some(s) if s.incarnation == incarnation => {
+                        let mut any = s.confirm(from);
+                        for confirmer in extra {
+                            any |= s.confirm(confirmer);
+                        }
+                        any
+                    }
                     _ => false,
                 };
                 if confirmed {
@@ -1010,7 +1016,9 @@ impl Swim {
             self.awareness.apply(1);
         }
         let Some(member) = self.table.get(&probe.target) else { return };
-        if member.state != State::Alive {
+        // Alive: start a suspicion. Suspect (someone else accused it first): our failed probe is
+        // an independent confirmation, and so is each nack.
+        if !matches!(member.state, State::Alive | State::Suspect) {
             return;
         }
         let incarnation = member.incarnation;
