@@ -14,11 +14,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gossip_transport::net;
+use gossip_transport::{net, Key};
 use swim::{Event, Member, StreamId, Swim, Tags, TransmitKind};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{self, JoinSet};
+
+use crate::NodeError;
 
 /// Largest datagram accepted (the UDP maximum); the receive buffer is reused.
 const RECV_BUFFER_LEN: usize = 64 * 1024;
@@ -37,8 +39,32 @@ pub(crate) enum Command {
     SetTags { tags: Tags, done: oneshot::Sender<()> },
     /// Gossip an application payload.
     BroadcastUser { key: Option<String>, payload: Bytes, done: oneshot::Sender<Result<(), swim::PayloadTooLarge>> },
-    /// Read the state machine's counters.
-    Stats { reply: oneshot::Sender<swim::Stats> },
+    /// Send an application payload to one address, in one datagram.
+    SendUser { to: SocketAddr, payload: Bytes, done: oneshot::Sender<Result<(), swim::PayloadTooLarge>> },
+    /// Put this payload in every ack from now on.
+    SetAckPayload(Bytes),
+    /// Send this state in every push-pull exchange from now on.
+    SetLocalState(Bytes),
+    /// Declare a member left on its behalf.
+    ForceLeave { name: String, prune: bool, done: oneshot::Sender<Result<(), swim::ForceLeaveError>> },
+    /// Change or read the keyring; answers the keys installed afterwards, primary first.
+    Keyring { op: KeyringOp, done: oneshot::Sender<Result<Vec<Key>, NodeError>> },
+    /// Read the state machine's counters and its health multiplier.
+    Stats { reply: oneshot::Sender<(swim::Stats, u32)> },
+}
+
+/// An operation on the keyring of a running node ([`crate::NodeHandle::keyring`]). Each acts on
+/// this node only; the serf layer's key queries apply them across the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringOp {
+    /// Install a key (a no-op when it is installed already): packets sealed with it open here.
+    Install(Key),
+    /// Make an installed key the primary key, which seals everything sent from now on.
+    Use(Key),
+    /// Remove an installed key other than the primary.
+    Remove(Key),
+    /// Change nothing; just list the keys.
+    List,
 }
 
 /// The outcome of one seed of a join: `Err` carries the reason.
@@ -73,6 +99,7 @@ pub(crate) struct Counters {
     pub(crate) stream_request_failures: AtomicU64,
     pub(crate) inbound_streams: AtomicU64,
     pub(crate) inbound_stream_failures: AtomicU64,
+    pub(crate) tap_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -92,6 +119,10 @@ pub(crate) struct Actor {
     pub(crate) counters: Arc<Counters>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) stream_timeout: Duration,
+    /// A second, lossless-unless-full copy of every event for a layer above (the serf layer):
+    /// events are offered with `try_send`, so the driver never waits for it; a full tap drops the
+    /// event and counts it in `Counters::tap_dropped`.
+    pub(crate) tap: Option<mpsc::Sender<Event>>,
 }
 
 /// What woke the driver up.
@@ -229,8 +260,27 @@ impl Driver {
             Command::BroadcastUser { key, payload, done } => {
                 let _ = done.send(swim.broadcast_user(key.as_deref(), payload));
             }
+            Command::SendUser { to, payload, done } => {
+                let _ = done.send(swim.send_user(to, payload));
+                return;
+            }
+            Command::SetAckPayload(payload) => {
+                swim.set_ack_payload(payload);
+                return;
+            }
+            Command::SetLocalState(state) => {
+                swim.set_local_state(state);
+                return;
+            }
+            Command::ForceLeave { name, prune, done } => {
+                let _ = done.send(swim.force_leave(&name, prune, now));
+            }
+            Command::Keyring { op, done } => {
+                let _ = done.send(keyring_op(swim, op));
+                return;
+            }
             Command::Stats { reply } => {
-                let _ = reply.send(swim.stats().clone());
+                let _ = reply.send((swim.stats().clone(), swim.health_multiplier()));
                 return;
             }
         }
@@ -319,6 +369,12 @@ impl Driver {
             }
             _ => {}
         }
+        if let Some(tap) = &self.actor.tap {
+            if tap.try_send(event.clone()).is_err() && !tap.is_closed() {
+                Counters::bump(&self.actor.counters.tap_dropped);
+                tracing::warn!("the layer above fell behind: an event was dropped from its tap");
+            }
+        }
         // No receiver is not an error: nobody asked for events.
         let _ = self.actor.events.send(event);
     }
@@ -331,6 +387,19 @@ impl Driver {
             !waiter.pending.is_empty() && !waiter.outcomes.is_closed()
         });
     }
+}
+
+/// Apply `op` to the state machine's keyring; the keys installed afterwards, primary first.
+fn keyring_op(swim: &mut Swim, op: KeyringOp) -> Result<Vec<Key>, NodeError> {
+    let keyring = swim.keyring_mut().ok_or(NodeError::NoKeyring)?;
+    let refused = |error: gossip_transport::KeyError| NodeError::Keyring { reason: error.to_string() };
+    match op {
+        KeyringOp::Install(key) => keyring.install(key),
+        KeyringOp::Use(key) => keyring.use_key(&key).map_err(refused)?,
+        KeyringOp::Remove(key) => keyring.remove(&key).map_err(refused)?,
+        KeyringOp::List => {}
+    }
+    Ok(keyring.keys().cloned().collect())
 }
 
 /// Whether an event changes what `members()` returns (other changes reach the snapshot within

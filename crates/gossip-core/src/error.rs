@@ -85,6 +85,21 @@ pub enum NodeError {
         /// The limit ([`swim::Swim::max_user_payload`]).
         limit: usize,
     },
+    /// [`crate::NodeHandle::force_leave`] refused (unknown member, or the local node); nothing
+    /// was changed.
+    #[error("force-leave refused: {0}")]
+    ForceLeave(#[from] swim::ForceLeaveError),
+    /// A keyring operation on a node started without a keyring (no encryption); nothing was
+    /// changed.
+    #[error("encryption is not enabled on this node: there is no keyring")]
+    NoKeyring,
+    /// The keyring refused the operation (a key not installed, removing the primary key);
+    /// nothing was changed.
+    #[error("keyring: {reason}")]
+    Keyring {
+        /// Why, naming the key by fingerprint.
+        reason: String,
+    },
 }
 
 fn format_addrs(addrs: &[SocketAddr]) -> String {

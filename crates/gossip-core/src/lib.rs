@@ -110,6 +110,7 @@ mod node;
 pub use config::{NodeConfig, NodeConfigError, DEFAULT_PORT, MAX_NAME_LEN};
 pub use error::{JoinError, NodeError, StartError};
 pub use events::EventStream;
+pub use actor::KeyringOp;
 pub use node::{DriverStats, Node, NodeHandle, NodeStats};
 
 pub use gossip_transport::{Key, Keyring};

@@ -14,9 +14,9 @@ use swim::{LocalNode, Member, Swim, Tags};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::actor::{self, Actor, Command, Counters, JoinOutcome, Snapshot};
+use crate::actor::{self, Actor, Command, Counters, JoinOutcome, KeyringOp, Snapshot};
 use crate::listener::Acceptor;
-use crate::{EventStream, JoinError, NodeConfig, NodeError, StartError};
+use crate::{EventStream, JoinError, Key, NodeConfig, NodeError, StartError};
 
 /// Commands waiting for the driver; senders wait when it is full.
 const COMMAND_QUEUE: usize = 64;
@@ -72,6 +72,7 @@ struct Settings {
     join_attempts: u32,
     join_retry_interval: Duration,
     leave_bound: Duration,
+    max_user_payload: usize,
 }
 
 /// Counters of a node: the state machine's and the driver's.
@@ -82,6 +83,10 @@ pub struct NodeStats {
     pub swim: swim::Stats,
     /// What the driver did with the sockets.
     pub driver: DriverStats,
+    /// Lifeguard's local health multiplier: 1 when healthy, up to
+    /// `swim.lifeguard.awareness_max_multiplier` when this node misses acks and nacks (memberlist's
+    /// health score is this minus one).
+    pub health_multiplier: u32,
 }
 
 /// Counters of the driver tasks.
@@ -100,6 +105,8 @@ pub struct DriverStats {
     pub inbound_streams: u64,
     /// Accepted connections that failed (no frame in time, bad frame, write error).
     pub inbound_stream_failures: u64,
+    /// Events the layer above (the serf layer) could not take because its queue was full.
+    pub tap_dropped: u64,
 }
 
 impl Node {
@@ -109,6 +116,21 @@ impl Node {
     /// The node's generation is the wall-clock time in microseconds since the Unix epoch, so that
     /// a restarted node is a new life to the cluster; its RNG is seeded from the OS.
     pub async fn start(config: NodeConfig) -> Result<Self, StartError> {
+        Self::start_inner(config, None).await
+    }
+
+    /// As [`Node::start`], with a tap: every event is also offered (without waiting) to a channel
+    /// of `capacity` events, for the serf layer, which must not miss user payloads.
+    pub(crate) async fn start_tapped(
+        config: NodeConfig,
+        capacity: usize,
+    ) -> Result<(Self, mpsc::Receiver<swim::Event>), StartError> {
+        let (tap, tap_rx) = mpsc::channel(capacity);
+        let node = Self::start_inner(config, Some(tap)).await?;
+        Ok((node, tap_rx))
+    }
+
+    async fn start_inner(config: NodeConfig, tap: Option<mpsc::Sender<swim::Event>>) -> Result<Self, StartError> {
         config.validate()?;
         let (udp, listener) =
             net::bind(config.bind_addr).await.map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
@@ -145,6 +167,7 @@ impl Node {
                 join_attempts: config.join_attempts,
                 join_retry_interval: config.join_retry_interval,
                 leave_bound: config.swim.leave_propagate_max + LEAVE_SLACK,
+                max_user_payload: swim.max_user_payload(),
             }),
         };
         let acceptor = Acceptor {
@@ -165,6 +188,7 @@ impl Node {
             counters,
             shutdown: shutdown_rx,
             stream_timeout: config.stream_timeout,
+            tap,
         };
         tracing::info!(name = %config.name, %local_addr, %advertise, "gossip node started");
         Ok(Self { handle, shutdown, driver: tokio::spawn(actor.run()), acceptor: tokio::spawn(acceptor.run()) })
@@ -245,7 +269,7 @@ impl NodeHandle {
     }
 
     /// One attempt: ask the driver, collect the outcome of each seed within a bound.
-    async fn join_once(&self, seeds: &[SocketAddr]) -> Result<(usize, Vec<(SocketAddr, String)>), JoinError> {
+    pub(crate) async fn join_once(&self, seeds: &[SocketAddr]) -> Result<(usize, Vec<(SocketAddr, String)>), JoinError> {
         let (outcomes, mut outcomes_rx) = mpsc::unbounded_channel::<JoinOutcome>();
         let command = Command::Join { seeds: seeds.to_vec(), outcomes };
         self.commands.send(command).await.map_err(|_| JoinError::Stopped)?;
@@ -354,7 +378,7 @@ impl NodeHandle {
     pub async fn stats(&self) -> Result<NodeStats, NodeError> {
         let (reply, reply_rx) = oneshot::channel();
         self.commands.send(Command::Stats { reply }).await.map_err(|_| NodeError::Stopped)?;
-        let swim = reply_rx.await.map_err(|_| NodeError::Stopped)?;
+        let (swim, health_multiplier) = reply_rx.await.map_err(|_| NodeError::Stopped)?;
         let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         let counters = &self.counters;
         let driver = DriverStats {
@@ -364,8 +388,63 @@ impl NodeHandle {
             stream_request_failures: read(&counters.stream_request_failures),
             inbound_streams: read(&counters.inbound_streams),
             inbound_stream_failures: read(&counters.inbound_stream_failures),
+            tap_dropped: read(&counters.tap_dropped),
         };
-        Ok(NodeStats { swim, driver })
+        Ok(NodeStats { swim, driver, health_multiplier })
+    }
+
+    /// Send an application payload to one address now, in one datagram (with piggybacked
+    /// gossip); it arrives there as [`swim::Event::User`]. Best effort, as any datagram; at most
+    /// [`NodeHandle::max_user_payload`] bytes.
+    pub async fn send_user(&self, to: SocketAddr, payload: Bytes) -> Result<(), NodeError> {
+        let (done, done_rx) = oneshot::channel();
+        self.commands.send(Command::SendUser { to, payload, done }).await.map_err(|_| NodeError::Stopped)?;
+        done_rx
+            .await
+            .map_err(|_| NodeError::Stopped)?
+            .map_err(|refused| NodeError::PayloadTooLarge { len: refused.len, limit: refused.max })
+    }
+
+    /// The largest payload [`NodeHandle::broadcast_user`] and [`NodeHandle::send_user`] accept:
+    /// about half [`swim::Config::packet_budget`], less the envelope (see
+    /// [`swim::Swim::max_user_payload`]).
+    pub fn max_user_payload(&self) -> usize {
+        self.settings.max_user_payload
+    }
+
+    /// Serf's `force-leave`: declare `name` left on its behalf and gossip it (for a failed node
+    /// that will not come back; a live one refutes and stays). With `prune` the member is also
+    /// removed from this node's table at once instead of staying as a tombstone.
+    pub async fn force_leave(&self, name: &str, prune: bool) -> Result<(), NodeError> {
+        let (done, done_rx) = oneshot::channel();
+        let command = Command::ForceLeave { name: name.to_owned(), prune, done };
+        self.commands.send(command).await.map_err(|_| NodeError::Stopped)?;
+        done_rx.await.map_err(|_| NodeError::Stopped)?.map_err(NodeError::ForceLeave)
+    }
+
+    /// Change (or just read) this node's keyring; returns the keys installed afterwards, primary
+    /// first. [`NodeError::NoKeyring`] when the node was started without one.
+    pub async fn keyring(&self, op: KeyringOp) -> Result<Vec<Key>, NodeError> {
+        let (done, done_rx) = oneshot::channel();
+        self.commands.send(Command::Keyring { op, done }).await.map_err(|_| NodeError::Stopped)?;
+        done_rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Gossip a payload without waiting for the driver's verdict (the caller checked its size).
+    pub(crate) async fn broadcast_user_detached(&self, payload: Bytes) -> Result<(), NodeError> {
+        let (done, _) = oneshot::channel();
+        let command = Command::BroadcastUser { key: None, payload, done };
+        self.commands.send(command).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Set the payload of every ack this node sends from now on.
+    pub(crate) async fn set_ack_payload(&self, payload: Bytes) -> Result<(), NodeError> {
+        self.commands.send(Command::SetAckPayload(payload)).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Set the state this node sends in every push-pull exchange from now on.
+    pub(crate) async fn set_local_state(&self, state: Bytes) -> Result<(), NodeError> {
+        self.commands.send(Command::SetLocalState(state)).await.map_err(|_| NodeError::Stopped)
     }
 
     /// The address the UDP socket and the TCP listener are bound to (with the port the OS chose

@@ -98,7 +98,8 @@ pub enum Event {
     /// A push-pull exchange brought the other side's opaque state (see
     /// [`crate::Swim::set_local_state`]).
     RemoteState {
-        /// The exchange was a join.
+        /// The exchange was a join: this node's own join (the seed's answer), or another node's
+        /// join request to this node. `false` for periodic anti-entropy exchanges.
         join: bool,
         /// The state.
         state: Bytes,

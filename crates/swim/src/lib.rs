@@ -425,7 +425,7 @@ impl Swim {
         let answer = match msg.body? {
             StreamBody::PushPull(pp) => {
                 self.count_received("push_pull");
-                self.merge(from, &pp, now);
+                self.merge(from, &pp, pp.join, now);
                 self.push_pull_message(false)
             }
             StreamBody::Ping(ping) => {
@@ -454,7 +454,9 @@ impl Swim {
         let decoded = response.and_then(|frame| self.codec.decode_stream(frame).map_err(|e| e.to_string()));
         match (purpose, decoded) {
             (StreamPurpose::Join(seed), Ok(wire::StreamMessage { body: Some(StreamBody::PushPull(pp)) })) => {
-                self.merge(seed, &pp, now);
+                // The answer to our own join: a join for the layer above too, whatever the flag
+                // of the answer says (it describes the answering side's message).
+                self.merge(seed, &pp, true, now);
                 self.events.push_back(Event::JoinSucceeded { seed });
             }
             (StreamPurpose::Join(seed), Ok(other)) => {
@@ -467,7 +469,7 @@ impl Swim {
             (StreamPurpose::Join(seed), Err(reason)) => self.events.push_back(Event::JoinFailed { seed, reason }),
             (StreamPurpose::PushPull, Ok(wire::StreamMessage { body: Some(StreamBody::PushPull(pp)) })) => {
                 let peer = SocketAddr::from(([0, 0, 0, 0], 0));
-                self.merge(peer, &pp, now);
+                self.merge(peer, &pp, false, now);
             }
             (StreamPurpose::PushPull, _) => self.drop_count("push_pull_failed"),
             (StreamPurpose::TcpPing(seq), Ok(wire::StreamMessage { body: Some(StreamBody::Ack(ack)) })) => {
@@ -1104,10 +1106,11 @@ impl Swim {
     }
 
     /// Merge a remote full state: alive as alive; suspect as alive then suspect; dead as suspect
-    /// (never an instant death: the member gets its chance to refute); left as left.
-    fn merge(&mut self, peer: SocketAddr, pp: &wire::PushPull, now: Instant) {
+    /// (never an instant death: the member gets its chance to refute); left as left. `join`: the
+    /// exchange is a join, started by either side.
+    fn merge(&mut self, peer: SocketAddr, pp: &wire::PushPull, join: bool, now: Instant) {
         if !pp.user_state.is_empty() {
-            self.events.push_back(Event::RemoteState { join: pp.join, state: pp.user_state.clone() });
+            self.events.push_back(Event::RemoteState { join, state: pp.user_state.clone() });
         }
         let peer_name = format!("push-pull:{peer}");
         for m in &pp.members {

@@ -160,14 +160,18 @@ fn ack_payloads_and_push_pull_state_reach_the_other_side() {
     let mut a = swim::Swim::new(config.clone(), common::local(0, 1), 1, base).unwrap();
     let mut b = swim::Swim::new(config, common::local(1, 1), 2, base).unwrap();
     a.set_local_state(bytes::Bytes::from_static(b"clock=7"));
+    b.set_local_state(bytes::Bytes::from_static(b"clock=3"));
     b.set_ack_payload(bytes::Bytes::from_static(b"coord-b"));
     b.join(&[common::addr(0)], base);
     let t = b.poll_transmit().unwrap();
     let swim::TransmitKind::StreamRequest(id) = t.kind else { panic!("join is a stream request") };
     let answer = a.handle_stream_request(common::addr(1), &t.payload, base).unwrap();
     b.handle_stream_response(id, Ok(&answer), base);
+    // Both sides of a join see a join, each with the other's state.
     let events: Vec<Event> = std::iter::from_fn(|| b.poll_event()).collect();
-    assert!(events.contains(&Event::RemoteState { join: false, state: bytes::Bytes::from_static(b"clock=7") }));
+    assert!(events.contains(&Event::RemoteState { join: true, state: bytes::Bytes::from_static(b"clock=7") }));
+    let events: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert!(events.contains(&Event::RemoteState { join: true, state: bytes::Bytes::from_static(b"clock=3") }));
     // Let a probe b: ping → ack carrying b's payload, with the round-trip time.
     let mut now = base;
     let mut got = None;

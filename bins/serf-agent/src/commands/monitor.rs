@@ -1,0 +1,24 @@
+//! `monitor`: stream the agent's log until interrupted.
+
+use hyper::Method;
+
+use crate::cli::MonitorArgs;
+use crate::logging::LogRecord;
+use crate::rpc::server::percent_encode;
+
+use super::client;
+
+pub(super) async fn run(args: MonitorArgs) -> anyhow::Result<()> {
+    let path = format!("/v1/monitor?level={}", percent_encode(&args.log_level));
+    let stream = client(&args.rpc).stream::<()>(Method::GET, &path, None, |line| {
+        match serde_json::from_str::<LogRecord>(line) {
+            Ok(record) => println!("{} [{}] {}: {}", record.time, record.level, record.target, record.message),
+            Err(_) => println!("{line}"),
+        }
+        Ok(true)
+    });
+    tokio::select! {
+        result = stream => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}

@@ -1,0 +1,259 @@
+//! The primary's web service: a health check that says whether this node is primary.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::{PrimaryView, Role};
+
+/// Limits of [`serve_primary_http_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimaryHttpConfig {
+    /// Connections served at once; further clients wait in the listen backlog (default 256).
+    pub max_connections: NonZeroUsize,
+    /// A client must send a request's headers within this time, or the connection is closed; this
+    /// also closes idle keep-alive connections (default 10 s).
+    pub header_read_timeout: Duration,
+    /// On shutdown, how long open connections get to finish their requests before they are cut
+    /// (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for PrimaryHttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves the primary web service on `listener` until `shutdown` completes, with the default
+/// [`PrimaryHttpConfig`].
+///
+/// - `GET /` → `200 primary: NODE` while this node is primary, `503 not primary; primary: X`
+///   (or `503 no primary`) otherwise: point a load balancer's health check here.
+/// - `GET /primary` → `200` and the view as JSON:
+///   `{"node":"node2","primary":"node1","since":1763750000000,"eligible":["node1","node2"],"local_role":"standby"}`
+///   (`since`: the claim time in unix milliseconds, or `null`).
+/// - other paths → `404 {"error":"not found","path":"/x"}`; other methods on these paths → `405`.
+///
+/// `view` is read on every request; `local` is this node's name. On shutdown the listener is
+/// closed, open connections finish their current request (up to
+/// [`shutdown_grace`](PrimaryHttpConfig::shutdown_grace)) and the function returns.
+pub async fn serve_primary_http(
+    listener: TcpListener,
+    view: watch::Receiver<PrimaryView>,
+    local: String,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_primary_http_with(listener, view, local, shutdown, PrimaryHttpConfig::default()).await;
+}
+
+/// As [`serve_primary_http`], with explicit limits.
+pub async fn serve_primary_http_with(
+    listener: TcpListener,
+    view: watch::Receiver<PrimaryView>,
+    local: String,
+    shutdown: impl Future<Output = ()>,
+    config: PrimaryHttpConfig,
+) {
+    let local: Arc<str> = local.into();
+    let slots = Arc::new(Semaphore::new(config.max_connections.get()));
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // never closed
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(%error, "primary http: accept failed");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    }
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let (view, local, stopping) = (view.clone(), Arc::clone(&local), stopping.clone());
+        let header_read_timeout = config.header_read_timeout;
+        connections.spawn(async move {
+            serve_connection(stream, view, local, stopping, header_read_timeout).await;
+            tracing::trace!(%peer, "primary http: connection closed");
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained =
+        tokio::time::timeout(config.shutdown_grace, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(open = connections.len(), "primary http: cutting connections after the shutdown grace");
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    view: watch::Receiver<PrimaryView>,
+    local: Arc<str>,
+    mut stopping: watch::Receiver<bool>,
+    header_read_timeout: Duration,
+) {
+    let service = service_fn(move |request: Request<Incoming>| {
+        let response = respond(request.method(), request.uri().path(), &view.borrow(), &local);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        // A closed channel means the server is gone: shut down as well.
+        () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "primary http: connection error");
+    }
+}
+
+#[derive(Serialize)]
+struct PrimaryJson<'a> {
+    node: &'a str,
+    primary: Option<&'a str>,
+    since: Option<u64>,
+    eligible: &'a [String],
+    local_role: &'static str,
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    error: &'a str,
+    path: &'a str,
+}
+
+fn respond(method: &Method, path: &str, view: &PrimaryView, local: &str) -> Response<Full<Bytes>> {
+    if !matches!(path, "/" | "/primary") {
+        return json(StatusCode::NOT_FOUND, &ErrorJson { error: "not found", path });
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = json(StatusCode::METHOD_NOT_ALLOWED, &ErrorJson { error: "method not allowed", path });
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    if path == "/primary" {
+        let since = view.since.and_then(|since| since.duration_since(UNIX_EPOCH).ok()).map(unix_ms);
+        let body = PrimaryJson {
+            node: local,
+            primary: view.primary.as_deref(),
+            since,
+            eligible: &view.eligible,
+            local_role: view.local_role.as_str(),
+        };
+        return json(StatusCode::OK, &body);
+    }
+    match (view.local_role, view.primary.as_deref()) {
+        (Role::Primary, _) => text(StatusCode::OK, format!("primary: {local}\n")),
+        (_, Some(primary)) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not primary; primary: {primary}\n")),
+        (_, None) => text(StatusCode::SERVICE_UNAVAILABLE, "no primary\n".to_owned()),
+    }
+}
+
+fn unix_ms(since_epoch: Duration) -> u64 {
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    response(status, "text/plain; charset=utf-8", Bytes::from(body))
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(body) {
+        Ok(mut bytes) => {
+            bytes.push(b'\n');
+            response(status, "application/json", Bytes::from(bytes))
+        }
+        Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the response: {error}\n")),
+    }
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // A health check must never be answered from a cache.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(primary: Option<&str>, local_role: Role) -> PrimaryView {
+        PrimaryView {
+            primary: primary.map(str::to_owned),
+            since: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            eligible: vec!["node1".into(), "node2".into()],
+            local_role,
+        }
+    }
+
+    fn body(response: &Response<Full<Bytes>>) -> String {
+        format!("{:?}", response.body())
+    }
+
+    #[test]
+    fn status_page_follows_the_local_role() {
+        let r = respond(&Method::GET, "/", &view(Some("node1"), Role::Primary), "node1");
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = respond(&Method::GET, "/", &view(Some("node1"), Role::Standby), "node2");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let r = respond(&Method::GET, "/", &view(None, Role::Ineligible), "node3");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn wrong_method_and_path() {
+        let r = respond(&Method::POST, "/", &view(None, Role::Standby), "n");
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[ALLOW], "GET, HEAD");
+        let r = respond(&Method::GET, "/nope", &view(None, Role::Standby), "n");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(body(&r).contains("not found"));
+    }
+}
