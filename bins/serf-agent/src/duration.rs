@@ -38,33 +38,6 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(total).map_err(|_| format!("{text:?} is out of range"))
 }
 
-/// Format a duration compactly for humans and for config files: `250ms`, `30s`, `1m30s`.
-pub(crate) fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis == 0 {
-        return format!("{}us", duration.as_micros());
-    }
-    if millis < 1000 || millis % 1000 != 0 {
-        if millis < 60_000 {
-            return format!("{millis}ms");
-        }
-        return format!("{}s", duration.as_secs_f64());
-    }
-    let secs = duration.as_secs();
-    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = String::new();
-    if hours > 0 {
-        out.push_str(&format!("{hours}h"));
-    }
-    if minutes > 0 {
-        out.push_str(&format!("{minutes}m"));
-    }
-    if seconds > 0 || out.is_empty() {
-        out.push_str(&format!("{seconds}s"));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,12 +58,5 @@ mod tests {
         assert!(parse_duration("10").unwrap_err().contains("missing unit"));
         assert!(parse_duration("10 parsecs").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("s").unwrap_err().contains("expected a number"));
-    }
-
-    #[test]
-    fn formats_round_trip() {
-        for text in ["250ms", "30s", "1m30s", "24h", "1h1s"] {
-            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
-        }
     }
 }

@@ -60,7 +60,8 @@ impl EventKind {
         }
     }
 
-    fn from_name(name: &str) -> Option<Self> {
+    /// The kind named `name` (`member-join`, ..., `user`, `query`).
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         [
             Self::MemberJoin,
             Self::MemberLeave,
@@ -106,7 +107,7 @@ impl EventFilter {
                 FilterItem::UserNamed(name.to_owned())
             } else if let Some(name) = item.strip_prefix("query:") {
                 FilterItem::QueryNamed(name.to_owned())
-            } else if let Some(kind) = EventKind::from_name(item) {
+            } else if let Some(kind) = EventKind::parse(item) {
                 FilterItem::Kind(kind)
             } else {
                 return Err(format!(

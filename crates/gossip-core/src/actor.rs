@@ -39,8 +39,9 @@ pub(crate) enum Command {
     SetTags { tags: Tags, done: oneshot::Sender<()> },
     /// Gossip an application payload.
     BroadcastUser { key: Option<String>, payload: Bytes, done: oneshot::Sender<Result<(), swim::PayloadTooLarge>> },
-    /// Send an application payload to one address, in one datagram.
-    SendUser { to: SocketAddr, payload: Bytes, done: oneshot::Sender<Result<(), swim::PayloadTooLarge>> },
+    /// Send an application payload to one address, in one datagram (with piggybacked gossip
+    /// unless `alone`).
+    SendUser { to: SocketAddr, payload: Bytes, alone: bool, done: oneshot::Sender<Result<(), swim::PayloadTooLarge>> },
     /// Put this payload in every ack from now on.
     SetAckPayload(Bytes),
     /// Send this state in every push-pull exchange from now on.
@@ -260,8 +261,9 @@ impl Driver {
             Command::BroadcastUser { key, payload, done } => {
                 let _ = done.send(swim.broadcast_user(key.as_deref(), payload));
             }
-            Command::SendUser { to, payload, done } => {
-                let _ = done.send(swim.send_user(to, payload));
+            Command::SendUser { to, payload, alone, done } => {
+                let sent = if alone { swim.send_user_alone(to, payload) } else { swim.send_user(to, payload) };
+                let _ = done.send(sent);
                 return;
             }
             Command::SetAckPayload(payload) => {

@@ -106,12 +106,18 @@ mod error;
 mod events;
 mod listener;
 mod node;
+pub mod serf;
 
 pub use config::{NodeConfig, NodeConfigError, DEFAULT_PORT, MAX_NAME_LEN};
 pub use error::{JoinError, NodeError, StartError};
 pub use events::EventStream;
 pub use actor::KeyringOp;
 pub use node::{DriverStats, Node, NodeHandle, NodeStats};
+
+pub use serf::{
+    Coordinate, KeyResponse, Query, QueryParams, QueryReply, QueryResponse, Serf, SerfConfig, SerfCounters, SerfError,
+    SerfEvent, SerfEventStream, SerfHandle, SerfStats, UserEvent,
+};
 
 pub use gossip_transport::{Key, Keyring};
 pub use swim::{Event, Incarnation, Member, State, Tags, TagsError};

@@ -397,8 +397,19 @@ impl NodeHandle {
     /// gossip); it arrives there as [`swim::Event::User`]. Best effort, as any datagram; at most
     /// [`NodeHandle::max_user_payload`] bytes.
     pub async fn send_user(&self, to: SocketAddr, payload: Bytes) -> Result<(), NodeError> {
+        self.send_user_with(to, payload, false).await
+    }
+
+    /// As [`NodeHandle::send_user`], without piggybacked gossip (for replies to the node that
+    /// sent the news, see [`swim::Swim::send_user_alone`]).
+    pub(crate) async fn send_user_alone(&self, to: SocketAddr, payload: Bytes) -> Result<(), NodeError> {
+        self.send_user_with(to, payload, true).await
+    }
+
+    async fn send_user_with(&self, to: SocketAddr, payload: Bytes, alone: bool) -> Result<(), NodeError> {
         let (done, done_rx) = oneshot::channel();
-        self.commands.send(Command::SendUser { to, payload, done }).await.map_err(|_| NodeError::Stopped)?;
+        let command = Command::SendUser { to, payload, alone, done };
+        self.commands.send(command).await.map_err(|_| NodeError::Stopped)?;
         done_rx
             .await
             .map_err(|_| NodeError::Stopped)?

@@ -27,19 +27,30 @@ pub enum TraceLevel {
 
 /// The kind of an [`Event`], without its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[allow(missing_docs)] // one per `swim::Event` variant, same names
 pub enum EventKind {
+    /// `MemberJoined`.
     Joined,
+    /// `MemberUpdated`.
     Updated,
+    /// `MemberSuspected`.
     Suspected,
+    /// `MemberRecovered`.
     Recovered,
+    /// `MemberFailed`.
     Failed,
+    /// `MemberLeft`.
     Left,
+    /// `MemberReaped`.
     Reaped,
+    /// `NameConflict`.
     NameConflict,
+    /// `JoinSucceeded`.
     JoinSucceeded,
+    /// `JoinFailed`.
     JoinFailed,
+    /// `LeaveComplete`.
     LeaveComplete,
+    /// `User`.
     User,
     /// A variant added to `swim::Event` after this crate was written.
     Other,

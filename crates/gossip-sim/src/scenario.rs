@@ -175,7 +175,7 @@ impl Scenario {
 
     /// Run it: formation, faults, the fault phase; then report.
     pub fn run(&self) -> Result<Outcome, SimError> {
-        self.validate().map_err(|e| SimError::Invalid { field: "faults", value: e.to_string(), rule: "see value" })?;
+        self.validate()?;
         let mut sim = Simulation::new(self.sim.clone())?;
         let spread = self.sim.formation.spread;
         sim.run_until(spread);

@@ -29,6 +29,9 @@ pub enum SimError {
     /// The protocol configuration is invalid.
     #[error("swim configuration: {0}")]
     Config(#[from] swim::ConfigError),
+    /// A fault of a scenario is invalid.
+    #[error("fault: {0}")]
+    Fault(#[from] crate::SpecError),
     /// A simulation parameter is out of range.
     #[error("{field}: {value} is invalid: {rule}")]
     Invalid {
@@ -475,10 +478,7 @@ impl Simulation {
     pub fn state_of(&self, node: usize, subject: usize) -> Option<State> {
         let target = &self.nodes[subject];
         let generation = target.lives.last().map(|l| l.generation)?;
-        self.view(node)
-            .find(|m| m.name == target.name)
-            .filter(|m| m.incarnation.generation >= generation)
-            .map(|m| m.state)
+        self.swim(node)?.member(&target.name).filter(|m| m.incarnation.generation >= generation).map(|m| m.state)
     }
 
     /// Where `node` is in its life.

@@ -374,6 +374,19 @@ impl Swim {
         Ok(())
     }
 
+    /// As [`Swim::send_user`], without piggybacked gossip. For replies to a node that most
+    /// likely holds the queued news already (the serf layer's query acks and responses go to
+    /// the node that just gossiped the query): piggybacking would spend the news's limited
+    /// transmissions on a node that has it, instead of on gossip to the others.
+    pub fn send_user_alone(&mut self, to: SocketAddr, payload: Bytes) -> Result<(), PayloadTooLarge> {
+        let max = self.max_user_payload();
+        if payload.len() > max {
+            return Err(PayloadTooLarge { len: payload.len(), max });
+        }
+        self.send_with(to, None, vec![Body::User(wire::User { payload })], false);
+        Ok(())
+    }
+
     /// Set the payload this node puts in every ack it sends (for example its network
     /// coordinate); the prober gets it in [`Event::ProbeAck`].
     pub fn set_ack_payload(&mut self, payload: Bytes) {
@@ -1168,6 +1181,11 @@ impl Swim {
     /// As [`Swim::send`], to a member by name: news about that member itself is not piggybacked
     /// (it knows better), which leaves the transmission for a member that needs it.
     fn send_to_member(&mut self, to: SocketAddr, name: Option<&str>, messages: Vec<Body>) {
+        self.send_with(to, name, messages, true);
+    }
+
+    /// Send `messages` to `to` in one datagram, with queued broadcasts when `piggyback`.
+    fn send_with(&mut self, to: SocketAddr, name: Option<&str>, messages: Vec<Body>, piggyback: bool) {
         let budget = self.config.packet_budget.saturating_sub(self.codec.overhead());
         let mut builder = PacketBuilder::new(budget);
         for body in messages {
@@ -1179,12 +1197,11 @@ impl Swim {
             }
         }
         let live = self.table.live_count();
-        let piggyback = self.broadcasts.fill_for(
-            builder.remaining(),
-            live,
-            |len| PacketBuilder::message_cost(len) - len,
-            name,
-        );
+        let piggyback = if piggyback {
+            self.broadcasts.fill_for(builder.remaining(), live, |len| PacketBuilder::message_cost(len) - len, name)
+        } else {
+            Vec::new()
+        };
         for encoded in &piggyback {
             if builder.push_encoded(encoded) {
                 *self.stats.messages_sent.entry("piggyback").or_default() += 1;

@@ -225,3 +225,28 @@ fn force_leave_moves_a_failed_member_to_left_and_prune_removes_it() {
     c.drain(0);
     c.run_until(Duration::from_secs(5), |c| c.all_see(2, &[State::Alive])).expect("node2 refuted");
 }
+
+#[test]
+fn send_user_alone_leaves_queued_gossip_for_other_packets() {
+    let base = std::time::Instant::now();
+    let mut a = swim::Swim::new(Config::lan(), common::local(0, 1), 1, base).unwrap();
+    let mut b = swim::Swim::new(Config::lan(), common::local(1, 1), 2, base).unwrap();
+    // Drop whatever a has to say at start (its own alive) so that only what follows is queued.
+    while a.poll_transmit().is_some() {}
+    a.broadcast_user(None, bytes::Bytes::from_static(b"news")).unwrap();
+    let received = |b: &mut swim::Swim| b.stats().messages_received.get("user").copied().unwrap_or(0);
+
+    a.send_user_alone(common::addr(1), bytes::Bytes::from_static(b"reply")).unwrap();
+    let t = a.poll_transmit().expect("one datagram");
+    b.handle_packet(common::addr(0), &t.payload, base);
+    assert_eq!(received(&mut b), 1, "only the reply");
+    assert_eq!(b.poll_event(), Some(Event::User(bytes::Bytes::from_static(b"reply"))));
+
+    // The news is still queued: a plain send_user carries it along.
+    a.send_user(common::addr(1), bytes::Bytes::from_static(b"again")).unwrap();
+    let t = a.poll_transmit().expect("one datagram");
+    b.handle_packet(common::addr(0), &t.payload, base);
+    assert_eq!(received(&mut b), 3, "the message and the piggybacked news");
+    let too_big = bytes::Bytes::from(vec![0u8; a.max_user_payload() + 1]);
+    assert!(a.send_user_alone(common::addr(1), too_big).is_err());
+}

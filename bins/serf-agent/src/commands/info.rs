@@ -25,6 +25,7 @@ pub(super) async fn info(args: FormatArgs) -> anyhow::Result<()> {
 
 pub(super) fn version() -> anyhow::Result<()> {
     println!("serf-agent v{}", env!("CARGO_PKG_VERSION"));
-    println!("Gossip protocol version: {} (wire format {})", crate::agent::PROTOCOL_VERSION, crate::agent::WIRE_VERSION);
+    let (major, minor) = crate::agent::WIRE_VERSION;
+    println!("Gossip wire protocol: {major}.{minor}");
     Ok(())
 }

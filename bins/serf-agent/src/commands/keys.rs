@@ -51,7 +51,7 @@ pub(super) async fn keys(args: KeysArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn keygen() -> anyhow::Result<()> {
-    let key = Key::generate(&mut rand::rngs::OsRng.unwrap_err());
+    let key = Key::generate(&mut rand::rng());
     println!("{}", key.to_base64());
     Ok(())
 }

@@ -10,7 +10,8 @@ use super::client;
 
 pub(super) async fn run(args: MonitorArgs) -> anyhow::Result<()> {
     let path = format!("/v1/monitor?level={}", percent_encode(&args.log_level));
-    let stream = client(&args.rpc).stream::<()>(Method::GET, &path, None, |line| {
+    let client = client(&args.rpc);
+    let stream = client.stream::<()>(Method::GET, &path, None, |line| {
         match serde_json::from_str::<LogRecord>(line) {
             Ok(record) => println!("{} [{}] {}: {}", record.time, record.level, record.target, record.message),
             Err(_) => println!("{line}"),

@@ -95,14 +95,6 @@ impl RpcClient {
         serde_json::from_slice(&body).with_context(|| format!("unexpected answer to GET {path}"))
     }
 
-    /// `GET path` → text.
-    pub(crate) async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.send(Method::GET, path, None))
-            .await
-            .map_err(|_| anyhow!("no answer from {} within {REQUEST_TIMEOUT:?}", self.addr))??;
-        Ok(String::from_utf8_lossy(&Self::read_all(response).await?).into_owned())
-    }
-
     /// `POST path` with a JSON body → JSON.
     pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         let body = serde_json::to_vec(body)?;

@@ -69,11 +69,6 @@ impl ApiRequest {
         self.query.iter().filter(move |(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 
-    /// A boolean flag parameter: present without value, `1` or `true`.
-    pub(crate) fn flag(&self, name: &str) -> bool {
-        self.param(name).is_some_and(|value| value.is_empty() || value == "1" || value == "true")
-    }
-
     /// The body as JSON of type `T` (an empty body is `{}`); 400 naming the problem otherwise.
     pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &self.body };
@@ -171,14 +166,14 @@ pub(crate) async fn serve<R: Routes>(
     let mut connections = JoinSet::new();
     loop {
         let slot = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            () = crate::agent::stopped(&mut shutdown) => break,
             slot = Arc::clone(&slots).acquire_owned() => match slot {
                 Ok(slot) => slot,
                 Err(_) => break,
             },
         };
         let (stream, peer) = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            () = crate::agent::stopped(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -207,7 +202,7 @@ pub(crate) async fn serve<R: Routes>(
                         tracing::debug!(%peer, %error, "rpc: connection ended with an error");
                     }
                 }
-                _ = stopping.wait_for(|stop| *stop) => {
+                () = crate::agent::stopped(&mut stopping) => {
                     connection.as_mut().graceful_shutdown();
                     let _ = connection.await;
                 }

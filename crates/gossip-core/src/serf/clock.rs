@@ -8,11 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct LamportClock(AtomicU64);
 
 impl LamportClock {
-    /// A clock at `time`.
-    pub(crate) fn new(time: u64) -> Self {
-        Self(AtomicU64::new(time))
-    }
-
     /// The current time.
     pub(crate) fn time(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
@@ -36,7 +31,7 @@ mod tests {
 
     #[test]
     fn witness_moves_past_what_was_seen_and_never_back() {
-        let clock = LamportClock::new(0);
+        let clock = LamportClock::default();
         assert_eq!(clock.increment(), 1);
         clock.witness(10);
         assert_eq!(clock.time(), 11);

@@ -13,7 +13,6 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use prost::Message as _;
 
 use super::coordinate::Coordinate;
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use gossip_core::{Event, EventStream, Member, Node, NodeConfig, State};
 
+pub(crate) mod serf;
+
 /// Generous bound on every wait for the cluster to converge (the local preset converges in a few
 /// seconds; CI machines are slow and shared).
 pub(crate) const CONVERGE: Duration = Duration::from_secs(20);
