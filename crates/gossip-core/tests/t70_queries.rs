@@ -13,6 +13,17 @@ use common::{init_tracing, CONVERGE};
 use gossip_core::{QueryParams, QueryReply, QueryResponse, Serf, SerfConfig, SerfError, SerfEvent, Tags};
 use tokio::task::JoinHandle;
 
+/// The local preset with the LAN preset's gossip budget: a query is gossiped like any broadcast,
+/// `retransmit_mult × ceil(log10(n + 1))` times by each node that sees it. The local preset's 2
+/// (memberlist's `DefaultLocalConfig`, as Serf would use it) leaves a 4-node cluster a few percent
+/// chance per query that one node never hears it; the LAN preset's 4 (Serf's default) makes that
+/// negligible, and these tests are about queries, not about the gossip budget.
+fn query_config(name: &str) -> SerfConfig {
+    let mut config = serf_config(name);
+    config.node.swim.retransmit_mult = 4;
+    config
+}
+
 /// Answers every query named "whoami" with the node's name; records every query delivered.
 fn responder(serf: &Serf, seen: Arc<Mutex<Vec<(String, String)>>>) -> JoinHandle<()> {
     let mut events = serf.events();
@@ -50,7 +61,7 @@ fn names(list: &[&str]) -> BTreeSet<String> {
 }
 
 fn tagged(i: usize) -> SerfConfig {
-    let mut config = serf_config(&format!("q-{i}"));
+    let mut config = query_config(&format!("q-{i}"));
     let role = match i {
         1 | 2 => Some("web"),
         3 => Some("db"),
@@ -117,7 +128,7 @@ async fn queries_reach_only_matching_nodes_and_answers_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_answers_are_delivered_once() {
     init_tracing();
-    let serfs = serf_cluster(4, |i| serf_config(&format!("rl-{i}"))).await;
+    let serfs = serf_cluster(4, |i| query_config(&format!("rl-{i}"))).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let tasks: Vec<_> = serfs.iter().map(|serf| responder(serf, Arc::clone(&seen))).collect();
     let params = QueryParams { request_ack: true, relay_factor: 2, timeout: Some(Duration::from_secs(2)), ..Default::default() };
@@ -143,7 +154,7 @@ async fn relayed_answers_are_delivered_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_ping_is_acked_and_never_delivered() {
     init_tracing();
-    let serfs = serf_cluster(3, |i| serf_config(&format!("pg-{i}"))).await;
+    let serfs = serf_cluster(3, |i| query_config(&format!("pg-{i}"))).await;
     let mut streams: Vec<_> = serfs.iter().map(|serf| serf.events()).collect();
     let params = QueryParams { request_ack: true, timeout: Some(Duration::from_secs(2)), ..Default::default() };
     let (acks, responses) = collect(serfs[0].query("_serf_ping", Bytes::new(), params).await.unwrap()).await;

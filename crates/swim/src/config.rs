@@ -78,6 +78,10 @@ pub struct Config {
     /// Period of the push-pull anti-entropy exchange, scaled up above 32 members; zero turns it
     /// off. LAN: 30 s.
     pub push_pull_interval: Duration,
+    /// How often a node may try a push-pull with a random failed member, with probability
+    /// failed / live (as Serf's reconnect): this is what heals a full partition, where neither
+    /// side gossips to the other any more. Zero turns it off. LAN: 30 s.
+    pub reconnect_interval: Duration,
     /// Dead members are removed from the table this long after they were declared dead.
     pub dead_reap: Duration,
     /// Left members are removed from the table this long after they left.
@@ -111,6 +115,7 @@ impl Config {
             retransmit_mult: 4,
             max_broadcasts: 1024,
             push_pull_interval: Duration::from_secs(30),
+            reconnect_interval: Duration::from_secs(30),
             dead_reap: Duration::from_secs(24 * 3600),
             left_reap: Duration::from_secs(24 * 3600),
             packet_budget: 1400,
@@ -137,6 +142,7 @@ impl Config {
             suspicion_mult: 6,
             suspicion_unit: Duration::from_millis(500),
             push_pull_interval: Duration::from_secs(60),
+            reconnect_interval: Duration::from_secs(60),
             leave_propagate_max: Duration::from_secs(5),
             ..Self::lan()
         }
@@ -155,6 +161,7 @@ impl Config {
             suspicion_unit: Duration::from_millis(100),
             retransmit_mult: 2,
             push_pull_interval: Duration::from_secs(15),
+            reconnect_interval: Duration::from_secs(10),
             leave_propagate_max: Duration::from_secs(1),
             ..Self::lan()
         }

@@ -173,10 +173,11 @@ pub struct Swim {
     probe_cursor: usize,
     next_probe: Instant,
     probe: Option<Probe>,
-    relays: HashMap<u32, Relay>,
-    suspicions: HashMap<String, Suspicion>,
+    relays: BTreeMap<u32, Relay>,
+    suspicions: BTreeMap<String, Suspicion>,
     next_gossip: Instant,
     next_push_pull: Option<Instant>,
+    next_reconnect: Option<Instant>,
     next_reap: Instant,
     streams: HashMap<StreamId, StreamPurpose>,
     next_stream: StreamId,
@@ -217,7 +218,10 @@ impl Swim {
         // probe in lockstep.
         let first_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
         let first_gossip = now + config.gossip_interval.mul_f64(rng.random::<f64>());
-        let next_push_pull = (!config.push_pull_interval.is_zero()).then(|| now + config.push_pull_interval);
+        let next_push_pull =
+            (!config.push_pull_interval.is_zero()).then(|| now + config.push_pull_interval.mul_f64(0.5 + rng.random::<f64>()));
+        let next_reconnect =
+            (!config.reconnect_interval.is_zero()).then(|| now + config.reconnect_interval.mul_f64(0.5 + rng.random::<f64>()));
         // Announce ourselves by gossip as soon as there is anyone to tell (as memberlist's
         // setAlive): a join's push-pull reaches one seed, gossip reaches everyone.
         let mut broadcasts = BroadcastQueue::new(config.retransmit_mult, config.max_broadcasts);
@@ -238,10 +242,11 @@ impl Swim {
             probe_cursor: 0,
             next_probe: first_probe,
             probe: None,
-            relays: HashMap::new(),
-            suspicions: HashMap::new(),
+            relays: BTreeMap::new(),
+            suspicions: BTreeMap::new(),
             next_gossip: first_gossip,
             next_push_pull,
+            next_reconnect,
             next_reap: now + config.probe_interval,
             streams: HashMap::new(),
             next_stream: 0,
@@ -544,8 +549,32 @@ impl Swim {
         if let Some(at) = self.next_push_pull {
             if now >= at {
                 self.start_push_pull();
-                self.next_push_pull = Some(now + self.push_pull_interval());
+                // Jitter, so that nodes started together do not exchange in step.
+                let jitter = 0.75 + 0.5 * self.rng.random::<f64>();
+                self.next_push_pull = Some(now + self.push_pull_interval().mul_f64(jitter));
             }
+        }
+        if let Some(at) = self.next_reconnect {
+            if now >= at {
+                self.reconnect();
+                self.next_reconnect = Some(now + self.config.reconnect_interval);
+            }
+        }
+        // Late notices to suspects, from nodes that have not heard a refutation yet.
+        let notices: Vec<(String, SocketAddr, Incarnation)> = self
+            .suspicions
+            .iter_mut()
+            .filter(|(_, s)| s.next_notice().is_some_and(|t| now >= t))
+            .filter_map(|(name, s)| {
+                s.notice_sent();
+                let m = self.table.get(name)?;
+                Some((name.clone(), m.addr, s.incarnation))
+            })
+            .collect();
+        for (name, addr, incarnation) in notices {
+            let local = self.table.local().name.clone();
+            let body = self.suspect_body(&name, incarnation, &local);
+            self.send_to_member(addr, Some(&name), vec![body]);
         }
         if now >= self.next_reap {
             self.reap(now);
@@ -594,11 +623,17 @@ impl Swim {
         }
         for s in self.suspicions.values() {
             consider(s.deadline());
+            if let Some(t) = s.next_notice() {
+                consider(t);
+            }
         }
         if !self.broadcasts.is_empty() || self.suspicions.values().any(|s| s.originated_here) {
             consider(self.next_gossip);
         }
         if let Some(t) = self.next_push_pull {
+            consider(t);
+        }
+        if let Some(t) = self.next_reconnect {
             consider(t);
         }
         if let Some(t) = self.leave_deadline {
@@ -806,6 +841,7 @@ impl Swim {
                 self.events.push_back(Event::MemberSuspected(member));
             }
             Applied::Refuted(local) => self.refute(local, informer),
+            _ if name == local_name && !self.left => self.answer_stale_news(informer),
             _ => {
                 let confirmed = match self.suspicions.get_mut(name) {
                     Some(s) if s.incarnation == incarnation => {
@@ -887,7 +923,12 @@ impl Swim {
                 self.refute(local, Some(from).filter(|a| a.port() != 0));
                 false
             }
-            _ => false,
+            _ => {
+                if d.node == self.table.local().name && !self.left {
+                    self.answer_stale_news(Some(from).filter(|a| a.port() != 0));
+                }
+                false
+            }
         }
     }
 
@@ -901,6 +942,14 @@ impl Swim {
             self.send(to, vec![body.clone()]);
         }
         self.broadcast(&local.name, body);
+    }
+
+    /// Someone told us old news about ourselves (a suspicion we already refuted): it missed the
+    /// refutation, so send it our current alive directly.
+    fn answer_stale_news(&mut self, informer: Option<SocketAddr>) {
+        let Some(to) = informer else { return };
+        let claim = AliveClaim::from(self.table.local());
+        self.send(to, vec![Body::Alive(convert::alive_to_wire(&claim))]);
     }
 
     fn suspect_body(&self, name: &str, incarnation: Incarnation, from: &str) -> Body {
@@ -1111,6 +1160,26 @@ impl Swim {
         self.stream_request(addr, &msg, StreamPurpose::PushPull);
     }
 
+    /// Serf's reconnect: with probability failed / live, a push-pull with one random failed
+    /// member. If it is alive after all (a healed partition), the exchange tells each side the
+    /// other is alive: the answer carries the refutation the exchange provoked.
+    fn reconnect(&mut self) {
+        if self.left {
+            return;
+        }
+        let failed: Vec<SocketAddr> = self.table.iter().filter(|m| m.state == State::Dead).map(|m| m.addr).collect();
+        if failed.is_empty() {
+            return;
+        }
+        let probability = failed.len() as f64 / self.table.live_count().max(1) as f64;
+        if self.rng.random::<f64>() >= probability {
+            return;
+        }
+        let addr = failed[self.rng.random_range(0..failed.len())];
+        let msg = self.push_pull_message(false);
+        self.stream_request(addr, &msg, StreamPurpose::PushPull);
+    }
+
     fn push_pull_message(&self, join: bool) -> wire::StreamMessage {
         let members = self.table.iter().map(convert::member_to_wire).collect();
         wire::StreamMessage {
@@ -1125,7 +1194,11 @@ impl Swim {
         if !pp.user_state.is_empty() {
             self.events.push_back(Event::RemoteState { join, state: pp.user_state.clone() });
         }
-        let peer_name = format!("push-pull:{peer}");
+        let _ = peer;
+        // As memberlist: a suspicion learnt from a peer's state is started in our own name, so
+        // that many exchanges never count as independent confirmations, and we notify the
+        // suspect directly so that a live one refutes at once.
+        let peer_name = self.table.local().name.clone();
         for m in &pp.members {
             let (claim, state) = match convert::member_from_wire(m) {
                 Ok(x) => x,

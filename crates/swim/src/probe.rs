@@ -1,6 +1,6 @@
 //! State of probes in flight: this node's own probe and the indirect probes it relays.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ pub(crate) struct Probe {
     /// Relays asked, by address, with their names.
     pub(crate) relays: Vec<(String, SocketAddr)>,
     /// Relays that answered with a nack.
-    pub(crate) nacks: HashSet<String>,
+    pub(crate) nacks: BTreeSet<String>,
     /// Stream id of a TCP fallback ping, if one is out.
     pub(crate) tcp_ping: Option<u64>,
     /// The TCP fallback ping failed.

@@ -23,7 +23,14 @@ pub(crate) struct Suspicion {
     min: Duration,
     max: Duration,
     deadline: Instant,
+    /// Late notices sent to the suspect by a node that did not start the suspicion.
+    late_notices: u8,
 }
+
+/// Fractions of the timeout at which a node still holding the suspicion tells the suspect
+/// directly: a node that missed the refutation gets it re-sent, instead of declaring a live
+/// node dead.
+const LATE_NOTICE_AT: [f64; 2] = [0.5, 0.75];
 
 impl Suspicion {
     /// A suspicion started by `from` at `now`, expecting `expected` confirmations.
@@ -48,6 +55,7 @@ impl Suspicion {
             min,
             max,
             deadline: now + max,
+            late_notices: 0,
         }
     }
 
@@ -67,6 +75,21 @@ impl Suspicion {
     /// Independent confirmations so far.
     pub(crate) fn confirmations(&self) -> u32 {
         (self.confirmers.len() - 1) as u32
+    }
+
+    /// When the next late notice is due (never for the node that started it: that one tells
+    /// the suspect every gossip round).
+    pub(crate) fn next_notice(&self) -> Option<Instant> {
+        if self.originated_here {
+            return None;
+        }
+        let fraction = *LATE_NOTICE_AT.get(usize::from(self.late_notices))?;
+        Some(self.started + (self.deadline - self.started).mul_f64(fraction))
+    }
+
+    /// Record that a late notice went out.
+    pub(crate) fn notice_sent(&mut self) {
+        self.late_notices = self.late_notices.saturating_add(1);
     }
 
     /// When the member is to be declared dead.
