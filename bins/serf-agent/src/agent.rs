@@ -298,9 +298,14 @@ impl Agent {
         if let Some(listener) = primary_listener {
             tracing::info!(addr = %listener.local_addr()?, "primary web service listening");
             let mut stop = stopping.clone();
-            tasks.push(tokio::spawn(leader_failover::serve_primary_http(listener, view_rx, name.clone(), async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            })));
+            tasks.push(tokio::spawn(leader_failover::serve_primary_http(
+                listener,
+                view_rx,
+                name.clone(),
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                },
+            )));
         }
         if !settings.retry_join.is_empty() {
             tasks.push(tokio::spawn(retry_join(

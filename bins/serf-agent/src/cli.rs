@@ -45,6 +45,7 @@ fn is_single_dash_word(text: &str) -> bool {
 #[command(
     name = "serf-agent",
     version,
+    args_override_self = true,
     about = "A Serf-compatible gossip agent: membership, failure detection, events, queries, and a primary role that fails over",
     after_help = "Flags take one dash or two (-node or --node). Client commands reach the agent at -rpc-addr \
                   (env SERF_RPC_ADDR, default 127.0.0.1:7373) with -rpc-auth (env SERF_RPC_AUTH).\n\
@@ -59,7 +60,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run an agent
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// List the members of the cluster
     Members(MembersArgs),
     /// Join the agent to a cluster through other agents
@@ -122,7 +123,9 @@ fn parse_rpc_addr(text: &str) -> Result<String, String> {
         return Ok(text.to_owned());
     }
     match text.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() && !host.contains(char::is_whitespace) => {
+        Some((host, port))
+            if !host.is_empty() && port.parse::<u16>().is_ok() && !host.contains(char::is_whitespace) =>
+        {
             Ok(text.to_owned())
         }
         _ => Err(format!("{text:?} is not IP:PORT or HOST:PORT")),
@@ -333,18 +336,38 @@ mod tests {
                 .map(OsString::from)
                 .to_vec();
         let out: Vec<String> = normalize_args(argv).into_iter().map(|a| a.into_string().unwrap()).collect();
-        assert_eq!(out, ["serf-agent", "agent", "--node=a", "--tag", "x=-1", "-h", "-", "-5", "--bind", "x", "--", "-payload"]);
+        assert_eq!(
+            out,
+            ["serf-agent", "agent", "--node=a", "--tag", "x=-1", "-h", "-", "-5", "--bind", "x", "--", "-payload"]
+        );
     }
 
     #[test]
     fn agent_flags_in_serf_style() {
-        let cli = parse(&["agent", "-node", "n1", "-bind=127.0.0.1:7000", "-tag", "role=primary", "-rejoin", "-join", "a"])
-            .unwrap();
+        let cli = parse(&[
+            "agent",
+            "-node",
+            "n0",
+            "-node",
+            "n1",
+            "-bind=127.0.0.1:7000",
+            "-tag",
+            "role=primary",
+            "-rejoin",
+            "-join",
+            "a",
+        ])
+        .unwrap();
         let Command::Agent(args) = cli.command else { panic!("not agent") };
         assert_eq!(args.config.node_name.as_deref(), Some("n1"));
         assert_eq!(args.config.tag, vec![("role".to_owned(), "primary".to_owned())]);
         assert_eq!(args.config.rejoin_after_leave, Some(true));
         assert_eq!(args.config.join, vec!["a".to_owned()]);
+        // As Go's flag package: a repeated single-value flag takes its last value; lists append.
+        let cli = parse(&["agent", "-join", "a", "-join", "b", "-log-level", "info", "-log-level", "debug"]).unwrap();
+        let Command::Agent(args) = cli.command else { panic!("not agent") };
+        assert_eq!(args.config.join, ["a", "b"]);
+        assert_eq!(args.config.log_level.as_deref(), Some("debug"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(crate) const DEFAULT_RPC_ADDR: &str = "127.0.0.1:7373";
 #[derive(Debug, Default, Clone, PartialEq, clap::Args, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AgentConfig {
-    /// Name of this node, unique in the cluster [default: the host name] (key: node_name)
+    /// Name of this node, unique in the cluster [default: the host name]
     #[arg(long = "node", value_name = "NAME")]
     #[serde(alias = "node")]
     pub(crate) node_name: Option<String>,
@@ -127,11 +127,11 @@ pub(crate) struct AgentConfig {
     #[arg(long = "quiescent-period", value_name = "DURATION")]
     pub(crate) quiescent_period: Option<String>,
 
-    /// Coalescing period of user events sent with coalescing [default: the serf layer's]
+    /// User events sent with coalescing are held this long, the newest of a name delivered [default: 1s]
     #[arg(long = "user-coalesce-period", value_name = "DURATION")]
     pub(crate) user_coalesce_period: Option<String>,
 
-    /// Quiescent period of coalesced user events [default: the serf layer's]
+    /// ... or until no such event came for this long [default: 200ms]
     #[arg(long = "user-quiescent-period", value_name = "DURATION")]
     pub(crate) user_quiescent_period: Option<String>,
 
@@ -183,7 +183,7 @@ pub(crate) struct AgentConfig {
     #[arg(long = "primary-tag", value_name = "TAG")]
     pub(crate) primary_tag: Option<String>,
 
-    /// Tag holding a node's election priority (lower wins before name order)
+    /// Tag holding a node's election priority: an integer, higher elected first (before name order)
     #[arg(long = "primary-priority-tag", value_name = "TAG")]
     pub(crate) primary_priority_tag: Option<String>,
 }
@@ -405,12 +405,15 @@ impl Settings {
             other => other.clone(),
         };
         let bind = match &config.bind {
-            Some(text) => parse_ip_port(text, DEFAULT_GOSSIP_PORT).map_err(|reason| invalid("bind", "bind", text, reason))?,
+            Some(text) => {
+                parse_ip_port(text, DEFAULT_GOSSIP_PORT).map_err(|reason| invalid("bind", "bind", text, reason))?
+            }
             None => SocketAddr::from(([0, 0, 0, 0], DEFAULT_GOSSIP_PORT)),
         };
         let advertise = match &config.advertise {
             Some(text) => {
-                let addr = parse_ip_port(text, bind.port()).map_err(|reason| invalid("advertise", "advertise", text, reason))?;
+                let addr = parse_ip_port(text, bind.port())
+                    .map_err(|reason| invalid("advertise", "advertise", text, reason))?;
                 if addr.ip().is_unspecified() {
                     return Err(invalid("advertise", "advertise", text, "must be an address other nodes can reach"));
                 }
@@ -423,9 +426,13 @@ impl Settings {
                 check_host_port(addr).map_err(|reason| invalid(key, flag, addr, reason))?;
             }
         }
-        let duration = |key: &'static str, flag: &'static str, value: &Option<String>| -> Result<Option<Duration>, ConfigError> {
-            value.as_deref().map(|text| parse_duration(text).map_err(|reason| invalid(key, flag, text, reason))).transpose()
-        };
+        let duration =
+            |key: &'static str, flag: &'static str, value: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+                value
+                    .as_deref()
+                    .map(|text| parse_duration(text).map_err(|reason| invalid(key, flag, text, reason)))
+                    .transpose()
+            };
         let retry_interval =
             duration("retry_interval", "retry-interval", &config.retry_interval)?.unwrap_or(Duration::from_secs(30));
         if retry_interval.is_zero() {
@@ -444,7 +451,9 @@ impl Settings {
         let event_handlers = config
             .event_handlers
             .iter()
-            .map(|text| HandlerSpec::parse(text).map_err(|reason| invalid("event_handlers", "event-handler", text, reason)))
+            .map(|text| {
+                HandlerSpec::parse(text).map_err(|reason| invalid("event_handlers", "event-handler", text, reason))
+            })
             .collect::<Result<Vec<_>, _>>()?;
 
         let keyring = load_keyring(config.encrypt_key.as_deref(), config.keyring_file.as_deref())?;
@@ -472,18 +481,22 @@ impl Settings {
             }
         }
         let log_level = config.log_level.clone().unwrap_or_else(|| "info".to_owned());
-        crate::logging::parse_filter(&log_level).map_err(|reason| invalid("log_level", "log-level", &log_level, reason))?;
+        crate::logging::parse_filter(&log_level)
+            .map_err(|reason| invalid("log_level", "log-level", &log_level, reason))?;
 
-        let positive = |key: &'static str, flag: &'static str, value: Option<usize>| -> Result<Option<usize>, ConfigError> {
-            match value {
-                Some(0) => Err(invalid(key, flag, "0", "must be at least 1")),
-                other => Ok(other),
-            }
-        };
-        let handler_concurrency = positive("handler_concurrency", "handler-concurrency", config.handler_concurrency)?.unwrap_or(4);
+        let positive =
+            |key: &'static str, flag: &'static str, value: Option<usize>| -> Result<Option<usize>, ConfigError> {
+                match value {
+                    Some(0) => Err(invalid(key, flag, "0", "must be at least 1")),
+                    other => Ok(other),
+                }
+            };
+        let handler_concurrency =
+            positive("handler_concurrency", "handler-concurrency", config.handler_concurrency)?.unwrap_or(4);
         let primary_http = match &config.primary_http {
             Some(text) => Some(
-                text.parse::<SocketAddr>().map_err(|_| invalid("primary_http", "primary-http", text, "must be IP:PORT"))?,
+                text.parse::<SocketAddr>()
+                    .map_err(|_| invalid("primary_http", "primary-http", text, "must be IP:PORT"))?,
             ),
             None => None,
         };
@@ -517,13 +530,25 @@ impl Settings {
             skip_leave_on_interrupt: config.skip_leave_on_interrupt.unwrap_or(false),
             coalesce_period: duration("coalesce_period", "coalesce-period", &config.coalesce_period)?,
             quiescent_period: duration("quiescent_period", "quiescent-period", &config.quiescent_period)?,
-            user_coalesce_period: duration("user_coalesce_period", "user-coalesce-period", &config.user_coalesce_period)?,
-            user_quiescent_period: duration("user_quiescent_period", "user-quiescent-period", &config.user_quiescent_period)?,
+            user_coalesce_period: duration(
+                "user_coalesce_period",
+                "user-coalesce-period",
+                &config.user_coalesce_period,
+            )?,
+            user_quiescent_period: duration(
+                "user_quiescent_period",
+                "user-quiescent-period",
+                &config.user_quiescent_period,
+            )?,
             reconnect_interval: duration("reconnect_interval", "reconnect-interval", &config.reconnect_interval)?,
             reconnect_timeout: duration("reconnect_timeout", "reconnect-timeout", &config.reconnect_timeout)?,
             tombstone_timeout: duration("tombstone_timeout", "tombstone-timeout", &config.tombstone_timeout)?,
             disable_coordinates: config.disable_coordinates.unwrap_or(false),
-            user_event_size_limit: positive("user_event_size_limit", "user-event-size-limit", config.user_event_size_limit)?,
+            user_event_size_limit: positive(
+                "user_event_size_limit",
+                "user-event-size-limit",
+                config.user_event_size_limit,
+            )?,
             query_size_limit: positive("query_size_limit", "query-size-limit", config.query_size_limit)?,
             query_response_size_limit: positive(
                 "query_response_size_limit",
@@ -587,8 +612,10 @@ pub(crate) async fn resolve_join_addr(text: &str) -> Result<Vec<SocketAddr>, Str
     }
     let with_port =
         if text.rsplit_once(':').is_some() { text.to_owned() } else { format!("{text}:{DEFAULT_GOSSIP_PORT}") };
-    let addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host(&with_port).await.map_err(|error| format!("cannot resolve {text:?}: {error}"))?.collect();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|error| format!("cannot resolve {text:?}: {error}"))?
+        .collect();
     if addrs.is_empty() {
         return Err(format!("{text:?} resolves to no address"));
     }
@@ -637,7 +664,9 @@ pub(crate) fn load_keyring(encrypt: Option<&str>, keyring_file: Option<&Path>) -
             Key::from_base64(text).map_err(|error| ConfigError::Secret {
                 key: "encrypt_key",
                 flag: "encrypt",
-                reason: format!("not a valid key ({error}); it must be base64 of 16, 24 or 32 bytes, as `serf-agent keygen` prints"),
+                reason: format!(
+                    "not a valid key ({error}); it must be base64 of 16, 24 or 32 bytes, as `serf-agent keygen` prints"
+                ),
             })
         })
         .transpose()?;
@@ -729,10 +758,14 @@ mod tests {
     fn flags_override_files_and_lists_append() {
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("a.json");
-        std::fs::write(&json, r#"{"node_name": "from-json", "join": ["10.0.0.1"], "tags": {"dc": "east", "rack": "1"}}"#)
-            .unwrap();
+        std::fs::write(
+            &json,
+            r#"{"node_name": "from-json", "join": ["10.0.0.1"], "tags": {"dc": "east", "rack": "1"}}"#,
+        )
+        .unwrap();
         let toml_path = dir.path().join("b.toml");
-        std::fs::write(&toml_path, "bind = \"127.0.0.1:8000\"\nrejoin_after_leave = true\n[tags]\nrack = \"2\"\n").unwrap();
+        std::fs::write(&toml_path, "bind = \"127.0.0.1:8000\"\nrejoin_after_leave = true\n[tags]\nrack = \"2\"\n")
+            .unwrap();
         let sources = ConfigSources {
             files: vec![],
             dirs: vec![dir.path().to_owned()],
@@ -776,12 +809,21 @@ mod tests {
             }
         };
         check(AgentConfig { bind: Some("nowhere".into()), ..Default::default() }, &["bind (-bind)", "\"nowhere\""]);
-        check(AgentConfig { rpc_addr: Some("1.2.3.4".into()), ..Default::default() }, &["rpc_addr (-rpc-addr)", "1.2.3.4"]);
+        check(
+            AgentConfig { rpc_addr: Some("1.2.3.4".into()), ..Default::default() },
+            &["rpc_addr (-rpc-addr)", "1.2.3.4"],
+        );
         check(AgentConfig { join: vec!["a b".into()], ..Default::default() }, &["join (-join)", "\"a b\""]);
         check(AgentConfig { join: vec!["host:99999".into()], ..Default::default() }, &["join", "99999"]);
-        check(AgentConfig { retry_interval: Some("5 parsecs".into()), ..Default::default() }, &["retry_interval", "unit"]);
+        check(
+            AgentConfig { retry_interval: Some("5 parsecs".into()), ..Default::default() },
+            &["retry_interval", "unit"],
+        );
         check(AgentConfig { profile: Some("mars".into()), ..Default::default() }, &["profile", "mars"]);
-        check(AgentConfig { encrypt_key: Some("not-base64!".into()), ..Default::default() }, &["encrypt_key (-encrypt)"]);
+        check(
+            AgentConfig { encrypt_key: Some("not-base64!".into()), ..Default::default() },
+            &["encrypt_key (-encrypt)"],
+        );
         check(AgentConfig { event_handlers: vec!["member-jion=x.sh".into()], ..Default::default() }, &["member-jion"]);
         check(AgentConfig { log_level: Some("loud".into()), ..Default::default() }, &["log_level", "loud"]);
         let big = "x".repeat(600);

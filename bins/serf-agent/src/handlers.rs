@@ -215,7 +215,9 @@ impl HandlerEvent {
     fn env(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::Members { .. } => Vec::new(),
-            Self::User { name, ltime, .. } => vec![("SERF_USER_EVENT", name.clone()), ("SERF_USER_LTIME", ltime.to_string())],
+            Self::User { name, ltime, .. } => {
+                vec![("SERF_USER_EVENT", name.clone()), ("SERF_USER_LTIME", ltime.to_string())]
+            }
             Self::Query { name, ltime, .. } => {
                 vec![("SERF_QUERY_NAME", name.clone()), ("SERF_QUERY_LTIME", ltime.to_string())]
             }
@@ -224,7 +226,9 @@ impl HandlerEvent {
 
     fn stdin(&self) -> Bytes {
         match self {
-            Self::Members { members, .. } => Bytes::from(members.iter().map(MemberLine::stdin_line).collect::<String>()),
+            Self::Members { members, .. } => {
+                Bytes::from(members.iter().map(MemberLine::stdin_line).collect::<String>())
+            }
             Self::User { payload, .. } | Self::Query { payload, .. } => payload.clone(),
         }
     }

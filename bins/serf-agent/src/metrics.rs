@@ -80,10 +80,17 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
     use MetricKind::{Counter, Gauge, Summary};
     let mut out = Exposition::new();
     out.single("serf_up", Gauge, "1 while the agent runs.", 1);
-    out.single("serf_agent_uptime_seconds", Gauge, "Seconds since the agent started.", context.started.elapsed().as_secs());
+    out.single(
+        "serf_agent_uptime_seconds",
+        Gauge,
+        "Seconds since the agent started.",
+        context.started.elapsed().as_secs(),
+    );
 
     out.family("serf_members", Gauge, "Members known, by state (tombstones included until reaped).");
-    for (state, count) in [("alive", stats.alive), ("suspect", stats.suspect), ("failed", stats.failed), ("left", stats.left)] {
+    for (state, count) in
+        [("alive", stats.alive), ("suspect", stats.suspect), ("failed", stats.failed), ("left", stats.left)]
+    {
         out.sample("serf_members", &[("state", state)], count);
     }
     out.family("serf_lamport_time", Gauge, "Lamport clocks: member, event and query time.");
@@ -115,7 +122,11 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
         ("serf_queries_filtered_total", "Queries this node's filters excluded.", c.queries_filtered),
         ("serf_query_acks_sent_total", "Query acks sent.", c.query_acks_sent),
         ("serf_query_acks_received_total", "Acks received for this node's queries.", c.query_acks_received),
-        ("serf_query_responses_received_total", "Responses received for this node's queries.", c.query_responses_received),
+        (
+            "serf_query_responses_received_total",
+            "Responses received for this node's queries.",
+            c.query_responses_received,
+        ),
         ("serf_query_reply_duplicates_total", "Query replies dropped as duplicates.", c.query_reply_duplicates),
         ("serf_query_replies_unmatched_total", "Query replies for no pending query.", c.query_replies_unmatched),
         ("serf_query_replies_dropped_total", "Query replies dropped for a slow reader.", c.query_replies_dropped),
@@ -130,15 +141,28 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
     }
 
     let swim = &stats.node.swim;
-    out.family("serf_packets_sent_total", Counter, "Datagrams sent.").sample("serf_packets_sent_total", &[], swim.packets_sent);
+    out.family("serf_packets_sent_total", Counter, "Datagrams sent.").sample(
+        "serf_packets_sent_total",
+        &[],
+        swim.packets_sent,
+    );
     out.single("serf_packets_received_total", Counter, "Datagrams received.", swim.packets_received);
     out.family("serf_bytes_sent_total", Counter, "Bytes sent, by transport.")
         .sample("serf_bytes_sent_total", &[("transport", "udp")], swim.bytes_sent)
         .sample("serf_bytes_sent_total", &[("transport", "tcp")], swim.stream_bytes_sent);
-    out.family("serf_bytes_received_total", Counter, "Bytes of datagrams received.")
-        .sample("serf_bytes_received_total", &[("transport", "udp")], swim.bytes_received);
+    out.family("serf_bytes_received_total", Counter, "Bytes of datagrams received.").sample(
+        "serf_bytes_received_total",
+        &[("transport", "udp")],
+        swim.bytes_received,
+    );
     out.single("serf_streams_sent_total", Counter, "Stream (TCP) requests started.", swim.streams_sent);
-    labelled(&mut out, "serf_messages_sent_total", "Messages sent, by type (piggybacked ones included).", "type", &swim.messages_sent);
+    labelled(
+        &mut out,
+        "serf_messages_sent_total",
+        "Messages sent, by type (piggybacked ones included).",
+        "type",
+        &swim.messages_sent,
+    );
     labelled(&mut out, "serf_messages_received_total", "Messages received, by type.", "type", &swim.messages_received);
     let mut dropped: BTreeMap<&str, u64> = swim.dropped.clone();
     *dropped.entry("serf_payload").or_default() += c.decode_errors;
@@ -154,12 +178,26 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
     out.single("serf_udp_send_errors_total", Counter, "Datagrams the OS refused to send.", driver.udp_send_errors);
     out.single("serf_udp_receive_errors_total", Counter, "Failed UDP receives.", driver.udp_recv_errors);
     out.single("serf_stream_requests_total", Counter, "Outgoing TCP requests.", driver.stream_requests);
-    out.single("serf_stream_request_failures_total", Counter, "Outgoing TCP requests that failed.", driver.stream_request_failures);
+    out.single(
+        "serf_stream_request_failures_total",
+        Counter,
+        "Outgoing TCP requests that failed.",
+        driver.stream_request_failures,
+    );
     out.single("serf_inbound_streams_total", Counter, "TCP connections accepted.", driver.inbound_streams);
-    out.single("serf_inbound_stream_failures_total", Counter, "Accepted TCP connections that failed.", driver.inbound_stream_failures);
+    out.single(
+        "serf_inbound_stream_failures_total",
+        Counter,
+        "Accepted TCP connections that failed.",
+        driver.inbound_stream_failures,
+    );
 
     let runs = handlers.runs();
-    out.family("serf_handler_runs_total", Counter, "Event handler runs, by event and result (ok, failed, error, timeout).");
+    out.family(
+        "serf_handler_runs_total",
+        Counter,
+        "Event handler runs, by event and result (ok, failed, error, timeout).",
+    );
     for ((kind, outcome), totals) in &runs {
         out.sample("serf_handler_runs_total", &[("event", kind.as_str()), ("result", outcome.as_str())], totals.count);
     }
@@ -175,7 +213,12 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
         out.sample("serf_handler_duration_seconds_count", &[("event", kind)], count);
     }
     out.single("serf_handler_running", Gauge, "Event handlers running now.", handlers.running());
-    out.single("serf_handler_dropped_total", Counter, "Handler runs dropped because the queue was full.", handlers.dropped());
+    out.single(
+        "serf_handler_dropped_total",
+        Counter,
+        "Handler runs dropped because the queue was full.",
+        handlers.dropped(),
+    );
 
     out.family("serf_rpc_requests_total", Counter, "RPC requests answered, by status code.");
     for (code, count) in context.rpc_stats.by_status() {
@@ -183,13 +226,38 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
     }
 
     let view = context.primary.borrow().clone();
-    out.single("serf_primary_is_primary", Gauge, "1 while this node holds the primary role.", u8::from(view.local_role == Role::Primary));
+    out.single(
+        "serf_primary_is_primary",
+        Gauge,
+        "1 while this node holds the primary role.",
+        u8::from(view.local_role == Role::Primary),
+    );
     out.single("serf_primary_known", Gauge, "1 while this node knows a primary.", u8::from(view.primary.is_some()));
-    out.single("serf_primary_eligible_members", Gauge, "Live members eligible for the primary role.", view.eligible.len());
+    out.single(
+        "serf_primary_eligible_members",
+        Gauge,
+        "Live members eligible for the primary role.",
+        view.eligible.len(),
+    );
     let election = &context.election_stats;
-    out.single("serf_primary_role_changes_total", Counter, "Changes of this node's role.", election.role_changes.load(Ordering::Relaxed));
-    out.single("serf_primary_hook_runs_total", Counter, "Acquire and release hooks started.", election.hook_runs.load(Ordering::Relaxed));
-    out.single("serf_primary_hook_failures_total", Counter, "Hooks that failed.", election.hook_failures.load(Ordering::Relaxed));
+    out.single(
+        "serf_primary_role_changes_total",
+        Counter,
+        "Changes of this node's role.",
+        election.role_changes.load(Ordering::Relaxed),
+    );
+    out.single(
+        "serf_primary_hook_runs_total",
+        Counter,
+        "Acquire and release hooks started.",
+        election.hook_runs.load(Ordering::Relaxed),
+    );
+    out.single(
+        "serf_primary_hook_failures_total",
+        Counter,
+        "Hooks that failed.",
+        election.hook_failures.load(Ordering::Relaxed),
+    );
     out.finish()
 }
 

@@ -98,7 +98,8 @@ fn rpc_errors_are_json_and_the_agent_keeps_running() {
     assert_eq!(status, 405);
     let (status, body) = agent.http("POST", "/v1/event", "{not json");
     assert_eq!(status, 400, "{body}");
-    let (status, body) = agent.http("POST", "/v1/event", &format!("{{\"name\":\"x\",\"payload\":\"{}\"}}", "y".repeat(70_000)));
+    let (status, body) =
+        agent.http("POST", "/v1/event", &format!("{{\"name\":\"x\",\"payload\":\"{}\"}}", "y".repeat(70_000)));
     assert_eq!(status, 413, "{body}");
 
     // An oversized event: 413 from the RPC, exit 1 and the limit from the CLI.
@@ -137,4 +138,25 @@ fn join_failure_at_start_exits_non_zero() {
     let code = agent.wait_exit(std::time::Duration::from_secs(30));
     assert_eq!(code, Some(1));
     assert!(agent.log_text().contains("join (-join): could not join"), "{}", agent.log_text());
+}
+
+#[test]
+fn retry_join_gives_up_after_retry_max() {
+    let dir = common::tempdir();
+    let unused = common::free_port();
+    let mut agent = Agent::spawn(
+        dir.path(),
+        AgentSpec::new("retrying").args([
+            "-retry-join",
+            &format!("127.0.0.1:{unused}"),
+            "-retry-interval",
+            "100ms",
+            "-retry-max",
+            "2",
+        ]),
+    );
+    let code = agent.wait_exit(std::time::Duration::from_secs(30));
+    assert_eq!(code, Some(1));
+    assert!(agent.log_text().contains("retry_join (-retry-join): could not join any of"), "{}", agent.log_text());
+    assert!(agent.log_text().contains("in 2 attempt(s)"), "{}", agent.log_text());
 }

@@ -21,7 +21,12 @@ fn primary_fails_over_and_the_old_primary_returns_as_standby() {
     let mut agents = cluster(dir.path(), "node", 5, |index, spec| {
         let role = if index == 0 { "primary" } else { "standby" };
         let snapshot = snapshots.join(format!("node{index}.snapshot"));
-        spec.with_http().args(["-tag".to_owned(), format!("role={role}"), "-snapshot".to_owned(), snapshot.display().to_string()])
+        spec.with_http().args([
+            "-tag".to_owned(),
+            format!("role={role}"),
+            "-snapshot".to_owned(),
+            snapshot.display().to_string(),
+        ])
     });
 
     // `serf-agent members` on node4 lists 5 alive.
@@ -64,7 +69,11 @@ fn primary_fails_over_and_the_old_primary_returns_as_standby() {
     eprintln!("node0 failed on node4 after {detected:?}; node1 primary after {failed_over:?}");
     assert!(failed_over < Duration::from_secs(15), "{failed_over:?}");
     let output = agents[4].cli(&["members"]);
-    assert!(stdout(&output).lines().any(|line| line.starts_with("node0") && line.contains(" failed ")), "{}", stdout(&output));
+    assert!(
+        stdout(&output).lines().any(|line| line.starts_with("node0") && line.contains(" failed ")),
+        "{}",
+        stdout(&output)
+    );
     for agent in &agents[2..] {
         wait_for("the standbys to point at node1", Duration::from_secs(10), || {
             let (status, body) = web(&agent.spec);

@@ -84,7 +84,8 @@ fn handlers_get_serfs_environment_and_stdin() {
     // h1 leaves: member-leave with its line.
     b.signal("INT");
     assert_eq!(b.wait_exit(Duration::from_secs(15)), Some(0));
-    let leave = wait_for("a member-leave record", Duration::from_secs(15), || records(&out, "member-leave").into_iter().next());
+    let leave =
+        wait_for("a member-leave record", Duration::from_secs(15), || records(&out, "member-leave").into_iter().next());
     assert!(leave.contains("h1\t127.0.0.1\tdb\t"), "{leave}");
 
     std::thread::sleep(Duration::from_millis(500));
@@ -113,7 +114,9 @@ fn sighup_reloads_handlers_tags_and_log_level() {
     )
     .unwrap();
     a.signal("HUP");
-    wait_for("the reloaded tags", Duration::from_secs(10), || (a.get_json("/v1/tags")["tags"]["version"] == "2").then_some(()));
+    wait_for("the reloaded tags", Duration::from_secs(10), || {
+        (a.get_json("/v1/tags")["tags"]["version"] == "2").then_some(())
+    });
     let output = a.cli(&["event", "-coalesce=false", "deploy", "after"]);
     assert!(output.status.success());
     let user = wait_for("the reloaded handler", Duration::from_secs(15), || records(&out, "user").into_iter().next());
@@ -123,7 +126,9 @@ fn sighup_reloads_handlers_tags_and_log_level() {
     // A broken config on SIGHUP is refused and the agent keeps running with the old one.
     std::fs::write(&config, "bogus_key = 1\n").unwrap();
     a.signal("HUP");
-    wait_for("the reload error in the log", Duration::from_secs(10), || a.log_text().contains("reload failed").then_some(()));
+    wait_for("the reload error in the log", Duration::from_secs(10), || {
+        a.log_text().contains("reload failed").then_some(())
+    });
     let output = a.cli(&["members"]);
     assert!(output.status.success() && stdout(&output).contains("r0"));
     assert_eq!(a.get_json("/v1/tags")["tags"]["version"], "2");

@@ -25,7 +25,12 @@ fn key_rotation_across_three_nodes() {
     let (old, new) = (keygen(), keygen());
     let keyrings: Vec<_> = (0..3).map(|i| dir.path().join(format!("k{i}.keyring"))).collect();
     let agents = cluster(dir.path(), "k", 3, |index, spec| {
-        spec.args(["-encrypt".to_owned(), old.clone(), "-keyring-file".to_owned(), keyrings[index].display().to_string()])
+        spec.args([
+            "-encrypt".to_owned(),
+            old.clone(),
+            "-keyring-file".to_owned(),
+            keyrings[index].display().to_string(),
+        ])
     });
 
     let list = keys_list(&agents[0]);

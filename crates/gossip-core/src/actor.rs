@@ -256,6 +256,8 @@ impl Driver {
             },
             Command::SetTags { tags, done } => {
                 swim.set_tags(tags, now);
+                // The caller reads `local_member()` next: refresh before answering.
+                *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Snapshot::of(swim);
                 let _ = done.send(());
             }
             Command::BroadcastUser { key, payload, done } => {
@@ -275,7 +277,9 @@ impl Driver {
                 return;
             }
             Command::ForceLeave { name, prune, done } => {
-                let _ = done.send(swim.force_leave(&name, prune, now));
+                let result = swim.force_leave(&name, prune, now);
+                *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Snapshot::of(swim);
+                let _ = done.send(result);
             }
             Command::Keyring { op, done } => {
                 let _ = done.send(keyring_op(swim, op));

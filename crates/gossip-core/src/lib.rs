@@ -108,10 +108,10 @@ mod listener;
 mod node;
 pub mod serf;
 
+pub use actor::KeyringOp;
 pub use config::{NodeConfig, NodeConfigError, DEFAULT_PORT, MAX_NAME_LEN};
 pub use error::{JoinError, NodeError, StartError};
 pub use events::EventStream;
-pub use actor::KeyringOp;
 pub use node::{DriverStats, Node, NodeHandle, NodeStats};
 
 pub use serf::{

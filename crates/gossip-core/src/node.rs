@@ -269,7 +269,10 @@ impl NodeHandle {
     }
 
     /// One attempt: ask the driver, collect the outcome of each seed within a bound.
-    pub(crate) async fn join_once(&self, seeds: &[SocketAddr]) -> Result<(usize, Vec<(SocketAddr, String)>), JoinError> {
+    pub(crate) async fn join_once(
+        &self,
+        seeds: &[SocketAddr],
+    ) -> Result<(usize, Vec<(SocketAddr, String)>), JoinError> {
         let (outcomes, mut outcomes_rx) = mpsc::unbounded_channel::<JoinOutcome>();
         let command = Command::Join { seeds: seeds.to_vec(), outcomes };
         self.commands.send(command).await.map_err(|_| JoinError::Stopped)?;

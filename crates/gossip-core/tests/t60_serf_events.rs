@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::serf::{
-    alive, collect_for, serf_cluster, serf_config, shutdown_serfs, state_of, user_events, wait_for,
-};
+use common::serf::{alive, collect_for, serf_cluster, serf_config, shutdown_serfs, state_of, user_events, wait_for};
 use common::{init_tracing, wait_until, CONVERGE};
 use gossip_core::{Serf, SerfConfig, SerfError, SerfEvent, State, Tags};
 
@@ -87,9 +85,12 @@ async fn coalesced_events_deliver_only_the_newest_of_each_name() {
     // Not coalesced: delivered as is, at once.
     serfs[0].user_event("ping", Bytes::from_static(b"now"), false).await.unwrap();
     for (i, events) in streams.iter_mut().enumerate() {
-        wait_for("the newest config", events, CONVERGE, |e| {
-            matches!(e, SerfEvent::User(u) if u.name == "config" && u.payload == "v5" && u.coalesce)
-        })
+        wait_for(
+            "the newest config",
+            events,
+            CONVERGE,
+            |e| matches!(e, SerfEvent::User(u) if u.name == "config" && u.payload == "v5" && u.coalesce),
+        )
         .await;
         let mut seen = user_events(&collect_for(events, Duration::from_millis(1500)).await);
         seen.retain(|(name, _)| name == "config");

@@ -131,9 +131,19 @@ async fn relayed_answers_are_delivered_once() {
     let serfs = serf_cluster(4, |i| query_config(&format!("rl-{i}"))).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let tasks: Vec<_> = serfs.iter().map(|serf| responder(serf, Arc::clone(&seen))).collect();
-    let params = QueryParams { request_ack: true, relay_factor: 2, timeout: Some(Duration::from_secs(2)), ..Default::default() };
+    let params =
+        QueryParams { request_ack: true, relay_factor: 2, timeout: Some(Duration::from_secs(2)), ..Default::default() };
     let (acks, responses) = collect(serfs[0].query("whoami", Bytes::new(), params).await.unwrap()).await;
-    for serf in &serfs { let s = serf.stats().await.unwrap(); eprintln!("DEBUG {} {:?} {:?} {:?}", serf.local_member().name, s.counters, s.node.swim.messages_received, s.node.swim.dropped); }
+    for serf in &serfs {
+        let s = serf.stats().await.unwrap();
+        eprintln!(
+            "DEBUG {} {:?} {:?} {:?}",
+            serf.local_member().name,
+            s.counters,
+            s.node.swim.messages_received,
+            s.node.swim.dropped
+        );
+    }
     assert_eq!(acks, names(&["rl-0", "rl-1", "rl-2", "rl-3"]));
     assert_eq!(responses.len(), 4);
     // The relays did forward copies, which the originator dropped as duplicates.
@@ -177,9 +187,12 @@ async fn sizes_deadlines_and_double_answers_are_checked() {
     let response = serfs[0].query("slow", Bytes::new(), QueryParams::default()).await.unwrap();
     let left = response.deadline().saturating_duration_since(std::time::Instant::now());
     assert!(left > Duration::from_millis(1200) && left <= Duration::from_millis(1600), "{left:?}");
-    let (query_event, _) = common::serf::wait_for("the query", &mut events, CONVERGE, |e| {
-        matches!(e, SerfEvent::Query(q) if q.name == "slow")
-    })
+    let (query_event, _) = common::serf::wait_for(
+        "the query",
+        &mut events,
+        CONVERGE,
+        |e| matches!(e, SerfEvent::Query(q) if q.name == "slow"),
+    )
     .await;
     let SerfEvent::Query(query) = query_event else { unreachable!() };
     assert_eq!(query.from, "chk-0");
@@ -196,9 +209,12 @@ async fn sizes_deadlines_and_double_answers_are_checked() {
     // Past the deadline.
     let params = QueryParams { timeout: Some(Duration::from_millis(300)), ..Default::default() };
     let _late = serfs[0].query("late", Bytes::new(), params).await.unwrap();
-    let (late, _) = common::serf::wait_for("the late query", &mut events, CONVERGE, |e| {
-        matches!(e, SerfEvent::Query(q) if q.name == "late")
-    })
+    let (late, _) = common::serf::wait_for(
+        "the late query",
+        &mut events,
+        CONVERGE,
+        |e| matches!(e, SerfEvent::Query(q) if q.name == "late"),
+    )
     .await;
     let SerfEvent::Query(late) = late else { unreachable!() };
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -51,9 +51,12 @@ async fn failed_members_are_reaped_after_the_reconnect_timeout() {
     let mut serfs = serf_cluster(2, make).await;
     let mut events = serfs[0].events();
     serfs.pop().unwrap().shutdown().await;
-    common::serf::wait_for("reap", &mut events, CONVERGE, |e| {
-        matches!(e, gossip_core::SerfEvent::MemberReap(m) if m[0].name == "rp-1")
-    })
+    common::serf::wait_for(
+        "reap",
+        &mut events,
+        CONVERGE,
+        |e| matches!(e, gossip_core::SerfEvent::MemberReap(m) if m[0].name == "rp-1"),
+    )
     .await;
     assert_eq!(state_of(&serfs[0], "rp-1"), None);
     shutdown_serfs(serfs).await;

@@ -112,6 +112,8 @@ pub struct Stats {
     pub refutations: u64,
     /// Members this node declared dead.
     pub declared_dead: u64,
+    /// Push-pull exchanges started with a failed member (reconnection attempts).
+    pub reconnects: u64,
 }
 
 /// [`Swim::broadcast_user`] refused a payload; nothing was queued.
@@ -1176,6 +1178,7 @@ impl Swim {
             return;
         }
         let addr = failed[self.rng.random_range(0..failed.len())];
+        self.stats.reconnects += 1;
         let msg = self.push_pull_message(false);
         self.stream_request(addr, &msg, StreamPurpose::PushPull);
     }

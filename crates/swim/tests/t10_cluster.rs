@@ -250,3 +250,17 @@ fn send_user_alone_leaves_queued_gossip_for_other_packets() {
     let too_big = bytes::Bytes::from(vec![0u8; a.max_user_payload() + 1]);
     assert!(a.send_user_alone(common::addr(1), too_big).is_err());
 }
+
+#[test]
+fn failed_members_get_reconnection_attempts_and_they_are_counted() {
+    let mut config = Config::lan();
+    config.reconnect_interval = Duration::from_millis(500);
+    let mut c = Cluster::new(3, config, 12);
+    c.crashed.insert(2);
+    let dead = c.run_until(Duration::from_secs(30), |c| (0..2).all(|i| c.state(i, 2) == Some(State::Dead)));
+    assert!(dead.is_some(), "node2 never declared dead");
+    c.run_for(Duration::from_secs(10));
+    // Probability failed / live = 1/3 per node per 500 ms: both live nodes tried within 10 s.
+    let attempts: u64 = (0..2).map(|i| c.nodes[i].stats().reconnects).sum();
+    assert!(attempts > 0, "no reconnection attempt");
+}

@@ -20,7 +20,7 @@ use crate::rpc::client::RpcClient;
 /// Run a parsed command line; errors are printed to stderr and give exit code 1.
 pub(crate) fn run(command: Command) -> ExitCode {
     if let Command::Agent(args) = command {
-        return agent::run(args);
+        return agent::run(*args);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,

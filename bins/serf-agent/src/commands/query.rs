@@ -80,8 +80,7 @@ pub(super) async fn query(args: QueryArgs) -> anyhow::Result<()> {
 }
 
 pub(super) async fn reachability(args: ReachabilityArgs) -> anyhow::Result<()> {
-    let response: ReachabilityResponse =
-        client(&args.rpc).post("/v1/reachability", &serde_json::json!({})).await?;
+    let response: ReachabilityResponse = client(&args.rpc).post("/v1/reachability", &serde_json::json!({})).await?;
     if is_json(args.format) {
         print_json(&response)?;
     } else {

@@ -44,11 +44,7 @@ impl MemberInfo {
             status: status_name(member.state).to_owned(),
             tags: member.tags.as_map().clone(),
             incarnation: member.incarnation.to_string(),
-            protocol: ProtocolInfo {
-                min: member.protocol.min,
-                max: member.protocol.max,
-                cur: member.protocol.cur,
-            },
+            protocol: ProtocolInfo { min: member.protocol.min, max: member.protocol.max, cur: member.protocol.cur },
         }
     }
 }
@@ -145,7 +141,10 @@ pub(crate) struct QueryRequest {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum QueryStreamItem {
     /// The query went out.
-    Started { id: u32, timeout_ms: u64 },
+    Started {
+        id: u32,
+        timeout_ms: u64,
+    },
     Ack {
         from: String,
     },
@@ -155,7 +154,10 @@ pub(crate) enum QueryStreamItem {
         payload: Payload,
     },
     /// The deadline passed; the stream ends.
-    Done { acks: usize, responses: usize },
+    Done {
+        acks: usize,
+        responses: usize,
+    },
 }
 
 /// A payload in JSON: `payload` as text when it is UTF-8, else `payload_base64`.

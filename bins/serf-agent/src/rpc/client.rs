@@ -56,7 +56,8 @@ impl RpcClient {
         let mut request = Request::builder().method(method).uri(path);
         request = request.header(HOST, HeaderValue::from_str(&self.addr).unwrap_or(HeaderValue::from_static("agent")));
         if let Some(token) = &self.token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}")).context("the RPC token is not valid header text")?;
+            let value =
+                HeaderValue::from_str(&format!("Bearer {token}")).context("the RPC token is not valid header text")?;
             request = request.header(AUTHORIZATION, value);
         }
         let request = match body {

@@ -9,9 +9,9 @@ use regex::Regex;
 use tokio::sync::mpsc;
 
 use super::api::{
-    CoordinateInfo, EventRequest, ForceLeaveRequest, InfoResponse, JoinRequest, JoinResponse, KeyRequest,
-    KeysResponse, MemberInfo, MembersResponse, Payload, PrimaryResponse, QueryRequest, QueryStreamItem,
-    ReachabilityResponse, RttResponse, TagsRequest, TagsResponse,
+    CoordinateInfo, EventRequest, ForceLeaveRequest, InfoResponse, JoinRequest, JoinResponse, KeyRequest, KeysResponse,
+    MemberInfo, MembersResponse, Payload, PrimaryResponse, QueryRequest, QueryStreamItem, ReachabilityResponse,
+    RttResponse, TagsRequest, TagsResponse,
 };
 use super::server::{ndjson_line, ApiError, ApiRequest, Reply, Routes};
 use crate::agent::AgentContext;
@@ -121,9 +121,7 @@ fn members(context: &AgentContext, request: &ApiRequest) -> Result<Reply, ApiErr
         .map(MemberInfo::from_member)
         .filter(|member| status.as_ref().is_none_or(|re| re.is_match(&member.status)))
         .filter(|member| name.as_ref().is_none_or(|re| re.is_match(&member.name)))
-        .filter(|member| {
-            tags.iter().all(|(key, re)| member.tags.get(key).is_some_and(|value| re.is_match(value)))
-        })
+        .filter(|member| tags.iter().all(|(key, re)| member.tags.get(key).is_some_and(|value| re.is_match(value))))
         .collect();
     Ok(Reply::json(&MembersResponse { members }))
 }
@@ -186,7 +184,9 @@ async fn query(context: &AgentContext, request: &ApiRequest) -> Result<Reply, Ap
     let timeout = body
         .timeout
         .as_deref()
-        .map(|text| crate::duration::parse_duration(text).map_err(|error| ApiError::bad_request(format!("timeout: {error}"))))
+        .map(|text| {
+            crate::duration::parse_duration(text).map_err(|error| ApiError::bad_request(format!("timeout: {error}")))
+        })
         .transpose()?;
     let params = QueryParams {
         filter_nodes: body.filter_nodes,
@@ -194,7 +194,6 @@ async fn query(context: &AgentContext, request: &ApiRequest) -> Result<Reply, Ap
         request_ack: body.request_ack,
         relay_factor: body.relay_factor,
         timeout,
-        ..QueryParams::default()
     };
     let mut response = context.serf.query(&body.name, payload, params).await.map_err(serf_error)?;
     let (lines, receiver) = mpsc::channel(STREAM_BUFFER);
@@ -351,7 +350,9 @@ async fn keys(context: &AgentContext, action: &str, request: Option<&ApiRequest>
         Some(request) => {
             let body: KeyRequest = request.json()?;
             Some(Key::from_base64(&body.key).map_err(|error| {
-                ApiError::bad_request(format!("key: not a valid key ({error}); it must be base64 of 16, 24 or 32 bytes"))
+                ApiError::bad_request(format!(
+                    "key: not a valid key ({error}); it must be base64 of 16, 24 or 32 bytes"
+                ))
             })?)
         }
         None => None,
@@ -374,7 +375,8 @@ async fn keys(context: &AgentContext, action: &str, request: Option<&ApiRequest>
 }
 
 fn coordinate_of(context: &AgentContext, node: &str) -> Result<gossip_core::Coordinate, ApiError> {
-    let coordinate = if node == context.name { context.serf.coordinate() } else { context.serf.member_coordinate(node) };
+    let coordinate =
+        if node == context.name { context.serf.coordinate() } else { context.serf.member_coordinate(node) };
     coordinate.ok_or_else(|| {
         if context.settings.disable_coordinates {
             ApiError::not_found("coordinates are disabled on this agent (disable_coordinates)")

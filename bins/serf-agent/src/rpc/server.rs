@@ -211,7 +211,8 @@ pub(crate) async fn serve<R: Routes>(
         });
     }
     drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         connections.abort_all();
     }
@@ -219,6 +220,7 @@ pub(crate) async fn serve<R: Routes>(
 
 /// One request to its response; never fails (errors are JSON responses).
 async fn answer<R: Routes>(shared: &Shared<R>, request: Request<Incoming>) -> Response<ResponseBody> {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let response = match parse(shared, request).await {
         Ok(request) => match shared.routes.handle(request).await {
             Ok(reply) => into_response(reply),
@@ -227,6 +229,7 @@ async fn answer<R: Routes>(shared: &Shared<R>, request: Request<Incoming>) -> Re
         Err(error) => error_response(&error),
     };
     shared.stats.count(response.status());
+    tracing::debug!(%method, %path, status = response.status().as_u16(), "rpc request");
     response
 }
 

@@ -254,7 +254,12 @@ impl Drop for Agent {
 
 /// Run the binary with arbitrary arguments (no agent involved).
 pub fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("SERF_RPC_ADDR").env_remove("SERF_RPC_AUTH").output().expect("run serf-agent")
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SERF_RPC_ADDR")
+        .env_remove("SERF_RPC_AUTH")
+        .output()
+        .expect("run serf-agent")
 }
 
 pub fn stdout(output: &Output) -> String {
@@ -271,7 +276,13 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str, token: Option<&str
     try_http(addr, method, path, body, token).unwrap_or_else(|error| panic!("{method} {path} on {addr}: {error}"))
 }
 
-pub fn try_http(addr: &str, method: &str, path: &str, body: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
+pub fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let addr: SocketAddr = addr.parse().expect("an IP:PORT");
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -284,9 +295,13 @@ pub fn try_http(addr: &str, method: &str, path: &str, body: &str, token: Option<
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.get(9..12).and_then(|code| code.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
+    let status = text
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
     Ok((status, body))
 }
 

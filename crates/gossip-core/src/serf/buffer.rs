@@ -72,7 +72,7 @@ impl<T: PartialEq> LamportBuffer<T> {
     /// The remembered slots, newest time first.
     pub(crate) fn newest_first(&self) -> Vec<&Slot<T>> {
         let mut slots: Vec<&Slot<T>> = self.slots.iter().flatten().collect();
-        slots.sort_by(|a, b| b.ltime.cmp(&a.ltime));
+        slots.sort_by_key(|slot| std::cmp::Reverse(slot.ltime));
         slots
     }
 }

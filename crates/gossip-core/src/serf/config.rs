@@ -17,8 +17,9 @@ use crate::NodeConfig;
 /// config.validate().unwrap();
 /// ```
 ///
-/// Two settings override the node's: [`SerfConfig::reconnect_timeout`] becomes
-/// `node.swim.dead_reap` and [`SerfConfig::tombstone_timeout`] becomes `node.swim.left_reap`.
+/// Three settings override the node's: [`SerfConfig::reconnect_interval`] becomes
+/// `node.swim.reconnect_interval`, [`SerfConfig::reconnect_timeout`] `node.swim.dead_reap` and
+/// [`SerfConfig::tombstone_timeout`] `node.swim.left_reap`.
 #[derive(Clone)]
 pub struct SerfConfig {
     /// The node: name, addresses, tags, protocol timings, keyring, ...
@@ -55,7 +56,9 @@ pub struct SerfConfig {
     pub snapshot_path: Option<PathBuf>,
     /// Re-join from the snapshot even if the node had left gracefully (Serf's `-rejoin`).
     pub rejoin_after_leave: bool,
-    /// How often to try to re-join one random failed member (heals partitions). Serf: 30 s.
+    /// How often each node may try a push-pull with one random failed member, with probability
+    /// failed / live, so that the cluster tries each failed member about once per interval
+    /// (Serf's reconnect; heals partitions, finds members that came back). Serf: 30 s.
     pub reconnect_interval: Duration,
     /// A failed member is reaped (forgotten, [`super::SerfEvent::MemberReap`]) after this long.
     /// Serf: 24 h.
@@ -177,10 +180,8 @@ mod tests {
         let config = SerfConfig { event_buffer: 0, ..SerfConfig::new(NodeConfig::local()) };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.starts_with("event_buffer: 0") && err.contains("at least 1"), "{err}");
-        let config = SerfConfig {
-            member_quiescent_period: Duration::from_secs(1),
-            ..SerfConfig::new(NodeConfig::local())
-        };
+        let config =
+            SerfConfig { member_quiescent_period: Duration::from_secs(1), ..SerfConfig::new(NodeConfig::local()) };
         assert!(config.validate().unwrap_err().to_string().starts_with("member_quiescent_period"));
         let config = SerfConfig { reconnect_interval: Duration::ZERO, ..SerfConfig::new(NodeConfig::local()) };
         assert!(config.validate().unwrap_err().to_string().starts_with("reconnect_interval"));

@@ -90,7 +90,12 @@ impl Coordinate {
     }
 
     pub(crate) fn with_config(config: &VivaldiConfig) -> Self {
-        Self { vec: vec![0.0; config.dimensionality], error: config.error_max, adjustment: 0.0, height: config.height_min }
+        Self {
+            vec: vec![0.0; config.dimensionality],
+            error: config.error_max,
+            adjustment: 0.0,
+            height: config.height_min,
+        }
     }
 
     /// The estimated round-trip time between the nodes holding `self` and `other`: the Euclidean
@@ -203,7 +208,12 @@ impl CoordinateClient {
 
     /// A probe of `node`, whose coordinate is `other`, took `rtt`: move; returns the new
     /// coordinate.
-    pub(crate) fn update(&mut self, node: &str, other: &Coordinate, rtt: Duration) -> Result<&Coordinate, CoordinateError> {
+    pub(crate) fn update(
+        &mut self,
+        node: &str,
+        other: &Coordinate,
+        rtt: Duration,
+    ) -> Result<&Coordinate, CoordinateError> {
         self.check(other)?;
         if rtt > MAX_RTT {
             return Err(CoordinateError::Rtt(rtt));
@@ -345,7 +355,10 @@ mod tests {
     fn bad_samples_are_refused() {
         let mut a = CoordinateClient::new(VivaldiConfig::default(), 1);
         let wrong_dims = Coordinate { vec: vec![0.0; 3], ..Coordinate::new() };
-        assert!(matches!(a.update("x", &wrong_dims, Duration::from_millis(1)), Err(CoordinateError::Dimensions { .. })));
+        assert!(matches!(
+            a.update("x", &wrong_dims, Duration::from_millis(1)),
+            Err(CoordinateError::Dimensions { .. })
+        ));
         let nan = Coordinate { height: f64::NAN, ..Coordinate::new() };
         assert_eq!(a.update("x", &nan, Duration::from_millis(1)), Err(CoordinateError::Invalid));
         assert!(matches!(a.update("x", &Coordinate::new(), Duration::from_secs(11)), Err(CoordinateError::Rtt(_))));
@@ -361,9 +374,7 @@ mod tests {
         let n = 25;
         let mut rng = SmallRng::seed_from_u64(42);
         let places: Vec<(f64, f64, f64)> = (0..n)
-            .map(|_| {
-                (rng.random_range(0.0..0.070), rng.random_range(0.0..0.070), rng.random_range(0.001..0.010))
-            })
+            .map(|_| (rng.random_range(0.0..0.070), rng.random_range(0.0..0.070), rng.random_range(0.001..0.010)))
             .collect();
         let truth = |i: usize, j: usize| {
             let (xi, yi, hi) = places[i];

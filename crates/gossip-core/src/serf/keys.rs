@@ -16,7 +16,7 @@ use prost::Message as _;
 use super::messages::wire;
 use super::query::{Query, QueryReply, QueryResponse};
 use super::SerfError;
-use crate::{Key, KeyringOp, Keyring, NodeError, NodeHandle};
+use crate::{Key, Keyring, KeyringOp, NodeError, NodeHandle};
 
 /// Prefix of the queries the layer answers itself; they never surface as events.
 pub(crate) const INTERNAL_PREFIX: &str = "_serf_";
@@ -119,7 +119,8 @@ pub(crate) async fn answer(query: Query, node: NodeHandle, keyring_file: Option<
 async fn apply(query: &Query, node: &NodeHandle, keyring_file: Option<&Path>) -> wire::KeyResponse {
     let failure = |message: String| wire::KeyResponse { result: false, message, ..Default::default() };
     let key = || -> Result<Key, String> {
-        let request = wire::KeyRequest::decode(query.payload.clone()).map_err(|e| format!("invalid key request: {e}"))?;
+        let request =
+            wire::KeyRequest::decode(query.payload.clone()).map_err(|e| format!("invalid key request: {e}"))?;
         Key::from_bytes(&request.key).map_err(|e| format!("invalid key: {e}"))
     };
     let op = match query.name.as_str() {
@@ -168,7 +169,8 @@ pub(crate) fn load_keyring_file(path: &Path) -> Result<Option<Keyring>, SerfErro
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(failed(error.to_string())),
     };
-    let encoded: Vec<String> = serde_json::from_str(&text).map_err(|e| failed(format!("not a JSON list of keys: {e}")))?;
+    let encoded: Vec<String> =
+        serde_json::from_str(&text).map_err(|e| failed(format!("not a JSON list of keys: {e}")))?;
     let mut keys = encoded.iter().map(|k| Key::from_base64(k).map_err(|e| failed(format!("key {k:?}: {e}"))));
     let Some(primary) = keys.next() else { return Err(failed("no key in the list".to_owned())) };
     let mut keyring = Keyring::new(primary?);

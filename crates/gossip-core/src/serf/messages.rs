@@ -50,7 +50,9 @@ fn encode_tagged(tag: u8, message: &impl prost::Message) -> Bytes {
 fn decode_tagged<M: prost::Message + Default>(tag: u8, bytes: &[u8]) -> Result<M, DecodeError> {
     match bytes.split_first() {
         None => Err(DecodeError::Empty),
-        Some((&first, rest)) if first == tag => M::decode(rest).map_err(|error| DecodeError::Malformed(error.to_string())),
+        Some((&first, rest)) if first == tag => {
+            M::decode(rest).map_err(|error| DecodeError::Malformed(error.to_string()))
+        }
         Some((&first, _)) => Err(DecodeError::NotOurs(first)),
     }
 }

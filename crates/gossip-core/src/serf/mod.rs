@@ -28,7 +28,7 @@
 //! | user event coalescing (agent: 3 s / 1 s) | 1 s / 200 ms by default, only for events sent with `coalesce` |
 //! | snapshot file (`alive:`, `not-alive:`, `clock:`, `event-clock:`, `query-clock:`, `leave`) | the same format; see `snapshot.rs` |
 //! | `handleRejoin` (one pass over the previous members) | retried in the background every `node.join_retry_interval` until a member answers, another node joins this one, the node leaves or stops |
-//! | `reconnect` every 30 s with probability failed/alive | the same |
+//! | `reconnect` every 30 s with probability failed/alive | the same, done by the node: [`SerfConfig::reconnect_interval`] becomes `node.swim.reconnect_interval` |
 //! | `ReconnectTimeout`, `TombstoneTimeout` | mapped onto the node's `dead_reap` and `left_reap` |
 //! | `coordinate` package (Vivaldi, 8 dimensions, height, adjustment, gravity) | the same algorithm and constants; coordinates ride on acks |
 //! | `RemoveFailedNode(prune)` | [`SerfHandle::force_leave`] |
@@ -283,6 +283,7 @@ impl Serf {
     pub async fn start(config: SerfConfig) -> Result<Self, SerfError> {
         config.validate()?;
         let mut node_config = config.node.clone();
+        node_config.swim.reconnect_interval = config.reconnect_interval;
         node_config.swim.dead_reap = config.reconnect_timeout;
         node_config.swim.left_reap = config.tombstone_timeout;
         if let Some(path) = &config.keyring_file {
@@ -373,7 +374,6 @@ impl Serf {
             members: MemberCoalescer::new(config.member_coalesce_period, config.member_quiescent_period),
             users: UserCoalescer::new(config.user_coalesce_period, config.user_quiescent_period),
             vivaldi,
-            reconnect_interval: config.reconnect_interval,
         };
         let task = tokio::spawn(task.run());
         let previous: Vec<(String, SocketAddr)> = replayed
@@ -576,6 +576,7 @@ impl SerfHandle {
         let members = shared.node.members();
         let count = |state: State| members.iter().filter(|m| m.state == state).count();
         let mut counters = shared.counters.read();
+        counters.reconnect_attempts = node.swim.reconnects;
         counters.snapshot_dropped = shared.snapshot.as_ref().map_or(0, Snapshotter::dropped);
         Ok(SerfStats {
             members: members.len(),
@@ -625,7 +626,12 @@ impl SerfHandle {
 /// Re-join the members a snapshot listed as alive: one at a time in random order until one
 /// answers; the whole list again every `retry` until then, unless the node left, another node
 /// joined it meanwhile, or it stops.
-async fn rejoin(shared: Arc<Shared>, mut previous: Vec<(String, SocketAddr)>, retry: Duration, mut stop: watch::Receiver<bool>) {
+async fn rejoin(
+    shared: Arc<Shared>,
+    mut previous: Vec<(String, SocketAddr)>,
+    retry: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut round = 0u32;
     loop {
         round += 1;

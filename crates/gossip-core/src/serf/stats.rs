@@ -108,7 +108,7 @@ counters! {
     foreign_payloads,
     /// Serf payloads that did not decode: ignored.
     decode_errors,
-    /// Reconnection attempts to failed members.
+    /// Reconnection attempts to failed members (push-pulls the node started with one).
     reconnect_attempts,
     /// Snapshot records dropped because the writer's queue was full.
     snapshot_dropped,

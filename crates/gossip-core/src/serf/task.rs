@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::rngs::SmallRng;
-use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use swim::{Event, State};
+use swim::Event;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -34,20 +33,35 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 const COORDINATE_RECORD_INTERVAL: Duration = Duration::from_secs(60);
 /// Most bytes of recent user events carried in a push-pull exchange (newest first).
 const MAX_STATE_EVENT_BYTES: usize = 256 * 1024;
-/// After a change, the push-pull state is refreshed this soon (changes in a burst share one
-/// refresh): a node answering a join must give the joiner its current clocks.
-const STATE_DEBOUNCE: Duration = Duration::from_millis(20);
+/// The push-pull state is refreshed right after a change (a node answering a join must give the
+/// joiner its current clocks), but at most once per this interval: changes in a burst share one
+/// refresh.
+const STATE_MIN_INTERVAL: Duration = Duration::from_millis(20);
 /// Longest deadline accepted from a received query.
 const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A request from a [`super::SerfHandle`] to the task.
 pub(crate) enum Command {
-    UserEvent { name: String, payload: Bytes, coalesce: bool, reply: oneshot::Sender<Result<(), SerfError>> },
-    Query { name: String, payload: Bytes, params: QueryParams, reply: oneshot::Sender<Result<QueryResponse, SerfError>> },
+    UserEvent {
+        name: String,
+        payload: Bytes,
+        coalesce: bool,
+        reply: oneshot::Sender<Result<(), SerfError>>,
+    },
+    Query {
+        name: String,
+        payload: Bytes,
+        params: QueryParams,
+        reply: oneshot::Sender<Result<QueryResponse, SerfError>>,
+    },
     /// Answered once every tap event queued before it was handled, after the push-pull state
     /// was refreshed.
-    Sync { reply: oneshot::Sender<()> },
-    Stats { reply: oneshot::Sender<TaskStats> },
+    Sync {
+        reply: oneshot::Sender<()>,
+    },
+    Stats {
+        reply: oneshot::Sender<TaskStats>,
+    },
     /// This node's answer to its own query (an encoded message), delivered without the network.
     LocalReply(Bytes),
 }
@@ -74,7 +88,6 @@ pub(crate) struct Task {
     pub(crate) members: MemberCoalescer,
     pub(crate) users: UserCoalescer,
     pub(crate) vivaldi: Option<CoordinateClient>,
-    pub(crate) reconnect_interval: Duration,
 }
 
 /// The task's running state around [`Task`].
@@ -89,9 +102,9 @@ struct Running {
     state_sent: Option<(u64, u64, u64)>,
     /// The push-pull state is stale; refresh it at this time.
     state_due: Option<Instant>,
+    state_refreshed: Instant,
     coordinate_recorded: Instant,
     helpers: JoinSet<()>,
-    reconnects: JoinSet<()>,
     rng: SmallRng,
 }
 
@@ -104,9 +117,9 @@ impl Task {
             recorded: (0, 0, 0),
             state_sent: None,
             state_due: None,
+            state_refreshed: now(),
             coordinate_recorded: now(),
             helpers: JoinSet::new(),
-            reconnects: JoinSet::new(),
             rng: SmallRng::from_rng(&mut rand::rng()),
             task: self,
         };
@@ -119,11 +132,12 @@ impl Running {
         self.start().await;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let period = self.task.reconnect_interval;
-        let mut reconnect = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        reconnect.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let due = [self.task.members.deadline(), self.task.users.deadline(), self.state_due].into_iter().flatten().min();
+            if self.state_due.is_some_and(|at| at <= now()) {
+                self.refresh_state().await;
+            }
+            let due =
+                [self.task.members.deadline(), self.task.users.deadline(), self.state_due].into_iter().flatten().min();
             let flush_at = tokio::time::Instant::from_std(due.unwrap_or_else(now));
             let task = &mut self.task;
             tokio::select! {
@@ -131,11 +145,9 @@ impl Running {
                 _ = task.shutdown.changed() => break,
                 Some(event) = task.tap.recv() => self.swim_event(event).await,
                 Some(command) = task.commands.recv() => self.command(command).await,
-                () = tokio::time::sleep_until(flush_at), if due.is_some() => self.flush_due().await,
+                () = tokio::time::sleep_until(flush_at), if due.is_some() => self.flush_due(),
                 _ = housekeeping.tick() => self.housekeeping().await,
-                _ = reconnect.tick() => self.reconnect(),
                 Some(_) = self.helpers.join_next(), if !self.helpers.is_empty() => {}
-                Some(_) = self.reconnects.join_next(), if !self.reconnects.is_empty() => {}
             }
         }
         // Deliver what is being coalesced, leave the last clocks and coordinate in the snapshot.
@@ -148,7 +160,6 @@ impl Running {
         self.record_clocks();
         self.record_coordinate();
         self.helpers.shutdown().await;
-        self.reconnects.shutdown().await;
         // An untaken first stream would keep delivered queries, and through them the shared
         // state, alive.
         self.task.shared.drop_first_stream();
@@ -271,7 +282,8 @@ impl Running {
         let shared = &self.task.shared;
         shared.clocks.event.witness(ltime);
         let clock = shared.clocks.event.time();
-        let admission = self.task.event_buffer.admit(ltime, (name.clone(), payload.clone()), clock, self.task.event_min_time);
+        let admission =
+            self.task.event_buffer.admit(ltime, (name.clone(), payload.clone()), clock, self.task.event_min_time);
         match admission {
             Admission::New => {
                 bump(&shared.counters.user_events);
@@ -497,7 +509,12 @@ impl Running {
         Ok(())
     }
 
-    async fn send_query(&mut self, name: String, payload: Bytes, params: QueryParams) -> Result<QueryResponse, SerfError> {
+    async fn send_query(
+        &mut self,
+        name: String,
+        payload: Bytes,
+        params: QueryParams,
+    ) -> Result<QueryResponse, SerfError> {
         let shared = Arc::clone(&self.task.shared);
         query::check_filters(&params.filter_tags)?;
         let live = shared.node.live_members().len();
@@ -510,11 +527,7 @@ impl Running {
             source_node: shared.settings.name.clone(),
             source_addr: Some(messages::address(shared.node.advertise_addr())),
             filter_nodes: params.filter_nodes,
-            filter_tags: params
-                .filter_tags
-                .into_iter()
-                .map(|(tag, expr)| wire::TagFilter { tag, expr })
-                .collect(),
+            filter_tags: params.filter_tags.into_iter().map(|(tag, expr)| wire::TagFilter { tag, expr }).collect(),
             request_ack: params.request_ack,
             relay_factor: u32::from(params.relay_factor),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1),
@@ -541,11 +554,8 @@ impl Running {
     // -------------------------------------------------------------------------------------
     // Timers
 
-    async fn flush_due(&mut self) {
+    fn flush_due(&mut self) {
         let now = now();
-        if self.state_due.is_some_and(|at| at <= now) {
-            self.refresh_state().await;
-        }
         if self.task.members.deadline().is_some_and(|at| at <= now) {
             for event in self.task.members.flush() {
                 self.emit(event);
@@ -566,38 +576,6 @@ impl Running {
         if now.saturating_duration_since(self.coordinate_recorded) >= COORDINATE_RECORD_INTERVAL {
             self.record_coordinate();
         }
-    }
-
-    /// Every reconnect interval, maybe try to join one random failed member (Serf's
-    /// `reconnect`): with probability failed / alive, so that the cluster as a whole tries each
-    /// failed member about once per interval.
-    fn reconnect(&mut self) {
-        let shared = &self.task.shared;
-        if shared.left.load(Ordering::SeqCst) || !self.reconnects.is_empty() {
-            return;
-        }
-        let members = shared.node.members();
-        let failed: Vec<_> = members.iter().filter(|m| m.state == State::Dead).collect();
-        if failed.is_empty() {
-            return;
-        }
-        let left = members.iter().filter(|m| m.state == State::Left).count();
-        let alive = (members.len() - failed.len() - left).max(1);
-        if self.rng.random::<f64>() > failed.len() as f64 / alive as f64 {
-            return;
-        }
-        let Some(member) = failed.choose(&mut self.rng) else { return };
-        let (name, addr) = (member.name.clone(), member.addr);
-        bump(&shared.counters.reconnect_attempts);
-        tracing::info!(%name, %addr, "trying to reconnect to a failed member");
-        let node = shared.node.clone();
-        self.reconnects.spawn(async move {
-            match node.join_once(&[addr]).await {
-                Ok((1, _)) => tracing::info!(%name, %addr, "reconnected"),
-                Ok((_, failures)) => tracing::debug!(%name, ?failures, "reconnect failed"),
-                Err(error) => tracing::debug!(%name, %error, "reconnect failed"),
-            }
-        });
     }
 
     // -------------------------------------------------------------------------------------
@@ -645,9 +623,10 @@ impl Running {
         }
     }
 
-    /// The push-pull state must be refreshed soon.
+    /// The push-pull state must be refreshed: now, unless it was moments ago.
     fn state_changed(&mut self) {
-        self.state_due.get_or_insert_with(|| now() + STATE_DEBOUNCE);
+        let at = now().max(self.state_refreshed + STATE_MIN_INTERVAL);
+        self.state_due.get_or_insert(at);
     }
 
     /// Tell the node what to send in push-pull exchanges, when it changed.
@@ -678,6 +657,7 @@ impl Running {
         if self.task.shared.node.set_local_state(messages::encode_state(&state)).await.is_ok() {
             self.state_sent = Some(times);
             self.state_due = None;
+            self.state_refreshed = now();
         }
     }
 }

@@ -1,0 +1,25 @@
+//! Benchmarks of the gossip workspace, as a library so that the `cargo bench` targets and the
+//! `cluster-bench` binary share one implementation.
+//!
+//! - [`detection`]: the failure-detection comparison in the simulator (`cargo bench -p
+//!   cluster-bench --bench detection`, or `cluster-bench detection`).
+//! - [`demo`]: the README's main job: five serf-agents, the primary killed, a live timeline.
+//! - [`system`]: a system under test ([`system::SerfAgent`], [`system::HashicorpSerf`]) behind
+//!   the [`system::System`] trait; [`cluster`] runs a cluster of one; [`availability`] is the
+//!   client of the primary service; [`process`] owns every process the harness starts.
+//! - [`stamp`]: the command and machine stamped on every result file.
+//!
+//! Every result file goes to `docs/results/` (see [`stamp::results_dir`]); `docs/benchmarks.md`
+//! explains each figure.
+
+#![deny(missing_docs)]
+
+pub mod availability;
+pub mod cluster;
+pub mod demo;
+pub mod detection;
+pub mod msgpack;
+pub mod process;
+pub mod rpc;
+pub mod stamp;
+pub mod system;

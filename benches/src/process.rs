@@ -1,0 +1,223 @@
+//! Processes the harness starts, killed by PID when dropped, and what `/proc` says about them.
+//!
+//! Every agent runs as an [`Agent`]: dropping it sends `SIGCONT` (a stopped process cannot die
+//! until it runs) and `SIGKILL` to its PID and reaps it, so no agent outlives the harness, even
+//! on an error or a panic. Nothing is ever killed by name.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A signal the harness sends to an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// A crash: the process ends at once, with no goodbye.
+    Kill,
+    /// A stall: the process stops running (as a long GC pause or a frozen VM).
+    Stop,
+    /// The end of a stall.
+    Cont,
+    /// A graceful leave (both Serf and serf-agent leave the cluster on SIGINT).
+    Interrupt,
+}
+
+impl Signal {
+    fn number(self) -> libc::c_int {
+        match self {
+            Self::Kill => libc::SIGKILL,
+            Self::Stop => libc::SIGSTOP,
+            Self::Cont => libc::SIGCONT,
+            Self::Interrupt => libc::SIGINT,
+        }
+    }
+}
+
+/// Send `signal` to the process `pid`.
+pub fn send_signal(pid: u32, signal: Signal) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::other("pid out of range"))?;
+    // SAFETY: kill(2) with a PID the harness spawned and a valid signal number; no memory is
+    // shared with the call.
+    let rc = unsafe { libc::kill(pid, signal.number()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A running agent process, killed (by PID) and reaped when dropped.
+#[derive(Debug)]
+pub struct Agent {
+    child: Child,
+    log: PathBuf,
+    exited: bool,
+}
+
+impl Agent {
+    /// Start `program args` with stdout and stderr appended to `log`.
+    pub fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Self> {
+        let out = File::options().create(true).append(true).open(log)?;
+        let err = out.try_clone()?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", program.display()))?;
+        Ok(Self { child, log: log.to_owned(), exited: false })
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log file (stdout and stderr).
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Send a signal (nothing happens if the process has already been reaped).
+    pub fn signal(&mut self, signal: Signal) -> std::io::Result<()> {
+        if self.exited {
+            return Ok(());
+        }
+        send_signal(self.pid(), signal)
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn has_exited(&mut self) -> bool {
+        if !self.exited {
+            self.exited = matches!(self.child.try_wait(), Ok(Some(_)));
+        }
+        self.exited
+    }
+
+    /// Wait up to `timeout` for the process to exit by itself; `true` if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.has_exited() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.has_exited()
+    }
+
+    /// SIGKILL and reap (bounded: a killed process is reaped within milliseconds).
+    pub fn kill(&mut self) {
+        if self.exited {
+            return;
+        }
+        let _ = send_signal(self.pid(), Signal::Cont);
+        let _ = send_signal(self.pid(), Signal::Kill);
+        let _ = self.wait_exit(Duration::from_secs(5));
+    }
+
+    /// Resident memory now, from `/proc/PID/status`.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        rss_bytes(self.pid())
+    }
+
+    /// CPU time used so far (user + system), from `/proc/PID/stat`.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(self.pid())
+    }
+
+    /// The last `lines` lines of the log, to show why an agent failed.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `VmRSS` of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// User + system CPU time of a process.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5) are utime and stime; `rest` starts at field 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100);
+    Some(Duration::from_secs_f64((utime + stime) as f64 / ticks as f64))
+}
+
+/// Whether the harness runs as root (needed for iptables loss and accounting, and namespaces).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A directory for one run's state (logs, handler output, snapshots), removed when dropped
+/// unless kept.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl RunDir {
+    /// A fresh directory `cluster-bench-<pid>-<tag>` under the system's temporary directory.
+    pub fn new(tag: &str, keep: bool) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("cluster-bench-{}-{tag}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(Self { path, keep })
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_agent_is_killed_and_proc_is_read() {
+        let dir = RunDir::new("process-test", false).unwrap();
+        let log = dir.path().join("sleep.log");
+        let mut agent = Agent::spawn(Path::new("sleep"), &["30".into()], &log).unwrap();
+        let pid = agent.pid();
+        assert!(rss_bytes(pid).is_some_and(|r| r > 0));
+        assert!(cpu_time(pid).is_some());
+        agent.signal(Signal::Stop).unwrap();
+        assert!(!agent.has_exited());
+        drop(agent);
+        assert!(rss_bytes(pid).is_none(), "process {pid} still exists");
+    }
+}

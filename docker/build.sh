@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Build the serfnode image in one command: the static serf-agent, busybox, the scripts, FROM scratch.
+#
+#   docker/build.sh            build target/static/.../serf-agent, then the image serfnode:latest
+#
+# Environment:
+#   IMAGE             image name (default serfnode:latest)
+#   SKIP_CARGO=1      do not run cargo; use the static binary already built
+#   CARGO_TARGET_DIR  where the static build goes (default target/static, kept apart from the
+#                     normal target/ so that the two builds do not invalidate each other)
+#
+# The agent is linked statically against glibc (-C target-feature=+crt-static) for
+# x86_64-unknown-linux-gnu; busybox comes from the Debian package busybox-static (installed with
+# apt-get when missing). Join addresses are IPs: a static glibc cannot load the NSS modules that
+# resolving host names needs, and the image has none.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+IMAGE=${IMAGE:-serfnode:latest}
+TARGET=x86_64-unknown-linux-gnu
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/static}
+BIN=$CARGO_TARGET_DIR/$TARGET/release/serf-agent
+CONTEXT=$ROOT/target/docker-context
+MAX_IMAGE_BYTES=$((20 * 1000 * 1000))
+# The busybox applets the scripts and a user at the shell need.
+APPLETS="sh ash ip arping wget sleep cat echo ls ps kill ping grep sed awk date env hostname ifconfig
+ mkdir rm cp mv ln tr cut head tail sort uniq wc printf test [ true false seq tee nc netstat ip vi more
+ less uptime free top du df find xargs id whoami sync touch chmod basename dirname timeout watch"
+
+say() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { printf '[build] error: %s\n' "$*" >&2; exit 1; }
+
+command -v docker >/dev/null || die "docker is not installed"
+
+# 1. The static agent.
+if [[ ${SKIP_CARGO:-0} != 1 ]]; then
+    say "cargo build --release -p serf-agent --target $TARGET (static, into $CARGO_TARGET_DIR)"
+    # No debug info and stripped symbols: the workspace's release profile keeps line tables for
+    # profiling, which the image does not need.
+    (cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' \
+        CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols \
+        cargo build --release -p serf-agent --target "$TARGET")
+fi
+[[ -x $BIN ]] || die "$BIN is missing (build it, or unset SKIP_CARGO)"
+if file "$BIN" 2>/dev/null | grep -q 'dynamically linked'; then
+    die "$BIN is dynamically linked; it cannot run FROM scratch"
+fi
+
+# 2. busybox.
+BUSYBOX=/bin/busybox
+if ! [[ -x $BUSYBOX ]] || ! dpkg -s busybox-static >/dev/null 2>&1; then
+    say "installing busybox-static (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+fi
+[[ -x $BUSYBOX ]] || die "$BUSYBOX is missing after installing busybox-static"
+if file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked'; then
+    die "$BUSYBOX is dynamically linked; install busybox-static, not busybox"
+fi
+
+# 3. The build context: a root file system, copied as is into the image.
+say "staging $CONTEXT"
+rm -rf "$CONTEXT"
+mkdir -p "$CONTEXT/rootfs/bin" "$CONTEXT/rootfs/etc/serf" "$CONTEXT/rootfs/data" "$CONTEXT/rootfs/tmp" \
+    "$CONTEXT/rootfs/proc" "$CONTEXT/rootfs/sys" "$CONTEXT/rootfs/dev" "$CONTEXT/rootfs/root"
+cp "$BUSYBOX" "$CONTEXT/rootfs/bin/busybox"
+available=" $("$BUSYBOX" --list | tr '\n' ' ') "
+for applet in $APPLETS; do
+    if [[ $available == *" $applet "* ]]; then
+        ln -sf busybox "$CONTEXT/rootfs/bin/$applet"
+    else
+        say "note: busybox has no applet '$applet'; skipped"
+    fi
+done
+cp "$BIN" "$CONTEXT/rootfs/bin/serf-agent"
+install -m 0755 "$ROOT/docker/entrypoint.sh" "$CONTEXT/rootfs/bin/serfnode-entrypoint"
+install -m 0755 "$ROOT/docker/hooks/vip-acquire.sh" "$CONTEXT/rootfs/etc/serf/vip-acquire.sh"
+install -m 0755 "$ROOT/docker/hooks/vip-release.sh" "$CONTEXT/rootfs/etc/serf/vip-release.sh"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$CONTEXT/rootfs/etc/passwd"
+printf 'root:x:0:\n' >"$CONTEXT/rootfs/etc/group"
+chmod 1777 "$CONTEXT/rootfs/tmp"
+cp "$ROOT/docker/Dockerfile" "$CONTEXT/Dockerfile"
+
+# 4. The image.
+say "docker build -t $IMAGE"
+DOCKER_BUILDKIT=0 docker build --quiet -t "$IMAGE" "$CONTEXT" >/dev/null 2>"$CONTEXT/build.log" || {
+    cat "$CONTEXT/build.log" >&2
+    die "docker build failed"
+}
+size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
+say "built $IMAGE: $size bytes ($((size / 1000 / 1000)) MB); agent $(stat -c %s "$BIN") bytes, busybox $(stat -c %s "$BUSYBOX") bytes"
+((size < MAX_IMAGE_BYTES)) || die "the image is $size bytes, over the 20 MB budget"

@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# End-to-end test of the Docker demo, with the real serf-agent in containers:
+#
+#   1. build the static agent and the image (docker/build.sh)
+#   2. start 5 nodes (serf-start-cluster 5); serfnode4 lists 5 alive members; the virtual IP
+#      answers "primary: serfnode0"
+#   3. docker stop serfnode0: the stop is quick (the agent is PID 1 and exits on SIGTERM);
+#      serfnode4 sees serfnode0 failed (or left) and the virtual IP answers serfnode1
+#   4. docker kill serfnode1: serfnode4 sees it failed and the virtual IP answers serfnode2
+#   5. docker start serfnode0 and serfnode1: both rejoin (from their snapshots) as standby,
+#      serfnode2 stays primary
+#   6. docker network disconnect serfnode3, then connect it again: the others see it fail, it
+#      rejoins, and exactly one primary remains (every node names the same one, one member has
+#      role=primary, one container holds the virtual IP, which answers it)
+#   7. the same cluster from docker-compose.yml: 5 alive, the virtual IP answers serfnode0
+#
+# Everything is torn down on exit, on failure too. A timeline of the events with timestamps is
+# printed as they happen and again at the end; on failure the containers' logs are shown.
+#
+# Environment: E2E_SKIP_BUILD=1 (use the image as it is), E2E_COMPOSE=0 (skip step 7),
+# E2E_DETECT_BOUND (s, default 30: failure noticed), E2E_FAILOVER_BOUND (s, default 30: the
+# virtual IP answers the new primary, counted from the stop or kill), E2E_STOP_BOUND (s, default
+# 5: docker stop), E2E_REJOIN_BOUND (s, default 60); the settings of serfnode.rc.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=serfnode.rc
+source "$ROOT/docker/serfnode.rc"
+
+N=5
+DETECT_BOUND=${E2E_DETECT_BOUND:-30}
+FAILOVER_BOUND=${E2E_FAILOVER_BOUND:-30}
+STOP_BOUND=${E2E_STOP_BOUND:-5}
+REJOIN_BOUND=${E2E_REJOIN_BOUND:-60}
+VIEWER=serfnode4
+VIP=$(_serf_vip)
+PORT=$(_serf_port)
+COMPOSE_FILE=$ROOT/docker/docker-compose.yml
+
+# ---------------------------------------------------------------------------------------------
+# Timeline, failures, teardown
+
+now_ms() { date +%s%3N; }
+secs() { printf '%d.%02d' $(($1 / 1000)) $(($1 % 1000 / 10)); }
+T0=$(now_ms)
+TIMELINE=()
+RESULTS=()
+PASSED=0
+
+ev() {
+    local t line
+    t=$(now_ms)
+    line=$(printf '%s  +%7ss  %s' "$(date -d "@$((t / 1000))" +%H:%M:%S).$(printf '%03d' $((t % 1000)))" "$(secs $((t - T0)))" "$*")
+    TIMELINE+=("$line")
+    echo "$line"
+}
+
+fail() {
+    ev "FAIL: $*"
+    exit 1
+}
+
+compose() {
+    docker-compose -f "$COMPOSE_FILE" -p serfnode "$@"
+}
+
+teardown() {
+    local code=$?
+    trap - EXIT INT TERM
+    set +e
+    if ((PASSED == 0)); then
+        echo
+        echo "=== logs of the serfnode containers (last 40 lines each)"
+        for name in $(_serf_containers); do
+            echo "--- $name ($(docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$name" 2>/dev/null))"
+            docker logs --tail 40 "$name" 2>&1 | sed 's/^/    /'
+        done
+    fi
+    echo
+    echo "=== teardown"
+    compose down --timeout 5 >/dev/null 2>&1
+    serf-stop-cluster >/dev/null 2>&1
+    if [ -n "$(_serf_containers)" ] || docker network inspect "$(_serf_net)" >/dev/null 2>&1; then
+        echo "teardown incomplete: $(_serf_containers | tr '\n' ' ') network $(_serf_net)" >&2
+    else
+        echo "removed every serfnode container and the network $(_serf_net)"
+    fi
+    echo
+    echo "=== timeline"
+    printf '%s\n' "${TIMELINE[@]}"
+    if ((${#RESULTS[@]})); then
+        echo
+        echo "=== measurements"
+        printf '%s\n' "${RESULTS[@]}"
+    fi
+    echo
+    if ((PASSED)); then
+        echo "e2e: PASS"
+    else
+        echo "e2e: FAIL (exit $code)"
+        ((code == 0)) && code=1
+    fi
+    exit "$code"
+}
+trap teardown EXIT
+trap 'fail "interrupted"' INT TERM
+
+# try_until BOUND_SECONDS COMMAND...: poll COMMAND every 0.2 s until it succeeds (WAITED_MS is
+# how long it took) or BOUND_SECONDS pass (then it returns 1).
+WAITED_MS=0
+try_until() {
+    local bound=$1
+    shift
+    local start deadline
+    start=$(now_ms)
+    deadline=$((start + bound * 1000))
+    while :; do
+        if "$@" >/dev/null 2>&1; then
+            WAITED_MS=$(($(now_ms) - start))
+            return 0
+        fi
+        (($(now_ms) < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+# wait_until BOUND_SECONDS DESCRIPTION COMMAND...: as try_until, but fails the test on timeout.
+wait_until() {
+    local bound=$1 what=$2
+    shift 2
+    try_until "$bound" "$@" || fail "$what: not within ${bound} s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# What a node sees
+
+members_json() { docker exec "$1" serf-agent members -format json; }
+
+# status_is VIEWER NODE REGEX: VIEWER lists NODE with a status matching REGEX.
+status_is() {
+    local status
+    status=$(members_json "$1" | jq -r --arg n "$2" '.members[] | select(.name == $n) | .status') || return 1
+    [[ $status =~ ^($3)$ ]]
+}
+
+# alive_count_is VIEWER COUNT
+alive_count_is() {
+    [ "$(members_json "$1" | jq '[.members[] | select(.status == "alive")] | length')" = "$2" ]
+}
+
+# vip_answers FROM NODE: GET http://VIP:PORT/ from inside FROM answers "primary: NODE".
+vip_answers() {
+    [ "$(docker exec "$1" timeout 3 wget -qO- "http://$VIP:$PORT/" 2>/dev/null)" = "primary: $2" ]
+}
+
+primary_of() { docker exec "$1" serf-agent primary -format json | jq -r '.primary // "none"'; }
+
+running_nodes() { docker ps --filter label=serfnode.demo --format '{{.Names}}' | sort -V; }
+
+# one_primary NODE: every running node names NODE as primary; in every node's member list
+# exactly one live member has role=primary, and it is NODE; NODE alone holds the virtual IP,
+# which answers "primary: NODE" from the viewer.
+one_primary() {
+    local expected=$1 node seen count
+    for node in $(running_nodes); do
+        seen=$(primary_of "$node") || return 1
+        [ "$seen" = "$expected" ] || return 1
+        count=$(members_json "$node" | jq -r '[.members[] | select(.status == "alive" and .tags.role == "primary") | .name] | join(",")') || return 1
+        [ "$count" = "$expected" ] || return 1
+    done
+    [ "$(serf-vip-holder | tr '\n' ' ')" = "$expected " ] || return 1
+    vip_answers "$VIEWER" "$expected"
+}
+
+show() {
+    echo "    \$ $*"
+    "$@" 2>&1 | sed 's/^/    /'
+}
+
+views() {
+    local node
+    for node in $(running_nodes); do
+        printf '    %-10s primary=%s\n' "$node" "$(primary_of "$node" 2>/dev/null || echo '?')"
+    done
+    printf '    virtual IP %s is on: %s\n' "$VIP" "$(serf-vip-holder | tr '\n' ' ')"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The scenario
+
+docker info >/dev/null 2>&1 || fail "no Docker engine answers (docker info)"
+command -v jq >/dev/null || fail "jq is needed"
+
+ev "e2e start: $N nodes, network $(_serf_net) $(_serf_prefix).0/24, virtual IP $VIP:$PORT"
+compose down --timeout 5 >/dev/null 2>&1 || true
+serf-stop-cluster >/dev/null 2>&1 || true
+
+if [[ ${E2E_SKIP_BUILD:-0} != 1 ]]; then
+    ev "build: docker/build.sh"
+    "$ROOT/docker/build.sh" || fail "docker/build.sh failed"
+fi
+size=$(docker image inspect -f '{{.Size}}' "$(_serf_image)") || fail "no image $(_serf_image)"
+ev "image $(_serf_image): $size bytes"
+((size < 20000000)) || fail "image is $size bytes, over 20 MB"
+RESULTS+=("image size: $size bytes")
+
+# --- 1. start
+ev "serf-start-cluster $N"
+serf-start-cluster "$N" | sed 's/^/    /' || fail "serf-start-cluster $N"
+[ "$(docker exec serfnode0 cat /proc/1/comm)" = serf-agent ] || fail "PID 1 of serfnode0 is not serf-agent"
+ev "all $N agents answer their RPC (PID 1 is serf-agent)"
+
+wait_until 30 "$VIEWER lists $N alive members" alive_count_is "$VIEWER" "$N"
+ev "$VIEWER lists $N alive members ($(secs "$WAITED_MS") s)"
+show docker exec "$VIEWER" serf-agent members
+
+wait_until 30 "the virtual IP answers serfnode0" vip_answers "$VIEWER" serfnode0
+ev "virtual IP http://$VIP:$PORT/ answers 'primary: serfnode0' (from $VIEWER)"
+wait_until 15 "one primary (serfnode0) in every view" one_primary serfnode0
+ev "one primary: every node names serfnode0; the virtual IP is on serfnode0 only"
+show docker exec "$VIEWER" wget -qO- "http://$VIP:$PORT/"
+
+# --- 2. docker stop the primary
+# failover STOP|KILL NODE NEXT: stop or kill NODE (the primary), measure failure detection and
+# failover as seen from the viewer.
+failover() {
+    local how=$1 node=$2 next=$3 start took detect moved
+    ev "docker $how $node (the primary)"
+    start=$(now_ms)
+    docker "$how" "$node" >/dev/null || fail "docker $how $node"
+    took=$(($(now_ms) - start))
+    if [ "$how" = stop ]; then
+        ev "docker stop $node returned after $(secs "$took") s (exit code $(docker inspect -f '{{.State.ExitCode}}' "$node"))"
+        ((took < STOP_BOUND * 1000)) || fail "docker stop took $(secs "$took") s (bound ${STOP_BOUND} s): SIGTERM not handled promptly"
+        RESULTS+=("docker stop $node: $(secs "$took") s")
+    fi
+    wait_until "$DETECT_BOUND" "$VIEWER sees $node failed" status_is "$VIEWER" "$node" 'failed|left'
+    detect=$(($(now_ms) - start))
+    ev "$VIEWER sees $node $(members_json "$VIEWER" | jq -r --arg n "$node" '.members[] | select(.name == $n) | .status') ($(secs "$detect") s after docker $how)"
+    wait_until "$FAILOVER_BOUND" "the virtual IP answers $next" vip_answers "$VIEWER" "$next"
+    moved=$(($(now_ms) - start))
+    ev "virtual IP answers 'primary: $next' ($(secs "$moved") s after docker $how)"
+    ((moved <= FAILOVER_BOUND * 1000)) || fail "failover took $(secs "$moved") s"
+    wait_until 15 "one primary ($next) in every view" one_primary "$next"
+    ev "one primary: every running node names $next; the virtual IP is on $next only"
+    RESULTS+=("docker $how $node: failure seen by $VIEWER after $(secs "$detect") s, virtual IP on $next after $(secs "$moved") s")
+}
+
+failover stop serfnode0 serfnode1
+show docker exec "$VIEWER" serf-agent members
+
+# --- 3. docker kill the new primary
+failover kill serfnode1 serfnode2
+show docker exec "$VIEWER" serf-agent members
+
+# --- 4. the old primaries come back as standby
+ev "docker start serfnode0 serfnode1 (rejoin from their snapshots; serfnode0 has no SERF_JOIN_IP)"
+start=$(now_ms)
+docker start serfnode0 serfnode1 >/dev/null || fail "docker start"
+both_alive() { status_is "$VIEWER" serfnode0 alive && status_is "$VIEWER" serfnode1 alive; }
+wait_until "$REJOIN_BOUND" "$VIEWER sees serfnode0 and serfnode1 alive" both_alive
+ev "$VIEWER sees serfnode0 and serfnode1 alive again ($(secs $(($(now_ms) - start))) s)"
+wait_until 30 "serfnode0 sees $N alive" alive_count_is serfnode0 "$N"
+wait_until 15 "one primary (serfnode2) after the rejoin" one_primary serfnode2
+ev "one primary: serfnode2 kept the role; serfnode0 and serfnode1 are standby"
+RESULTS+=("restart of serfnode0 and serfnode1: alive again after $(secs $(($(now_ms) - start))) s, serfnode2 kept the role")
+views
+
+# --- 5. network partition of one node
+CUT=serfnode3
+ev "docker network disconnect $(_serf_net) $CUT"
+start=$(now_ms)
+serf-disconnect "$CUT" >/dev/null || fail "docker network disconnect $CUT"
+wait_until "$DETECT_BOUND" "$VIEWER sees $CUT failed" status_is "$VIEWER" "$CUT" 'failed'
+ev "$VIEWER sees $CUT failed ($(secs $(($(now_ms) - start))) s)"
+vip_answers "$VIEWER" serfnode2 || fail "the virtual IP does not answer serfnode2 during the partition"
+# Cut off alone, serfnode3 sees every other node fail and elects itself (availability over
+# consistency: see docs/docker.md); not asserted, shown.
+names_itself() { [ "$(primary_of "$CUT")" = "$CUT" ]; }
+if try_until "$DETECT_BOUND" names_itself; then
+    ev "$CUT, alone, names itself primary ($(secs $(($(now_ms) - start))) s): two primaries while the partition lasts"
+else
+    ev "$CUT, alone, names $(primary_of "$CUT" 2>/dev/null || echo '?') primary"
+fi
+views
+
+ev "docker network connect --ip $(_serf_ip "$CUT") $(_serf_net) $CUT"
+start=$(now_ms)
+serf-reconnect "$CUT" >/dev/null || fail "docker network connect $CUT"
+wait_until "$REJOIN_BOUND" "$VIEWER sees $CUT alive again" status_is "$VIEWER" "$CUT" alive
+ev "$VIEWER sees $CUT alive again ($(secs $(($(now_ms) - start))) s)"
+wait_until "$REJOIN_BOUND" "$CUT sees $N alive" alive_count_is "$CUT" "$N"
+ev "$CUT sees $N alive ($(secs $(($(now_ms) - start))) s)"
+wait_until 30 "one primary (serfnode2) after the partition heals" one_primary serfnode2
+ev "one primary after the partition: every node names serfnode2; the virtual IP is on serfnode2 only ($(secs $(($(now_ms) - start))) s)"
+RESULTS+=("partition of $CUT: rejoined and one primary $(secs $(($(now_ms) - start))) s after reconnect")
+views
+show docker exec "$VIEWER" serf-agent members
+
+# --- 6. the same cluster from docker-compose.yml
+if [[ ${E2E_COMPOSE:-1} != 0 ]]; then
+    ev "serf-stop-cluster"
+    serf-stop-cluster >/dev/null || fail "serf-stop-cluster"
+    ev "docker-compose -f docker/docker-compose.yml up -d"
+    compose up -d >/dev/null 2>&1 || fail "docker-compose up"
+    wait_until 30 "$VIEWER lists $N alive members (compose)" alive_count_is "$VIEWER" "$N"
+    ev "compose: $VIEWER lists $N alive members"
+    wait_until 30 "the virtual IP answers serfnode0 (compose)" vip_answers "$VIEWER" serfnode0
+    wait_until 15 "one primary (serfnode0) (compose)" one_primary serfnode0
+    ev "compose: the virtual IP answers 'primary: serfnode0'; one primary"
+    start=$(now_ms)
+    compose down --timeout 10 >/dev/null 2>&1 || fail "docker-compose down"
+    ev "docker-compose down ($(secs $(($(now_ms) - start))) s)"
+fi
+
+PASSED=1
+ev "all checks passed"
