@@ -91,10 +91,11 @@ pub struct Outage {
     pub resolution: f64,
 }
 
-/// Read the outage after a fault at `fault` seconds off `samples`.
-pub fn outage(samples: &[Sample], fault: f64) -> Outage {
-    let after: Vec<&Sample> = samples.iter().filter(|s| s.at >= fault).collect();
-    let unavailable = after.iter().find(|s| !s.primaries.is_empty()).map(|s| s.at - fault);
+/// Read the outage after the primary `gone` failed at `fault` seconds off `samples`: the time
+/// until a sample shows another node answering as primary.
+pub fn outage(samples: &[Sample], fault: f64, gone: usize) -> Outage {
+    let unavailable =
+        samples.iter().filter(|s| s.at >= fault).find(|s| s.primaries.iter().any(|&p| p != gone)).map(|s| s.at - fault);
     let mut split_brain = 0.0;
     for w in samples.windows(2) {
         if w[0].primaries.len() >= 2 {
@@ -119,9 +120,10 @@ mod tests {
     #[test]
     fn outage_from_samples() {
         let samples = [s(0.0, &[0]), s(1.0, &[0]), s(1.05, &[]), s(3.0, &[]), s(3.05, &[1]), s(3.1, &[1, 2]), s(3.2, &[1])];
-        let o = outage(&samples, 1.02);
+        let o = outage(&samples, 1.02, 0);
         assert!((o.unavailable.unwrap() - 2.03).abs() < 1e-9);
         assert!((o.split_brain - 0.1).abs() < 1e-9);
-        assert!(outage(&samples[..4], 1.02).unavailable.is_none());
+        assert!(outage(&samples[..4], 1.02, 0).unavailable.is_none());
+        assert!(outage(&samples[..2], 0.5, 0).unavailable.is_none());
     }
 }

@@ -106,8 +106,8 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
         });
         line(&out, &format!("{:>8.3} s  SIGKILL {victim_name} (pid {})", 0.0, cluster.agent(victim).map_or(0, |a| a.pid())));
         let mut suspicions: Vec<(usize, f64)> = Vec::new();
+        probe.exclude(victim);
         let result = cluster.signal(victim, Signal::Kill).map(|()| {
-            probe.exclude(victim);
             cluster.wait_for_status(&victim_name, &["failed", "left"], &observers, t0, Duration::from_secs(90), |o, status, at| {
                 let at = at.as_secs_f64();
                 if status == "suspect" {
@@ -128,8 +128,8 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     });
     let propagation = propagation?;
     let samples = probe.samples();
-    let o_ = outage(&samples, 0.0);
-    let new_primary = samples.iter().find(|s| !s.primaries.is_empty()).and_then(|s| s.primaries.first().copied());
+    let o_ = outage(&samples, 0.0, victim);
+    let new_primary = samples.iter().find_map(|s| s.primaries.iter().copied().find(|&p| p != victim));
 
     // Handler times: when each node's member-failed handler ran.
     let mut table = String::new();

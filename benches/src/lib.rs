@@ -3,6 +3,8 @@
 //!
 //! - [`detection`]: the failure-detection comparison in the simulator (`cargo bench -p
 //!   cluster-bench --bench detection`, or `cluster-bench detection`).
+//! - [`compare`]: serf-agent and HashiCorp Serf measured side by side on real processes
+//!   (`cluster-bench compare`), with [`plots`] and [`iptables`] (traffic, loss; root only).
 //! - [`demo`]: the README's main job: five serf-agents, the primary killed, a live timeline.
 //! - [`system`]: a system under test ([`system::SerfAgent`], [`system::HashicorpSerf`]) behind
 //!   the [`system::System`] trait; [`cluster`] runs a cluster of one; [`availability`] is the
@@ -16,10 +18,14 @@
 
 pub mod availability;
 pub mod cluster;
+pub mod compare;
 pub mod demo;
 pub mod detection;
+pub mod iptables;
 pub mod msgpack;
+pub mod plots;
 pub mod process;
 pub mod rpc;
 pub mod stamp;
+pub mod stats;
 pub mod system;

@@ -36,6 +36,56 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// Measure serf-agent and HashiCorp Serf side by side (interleaved) and write tables and plots.
+    Compare {
+        /// Cluster sizes, comma-separated (each 5 to 240).
+        #[arg(long, value_delimiter = ',', default_value = "5,20,50")]
+        sizes: Vec<usize>,
+        /// Short run: 1 round, 3 setup tries, 10 s steady window, no lossy run; results in
+        /// docs/results/compare-quick.*.
+        #[arg(long)]
+        quick: bool,
+        /// Full rounds per system and size (default 3, quick 1).
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Setup times per system and size, rounds included (default 10, quick 3).
+        #[arg(long)]
+        setup_tries: Option<usize>,
+        /// Steady-state window for RSS, CPU and traffic, seconds (default 30, quick 10).
+        #[arg(long)]
+        steady_secs: Option<f64>,
+        /// Seconds under random loss per system and size to count false failures (root and
+        /// iptables; default 120, quick 0; the figure is 600).
+        #[arg(long)]
+        loss_secs: Option<f64>,
+        /// Loss probability of the lossy run.
+        #[arg(long, default_value_t = 0.1)]
+        loss: f64,
+        /// Timing profile of both systems.
+        #[arg(long, default_value = "lan")]
+        profile: String,
+        /// The serf-agent binary (default: build and use target/release/serf-agent).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Do not run `cargo build --release -p serf-agent` first.
+        #[arg(long)]
+        no_build: bool,
+        /// The HashiCorp Serf binary (default: `serf` on PATH).
+        #[arg(long)]
+        serf_bin: Option<PathBuf>,
+        /// Measure serf-agent alone.
+        #[arg(long)]
+        ours_only: bool,
+        /// Base name of the result files in docs/results/ (default compare, or compare-quick).
+        #[arg(long)]
+        name: Option<String>,
+        /// Do not write result files.
+        #[arg(long)]
+        no_write: bool,
+        /// Keep the agents' logs and handler output.
+        #[arg(long)]
+        keep: bool,
+    },
     /// The failure-detection comparison in the simulator (same as `cargo bench --bench detection`).
     Detection {
         /// Flags: --nodes 10,100,1000 --presets a,b --events K --loss 0.1 --loss-window SECS
@@ -63,6 +113,46 @@ fn main() -> anyhow::Result<()> {
                 write,
                 command: command_line(),
             })?;
+        }
+        Command::Compare {
+            sizes,
+            quick,
+            rounds,
+            setup_tries,
+            steady_secs,
+            loss_secs,
+            loss,
+            profile,
+            agent_bin,
+            no_build,
+            serf_bin,
+            ours_only,
+            name,
+            no_write,
+            keep,
+        } => {
+            let mut o = cluster_bench::compare::CompareOptions::new(quick);
+            o.sizes = sizes;
+            o.rounds = rounds.unwrap_or(o.rounds).max(1);
+            o.setup_tries = setup_tries.unwrap_or(o.setup_tries);
+            o.steady_secs = steady_secs.unwrap_or(o.steady_secs);
+            o.loss_secs = loss_secs.unwrap_or(o.loss_secs);
+            o.loss = loss;
+            o.profile = profile;
+            o.agent_bin = agent_bin;
+            o.build = !no_build;
+            o.serf_bin = serf_bin;
+            o.ours_only = ours_only;
+            o.keep = keep;
+            if let Some(name) = name {
+                o.name = name;
+            }
+            if no_write {
+                o.out_dir = None;
+            }
+            o.command = command_line();
+            let report = cluster_bench::compare::run(&o)?;
+            println!("{}", report.markdown());
         }
         Command::Detection { args } => {
             let options = cluster_bench::detection::parse_args(&args)?;

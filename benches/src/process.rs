@@ -122,7 +122,7 @@ impl Agent {
         rss_bytes(self.pid())
     }
 
-    /// CPU time used so far (user + system), from `/proc/PID/stat`.
+    /// CPU time used so far by its threads (see [`cpu_time`]).
     pub fn cpu_time(&self) -> Option<Duration> {
         cpu_time(self.pid())
     }
@@ -149,8 +149,28 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// User + system CPU time of a process.
+/// CPU time of a process: the sum over its threads of `/proc/PID/task/TID/schedstat` (time on
+/// a CPU, nanoseconds), which is precise where `/proc/PID/stat` counts 10 ms clock ticks; falls
+/// back to the ticks when schedstat is not available.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut threads = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else { continue };
+        if let Some(ns) = text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
+            total += ns;
+            threads += 1;
+        }
+    }
+    if threads > 0 {
+        Some(Duration::from_nanos(total))
+    } else {
+        cpu_ticks(pid)
+    }
+}
+
+/// User + system CPU time of a process from `/proc/PID/stat` (clock-tick resolution).
+pub fn cpu_ticks(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces: count from after it.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -171,7 +171,9 @@ async fn member_events_arrive_in_batches_within_the_coalesce_window() {
     assert_eq!(names, BTreeSet::from(["mb-0".to_owned(), "mb-1".to_owned(), "mb-2".to_owned()]));
     assert!(batches.len() <= 2, "three simultaneous joins in {} batches: {batches:?}", batches.len());
 
-    // A leave, a failure, a tag update: each its event.
+    // A leave, a failure, a tag update: each its event. Everyone must know everyone first: a
+    // leave gossiped to a node that has not heard of the leaver yet is ignored there.
+    wait_until("all know all", CONVERGE, || alive(&seed) == 4 && joiners.iter().all(|j| alive(j) == 4)).await;
     let leaving = joiners.pop().unwrap();
     leaving.leave().await.unwrap();
     leaving.shutdown().await;

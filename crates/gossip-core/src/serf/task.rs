@@ -33,9 +33,10 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 const COORDINATE_RECORD_INTERVAL: Duration = Duration::from_secs(60);
 /// Most bytes of recent user events carried in a push-pull exchange (newest first).
 const MAX_STATE_EVENT_BYTES: usize = 256 * 1024;
-/// The push-pull state is refreshed right after a change (a node answering a join must give the
-/// joiner its current clocks), but at most once per this interval: changes in a burst share one
-/// refresh.
+/// The push-pull state is refreshed right after every change: a node answering a join must give
+/// the joiner its current clocks. Only a large state (many recent events) is refreshed at most
+/// once per [`STATE_MIN_INTERVAL`], so that a burst of events does not re-encode it each time.
+const LARGE_STATE: usize = 16 * 1024;
 const STATE_MIN_INTERVAL: Duration = Duration::from_millis(20);
 /// Longest deadline accepted from a received query.
 const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -103,6 +104,7 @@ struct Running {
     /// The push-pull state is stale; refresh it at this time.
     state_due: Option<Instant>,
     state_refreshed: Instant,
+    state_len: usize,
     coordinate_recorded: Instant,
     helpers: JoinSet<()>,
     rng: SmallRng,
@@ -118,6 +120,7 @@ impl Task {
             state_sent: None,
             state_due: None,
             state_refreshed: now(),
+            state_len: 0,
             coordinate_recorded: now(),
             helpers: JoinSet::new(),
             rng: SmallRng::from_rng(&mut rand::rng()),
@@ -623,9 +626,10 @@ impl Running {
         }
     }
 
-    /// The push-pull state must be refreshed: now, unless it was moments ago.
+    /// The push-pull state must be refreshed: now, unless it is large and was refreshed moments
+    /// ago.
     fn state_changed(&mut self) {
-        let at = now().max(self.state_refreshed + STATE_MIN_INTERVAL);
+        let at = if self.state_len > LARGE_STATE { now().max(self.state_refreshed + STATE_MIN_INTERVAL) } else { now() };
         self.state_due.get_or_insert(at);
     }
 
@@ -654,7 +658,10 @@ impl Running {
             events.push(wire::EventSlot { ltime: slot.ltime, events: bodies });
         }
         let state = wire::PushPullState { member_ltime: times.0, event_ltime: times.1, query_ltime: times.2, events };
-        if self.task.shared.node.set_local_state(messages::encode_state(&state)).await.is_ok() {
+        let encoded = messages::encode_state(&state);
+        let len = encoded.len();
+        if self.task.shared.node.set_local_state(encoded).await.is_ok() {
+            self.state_len = len;
             self.state_sent = Some(times);
             self.state_due = None;
             self.state_refreshed = now();
