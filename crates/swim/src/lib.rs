@@ -1121,17 +1121,13 @@ impl Swim {
         let k = self.config.gossip_nodes;
         let mut targets = self.live.choose(k, &[], &mut self.rng);
         if !self.recently_dead.is_empty() {
-            // Give the recently dead their share of the fan-out.
+            // The recently dead get a chance at one extra slot, after the live targets: they must
+            // hear news so that a live one wrongly declared dead can refute, but never at the
+            // expense of a live member (with a small retransmit limit that could lose a leave).
             let total = self.live.len() + self.recently_dead.len();
-            for slot in 0..targets.len().max(1).min(k) {
-                if self.rng.random_range(0..total) < self.recently_dead.len() {
-                    let (n, a, _) = &self.recently_dead[self.rng.random_range(0..self.recently_dead.len())];
-                    if slot < targets.len() {
-                        targets[slot] = (n.clone(), *a);
-                    } else {
-                        targets.push((n.clone(), *a));
-                    }
-                }
+            if self.rng.random_range(0..total) < self.recently_dead.len() {
+                let (n, a, _) = &self.recently_dead[self.rng.random_range(0..self.recently_dead.len())];
+                targets.push((n.clone(), *a));
             }
         }
         for (name, addr) in targets {

@@ -264,3 +264,27 @@ fn failed_members_get_reconnection_attempts_and_they_are_counted() {
     let attempts: u64 = (0..2).map(|i| c.nodes[i].stats().reconnects).sum();
     assert!(attempts > 0, "no reconnection attempt");
 }
+
+#[test]
+fn a_leave_reaches_the_last_live_member_even_with_many_recently_dead() {
+    // With the local preset a message is sent only 2 × ceil(log10(n + 1)) times; the recently
+    // dead must never take those transmissions from the one live member left.
+    for seed in 0..20 {
+        let mut c = Cluster::new(6, Config::local(), 100 + seed);
+        c.run_until(Duration::from_secs(30), |c| (0..6).all(|o| (0..6).all(|d| c.state(o, d) == Some(State::Alive))))
+            .expect("formed");
+        for dead in 2..6 {
+            c.crashed.insert(dead);
+        }
+        c.run_until(Duration::from_secs(30), |c| (2..6).all(|d| c.state(0, d) == Some(State::Dead) && c.state(1, d) == Some(State::Dead)))
+            .unwrap_or_else(|| {
+                let view: Vec<_> = (0..2).map(|o| (2..6).map(|d| c.state(o, d)).collect::<Vec<_>>()).collect();
+                panic!("seed {seed}: crashes not detected: {view:?}")
+            });
+        let now = c.now;
+        c.nodes[0].leave(now);
+        c.drain(0);
+        c.run_for(Duration::from_secs(3));
+        assert_eq!(c.state(1, 0), Some(State::Left), "seed {seed}: node1 must see node0 left");
+    }
+}

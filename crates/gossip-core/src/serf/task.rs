@@ -629,7 +629,8 @@ impl Running {
     /// The push-pull state must be refreshed: now, unless it is large and was refreshed moments
     /// ago.
     fn state_changed(&mut self) {
-        let at = if self.state_len > LARGE_STATE { now().max(self.state_refreshed + STATE_MIN_INTERVAL) } else { now() };
+        let at =
+            if self.state_len > LARGE_STATE { now().max(self.state_refreshed + STATE_MIN_INTERVAL) } else { now() };
         self.state_due.get_or_insert(at);
     }
 
