@@ -110,26 +110,6 @@ fn a_restarted_node_is_a_new_life() {
 }
 
 #[test]
-#[ignore]
-fn debug_crash_timeline() {
-    let mut c = Cluster::new(5, Config::lan(), 2);
-    let t0 = c.now - c.base;
-    c.crashed.insert(3);
-    c.run_for(Duration::from_secs(10));
-    for (t, i, e) in &c.events {
-        if *t >= t0 {
-            let what = match e {
-                Event::MemberSuspected(m) => format!("suspected {}", m.name),
-                Event::MemberFailed(m) => format!("failed {}", m.name),
-                other => format!("{other:?}").chars().take(60).collect(),
-            };
-            println!("{:>8.3} node{i} {what}", (*t - t0).as_secs_f64());
-        }
-    }
-    println!("{:?}", c.nodes[0].stats());
-}
-
-#[test]
 fn user_payloads_reach_every_node_and_oversized_ones_are_refused() {
     let mut c = Cluster::new(6, Config::lan(), 8);
     let now = c.now;
