@@ -74,16 +74,17 @@ for applet in $APPLETS; do
 done
 cp "$BIN" "$CONTEXT/rootfs/bin/serf-agent"
 install -m 0755 "$ROOT/docker/entrypoint.sh" "$CONTEXT/rootfs/bin/serfnode-entrypoint"
-install -m 0755 "$ROOT/docker/hooks/vip-acquire.sh" "$CONTEXT/rootfs/etc/serf/vip-acquire.sh"
-install -m 0755 "$ROOT/docker/hooks/vip-release.sh" "$CONTEXT/rootfs/etc/serf/vip-release.sh"
+for script in vip-acquire.sh vip-release.sh vip-reconcile.sh; do
+    install -m 0755 "$ROOT/docker/hooks/$script" "$CONTEXT/rootfs/etc/serf/$script"
+done
+install -m 0644 "$ROOT/docker/hooks/vip-lib.sh" "$CONTEXT/rootfs/etc/serf/vip-lib.sh"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$CONTEXT/rootfs/etc/passwd"
 printf 'root:x:0:\n' >"$CONTEXT/rootfs/etc/group"
 chmod 1777 "$CONTEXT/rootfs/tmp"
-cp "$ROOT/docker/Dockerfile" "$CONTEXT/Dockerfile"
 
 # 4. The image.
 say "docker build -t $IMAGE"
-DOCKER_BUILDKIT=0 docker build --quiet -t "$IMAGE" "$CONTEXT" >/dev/null 2>"$CONTEXT/build.log" || {
+DOCKER_BUILDKIT=0 docker build --quiet -t "$IMAGE" -f "$ROOT/docker/Dockerfile" "$CONTEXT" >/dev/null 2>"$CONTEXT/build.log" || {
     cat "$CONTEXT/build.log" >&2
     die "docker build failed"
 }

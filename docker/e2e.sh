@@ -7,20 +7,30 @@
 #   3. docker stop serfnode0: the stop is quick (the agent is PID 1 and exits on SIGTERM);
 #      serfnode4 sees serfnode0 failed (or left) and the virtual IP answers serfnode1
 #   4. docker kill serfnode1: serfnode4 sees it failed and the virtual IP answers serfnode2
-#   5. docker start serfnode0 and serfnode1: both rejoin (from their snapshots) as standby,
-#      serfnode2 stays primary
-#   6. docker network disconnect serfnode3, then connect it again: the others see it fail, it
-#      rejoins, and exactly one primary remains (every node names the same one, one member has
-#      role=primary, one container holds the virtual IP, which answers it)
-#   7. the same cluster from docker-compose.yml: 5 alive, the virtual IP answers serfnode0
+#   5. docker start serfnode0 and serfnode1: both rejoin (from their snapshots) as standby and
+#      serfnode2 stays primary (a move of the virtual IP meanwhile is reported as a WARNING, or
+#      fails the test with E2E_STRICT=1)
+#   6. docker network disconnect a standby (serfnode3), then connect it again: the others see
+#      it fail, it rejoins, and exactly one primary remains
+#   7. the same with the primary (serfnode2): the others elect serfnode0 and the virtual IP moves
+#      to it; after the reconnection one primary remains (the older claim, serfnode2) and the
+#      virtual IP answers it
+#   8. the same cluster from docker-compose.yml: 5 alive, the virtual IP answers serfnode0
+#
+# "One primary" means: every running node names the same primary, every node's member list has
+# exactly one live member with role=primary, exactly one container holds the virtual IP, and the
+# virtual IP answers "primary: NODE" from serfnode4. Every wait is bounded.
 #
 # Everything is torn down on exit, on failure too. A timeline of the events with timestamps is
 # printed as they happen and again at the end; on failure the containers' logs are shown.
 #
-# Environment: E2E_SKIP_BUILD=1 (use the image as it is), E2E_COMPOSE=0 (skip step 7),
-# E2E_DETECT_BOUND (s, default 30: failure noticed), E2E_FAILOVER_BOUND (s, default 30: the
-# virtual IP answers the new primary, counted from the stop or kill), E2E_STOP_BOUND (s, default
-# 5: docker stop), E2E_REJOIN_BOUND (s, default 60); the settings of serfnode.rc.
+# Environment: E2E_SKIP_BUILD=1 (use the image as it is), E2E_COMPOSE=0 (skip step 8),
+# E2E_STRICT=1 (step 5 fails on a move of the virtual IP); bounds in seconds:
+# E2E_DETECT_BOUND (30: a failure is seen), E2E_FAILOVER_BOUND (30: the virtual IP answers the
+# new primary, from the stop or kill), E2E_STOP_BOUND (5: docker stop returns),
+# E2E_REJOIN_BOUND (60: a node is back), E2E_CONVERGE_BOUND (45: every view agrees on one
+# primary; a role tag that gossip missed arrives at the latest with the next push-pull, every
+# 30 s); and the settings of serfnode.rc.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +42,7 @@ DETECT_BOUND=${E2E_DETECT_BOUND:-30}
 FAILOVER_BOUND=${E2E_FAILOVER_BOUND:-30}
 STOP_BOUND=${E2E_STOP_BOUND:-5}
 REJOIN_BOUND=${E2E_REJOIN_BOUND:-60}
+CONVERGE_BOUND=${E2E_CONVERGE_BOUND:-45}
 VIEWER=serfnode4
 VIP=$(_serf_vip)
 PORT=$(_serf_port)
@@ -216,15 +227,15 @@ show docker exec "$VIEWER" serf-agent members
 
 wait_until 30 "the virtual IP answers serfnode0" vip_answers "$VIEWER" serfnode0
 ev "virtual IP http://$VIP:$PORT/ answers 'primary: serfnode0' (from $VIEWER)"
-wait_until 15 "one primary (serfnode0) in every view" one_primary serfnode0
+wait_until "$CONVERGE_BOUND" "one primary (serfnode0) in every view" one_primary serfnode0
 ev "one primary: every node names serfnode0; the virtual IP is on serfnode0 only"
 show docker exec "$VIEWER" wget -qO- "http://$VIP:$PORT/"
 
 # --- 2. docker stop the primary
-# failover STOP|KILL NODE NEXT: stop or kill NODE (the primary), measure failure detection and
-# failover as seen from the viewer.
+# failover stop|kill NODE NEXT: stop or kill NODE (the primary); measure, from the viewer, when
+# NODE is seen failed and when the virtual IP answers NEXT; then wait until every view agrees.
 failover() {
-    local how=$1 node=$2 next=$3 start took detect moved
+    local how=$1 node=$2 next=$3 start took detect moved agreed
     ev "docker $how $node (the primary)"
     start=$(now_ms)
     docker "$how" "$node" >/dev/null || fail "docker $how $node"
@@ -232,7 +243,7 @@ failover() {
     if [ "$how" = stop ]; then
         ev "docker stop $node returned after $(secs "$took") s (exit code $(docker inspect -f '{{.State.ExitCode}}' "$node"))"
         ((took < STOP_BOUND * 1000)) || fail "docker stop took $(secs "$took") s (bound ${STOP_BOUND} s): SIGTERM not handled promptly"
-        RESULTS+=("docker stop $node: $(secs "$took") s")
+        RESULTS+=("docker stop $node: returned after $(secs "$took") s")
     fi
     wait_until "$DETECT_BOUND" "$VIEWER sees $node failed" status_is "$VIEWER" "$node" 'failed|left'
     detect=$(($(now_ms) - start))
@@ -240,10 +251,10 @@ failover() {
     wait_until "$FAILOVER_BOUND" "the virtual IP answers $next" vip_answers "$VIEWER" "$next"
     moved=$(($(now_ms) - start))
     ev "virtual IP answers 'primary: $next' ($(secs "$moved") s after docker $how)"
-    ((moved <= FAILOVER_BOUND * 1000)) || fail "failover took $(secs "$moved") s"
-    wait_until 15 "one primary ($next) in every view" one_primary "$next"
-    ev "one primary: every running node names $next; the virtual IP is on $next only"
-    RESULTS+=("docker $how $node: failure seen by $VIEWER after $(secs "$detect") s, virtual IP on $next after $(secs "$moved") s")
+    wait_until "$CONVERGE_BOUND" "one primary ($next) in every view" one_primary "$next"
+    agreed=$(($(now_ms) - start))
+    ev "one primary: every running node names $next, one member has role=primary, the virtual IP is on $next only ($(secs "$agreed") s after docker $how)"
+    RESULTS+=("docker $how $node: failure seen by $VIEWER after $(secs "$detect") s, virtual IP answers $next after $(secs "$moved") s, all views agree after $(secs "$agreed") s")
 }
 
 failover stop serfnode0 serfnode1
@@ -254,46 +265,87 @@ failover kill serfnode1 serfnode2
 show docker exec "$VIEWER" serf-agent members
 
 # --- 4. the old primaries come back as standby
-ev "docker start serfnode0 serfnode1 (rejoin from their snapshots; serfnode0 has no SERF_JOIN_IP)"
+# watch_vip SECONDS EXPECTED: sample the virtual IP for SECONDS; FLAPS lists the other answers.
+FLAPS=""
+watch_vip() {
+    local deadline answer
+    deadline=$(($(now_ms) + $1 * 1000))
+    FLAPS=""
+    while (($(now_ms) < deadline)); do
+        answer=$(docker exec "$VIEWER" timeout 3 wget -qO- "http://$VIP:$PORT/" 2>/dev/null || echo "no answer")
+        if [ "$answer" != "primary: $2" ]; then
+            FLAPS="$FLAPS $(date +%H:%M:%S.%3N)='$answer'"
+        fi
+        sleep 0.3
+    done
+}
+
+ev "docker start serfnode0 serfnode1 (they rejoin from their snapshots; serfnode0 has no SERF_JOIN_IP)"
 start=$(now_ms)
 docker start serfnode0 serfnode1 >/dev/null || fail "docker start"
 both_alive() { status_is "$VIEWER" serfnode0 alive && status_is "$VIEWER" serfnode1 alive; }
 wait_until "$REJOIN_BOUND" "$VIEWER sees serfnode0 and serfnode1 alive" both_alive
 ev "$VIEWER sees serfnode0 and serfnode1 alive again ($(secs $(($(now_ms) - start))) s)"
-wait_until 30 "serfnode0 sees $N alive" alive_count_is serfnode0 "$N"
-wait_until 15 "one primary (serfnode2) after the rejoin" one_primary serfnode2
-ev "one primary: serfnode2 kept the role; serfnode0 and serfnode1 are standby"
-RESULTS+=("restart of serfnode0 and serfnode1: alive again after $(secs $(($(now_ms) - start))) s, serfnode2 kept the role")
-views
-
-# --- 5. network partition of one node
-CUT=serfnode3
-ev "docker network disconnect $(_serf_net) $CUT"
-start=$(now_ms)
-serf-disconnect "$CUT" >/dev/null || fail "docker network disconnect $CUT"
-wait_until "$DETECT_BOUND" "$VIEWER sees $CUT failed" status_is "$VIEWER" "$CUT" 'failed'
-ev "$VIEWER sees $CUT failed ($(secs $(($(now_ms) - start))) s)"
-vip_answers "$VIEWER" serfnode2 || fail "the virtual IP does not answer serfnode2 during the partition"
-# Cut off alone, serfnode3 sees every other node fail and elects itself (availability over
-# consistency: see docs/docker.md); not asserted, shown.
-names_itself() { [ "$(primary_of "$CUT")" = "$CUT" ]; }
-if try_until "$DETECT_BOUND" names_itself; then
-    ev "$CUT, alone, names itself primary ($(secs $(($(now_ms) - start))) s): two primaries while the partition lasts"
+# A restarted node settles 3 s before it may claim; watch the virtual IP past that.
+watch_vip 8 serfnode2
+if [ -n "$FLAPS" ]; then
+    if [[ ${E2E_STRICT:-0} == 1 ]]; then
+        fail "the virtual IP left serfnode2 while the old primaries rejoined:$FLAPS"
+    fi
+    ev "WARNING: the virtual IP left serfnode2 while the old primaries rejoined:$FLAPS (a returning node claimed; see docs/docker.md)"
+    RESULTS+=("WARNING: primary flapped on the rejoin of serfnode0 and serfnode1:$FLAPS")
 else
-    ev "$CUT, alone, names $(primary_of "$CUT" 2>/dev/null || echo '?') primary"
+    ev "the virtual IP answered serfnode2 all along (8 s watch): the old primaries did not take the role back"
 fi
+wait_until "$CONVERGE_BOUND" "one primary (serfnode2) after the rejoin" one_primary serfnode2
+wait_until 30 "serfnode0 sees $N alive" alive_count_is serfnode0 "$N"
+ev "one primary: serfnode2 kept the role; serfnode0 and serfnode1 are standby"
+RESULTS+=("restart of serfnode0 and serfnode1: alive again, one primary (serfnode2) $(secs $(($(now_ms) - start))) s after docker start")
 views
 
-ev "docker network connect --ip $(_serf_ip "$CUT") $(_serf_net) $CUT"
-start=$(now_ms)
-serf-reconnect "$CUT" >/dev/null || fail "docker network connect $CUT"
-wait_until "$REJOIN_BOUND" "$VIEWER sees $CUT alive again" status_is "$VIEWER" "$CUT" alive
-ev "$VIEWER sees $CUT alive again ($(secs $(($(now_ms) - start))) s)"
-wait_until "$REJOIN_BOUND" "$CUT sees $N alive" alive_count_is "$CUT" "$N"
-ev "$CUT sees $N alive ($(secs $(($(now_ms) - start))) s)"
-wait_until 30 "one primary (serfnode2) after the partition heals" one_primary serfnode2
-ev "one primary after the partition: every node names serfnode2; the virtual IP is on serfnode2 only ($(secs $(($(now_ms) - start))) s)"
-RESULTS+=("partition of $CUT: rejoined and one primary $(secs $(($(now_ms) - start))) s after reconnect")
+# --- 5. network partitions
+# cut NODE: disconnect NODE from the network until the viewer sees it failed.
+cut() {
+    local node=$1 start
+    ev "docker network disconnect $(_serf_net) $node"
+    start=$(now_ms)
+    serf-disconnect "$node" >/dev/null || fail "docker network disconnect $node"
+    wait_until "$DETECT_BOUND" "$VIEWER sees $node failed" status_is "$VIEWER" "$node" 'failed'
+    ev "$VIEWER sees $node failed ($(secs $(($(now_ms) - start))) s)"
+}
+
+# heal NODE EXPECTED: connect NODE again with its address; it rejoins, and EXPECTED is the one
+# primary of every view.
+heal() {
+    local node=$1 expected=$2 start
+    ev "docker network connect --ip $(_serf_ip "$node") $(_serf_net) $node"
+    start=$(now_ms)
+    serf-reconnect "$node" >/dev/null || fail "docker network connect $node"
+    wait_until "$REJOIN_BOUND" "$VIEWER sees $node alive again" status_is "$VIEWER" "$node" alive
+    ev "$VIEWER sees $node alive again ($(secs $(($(now_ms) - start))) s)"
+    wait_until "$REJOIN_BOUND" "$node sees $N alive" alive_count_is "$node" "$N"
+    ev "$node sees $N alive ($(secs $(($(now_ms) - start))) s)"
+    wait_until "$CONVERGE_BOUND" "one primary ($expected) after the partition of $node heals" one_primary "$expected"
+    ev "one primary after the partition: every node names $expected; the virtual IP is on $expected only ($(secs $(($(now_ms) - start))) s)"
+    RESULTS+=("partition of $node: rejoined, one primary ($expected) $(secs $(($(now_ms) - start))) s after docker network connect")
+}
+
+# 5a. A standby: the others see it fail; it comes back as standby.
+cut serfnode3
+vip_answers "$VIEWER" serfnode2 || fail "the virtual IP does not answer serfnode2 while serfnode3 is cut off"
+heal serfnode3 serfnode2
+views
+
+# 5b. The primary. Cut off, serfnode2 keeps its claim (it sees the others fail, it does not see
+# itself fail); the others elect serfnode0 (the preferred node sorts first) and the virtual IP
+# moves to it: two primaries while the partition lasts. On reconnection the older claim wins
+# (serfnode2), serfnode0 steps down and releases the virtual IP, and serfnode2 puts it back on its
+# new interface (the vip-reconcile handler; docker network connect creates a new interface).
+cut serfnode2
+wait_until "$FAILOVER_BOUND" "the virtual IP answers serfnode0 while serfnode2 is cut off" vip_answers "$VIEWER" serfnode0
+ev "virtual IP answers 'primary: serfnode0'; serfnode2, cut off, names $(primary_of serfnode2) primary: two primaries while the partition lasts"
+views
+heal serfnode2 serfnode2
 views
 show docker exec "$VIEWER" serf-agent members
 
@@ -306,7 +358,7 @@ if [[ ${E2E_COMPOSE:-1} != 0 ]]; then
     wait_until 30 "$VIEWER lists $N alive members (compose)" alive_count_is "$VIEWER" "$N"
     ev "compose: $VIEWER lists $N alive members"
     wait_until 30 "the virtual IP answers serfnode0 (compose)" vip_answers "$VIEWER" serfnode0
-    wait_until 15 "one primary (serfnode0) (compose)" one_primary serfnode0
+    wait_until "$CONVERGE_BOUND" "one primary (serfnode0) (compose)" one_primary serfnode0
     ev "compose: the virtual IP answers 'primary: serfnode0'; one primary"
     start=$(now_ms)
     compose down --timeout 10 >/dev/null 2>&1 || fail "docker-compose down"

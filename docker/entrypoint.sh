@@ -9,10 +9,12 @@
 #   SERF_JOIN_IP     an agent to join, IP or IP:PORT (retried every SERF_RETRY_INTERVAL until
 #                    it answers); after a restart the node also rejoins from its snapshot
 #   SERF_NODE        node name (default: the container's host name)
-#   SERF_IFACE       the interface holding the node's address and the virtual IP (default eth0)
+#   SERF_IFACE       the interface to read the node's address from (default eth0)
 #   SERF_ADVERTISE   the address to advertise (default: the first IPv4 address of SERF_IFACE)
 #   SERF_VIP         the virtual IP that follows the primary (default: .99 of the /24 of the
-#                    node's address); used by /etc/serf/vip-acquire.sh and vip-release.sh
+#                    node's address); put on the interface holding the node's address by the
+#                    role hooks /etc/serf/vip-acquire.sh and vip-release.sh, and repaired after
+#                    member events by the handler /etc/serf/vip-reconcile.sh
 #   SERF_HTTP_PORT   port of the primary web service (default 80)
 #   SERF_PROFILE     timing preset lan | local | wan (default lan)
 #   SERF_LOG_LEVEL   default info
@@ -39,7 +41,7 @@ if [ -z "$ADVERTISE" ]; then
         sleep 0.2
     done
 fi
-export SERF_IFACE="$IFACE"
+export SERF_NODE_IP="$ADVERTISE"
 export SERF_VIP="${SERF_VIP:-${ADVERTISE%.*}.99}"
 
 set -- agent \
@@ -52,6 +54,7 @@ set -- agent \
     -primary-http "0.0.0.0:${SERF_HTTP_PORT:-80}" \
     -primary-acquire /etc/serf/vip-acquire.sh \
     -primary-release /etc/serf/vip-release.sh \
+    -event-handler "member-join,member-update=/etc/serf/vip-reconcile.sh" \
     -profile "${SERF_PROFILE:-lan}" \
     -reconnect-interval "${SERF_RECONNECT_INTERVAL:-5s}" \
     -log-level "${SERF_LOG_LEVEL:-info}" \

@@ -12,18 +12,16 @@
 //! - `sim/protocol_period_1000`: one protocol period (1 s of virtual time) of a formed
 //!   1,000-node cluster in `gossip-sim`, every message encoded, sent and decoded.
 //!
-//! Sample sizes are small so that `cargo bench -p cluster-bench --bench protocol` ends in about
-//! two minutes (most of it forming the 1,000-node cluster once).
-
-// `criterion_group!` generates a public function without a doc comment.
-#![allow(missing_docs)]
+//! Sample sizes are small so that `cargo bench -p cluster-bench --bench protocol` ends in a few
+//! minutes (a good part of it forming the 1,000-node cluster once). The medians are also written
+//! to `docs/results/protocol.{md,json}`, stamped with the command and machine.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput};
 use gossip_sim::{SimConfig, Simulation, TraceLevel};
 use gossip_transport::{encode_message, wire, Codec, Key, Keyring, PacketBuilder};
 use membership::{AliveClaim, BroadcastQueue, Incarnation, MemberTable, ProtocolRange, State, Tags};
@@ -220,6 +218,11 @@ fn broadcast(c: &mut Criterion) {
 
 fn simulation(c: &mut Criterion) {
     const N: usize = 1000;
+    // Forming the cluster takes most of a minute: skip it when a name filter excludes it.
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "sim/protocol_period_1000".contains(f.as_str())) {
+        return;
+    }
     let mut cfg = SimConfig::preset("lan", N, 1).expect("preset");
     cfg.trace = TraceLevel::Off;
     let spread = cfg.formation.spread;
@@ -240,5 +243,138 @@ fn simulation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, packet, push_pull, broadcast, simulation);
-criterion_main!(benches);
+/// Criterion's output directory: `$CRITERION_HOME`, else `<target>/criterion`.
+fn criterion_dir() -> std::path::PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| cluster_bench::stamp::workspace_root().join("target"), std::path::PathBuf::from);
+    target.join("criterion")
+}
+
+/// One finished benchmark, read back from criterion's `new/benchmark.json` and `estimates.json`.
+struct Measured {
+    id: String,
+    median_ns: f64,
+    low_ns: f64,
+    high_ns: f64,
+    throughput: Option<(String, f64)>,
+}
+
+fn read_results(dir: &std::path::Path, since: std::time::SystemTime) -> Vec<Measured> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.ends_with("new/estimates.json") {
+                let fresh = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= since);
+                let bench = p.with_file_name("benchmark.json");
+                let (Ok(est), Ok(bench)) = (std::fs::read_to_string(&p), std::fs::read_to_string(bench)) else { continue };
+                let (Ok(est), Ok(bench)) =
+                    (serde_json::from_str::<serde_json::Value>(&est), serde_json::from_str::<serde_json::Value>(&bench))
+                else {
+                    continue;
+                };
+                if !fresh {
+                    continue;
+                }
+                let median = &est["median"];
+                let throughput = bench["throughput"].as_object().and_then(|t| {
+                    let (k, v) = t.iter().next()?;
+                    Some((k.clone(), v.as_f64()?))
+                });
+                found.push(Measured {
+                    id: bench["full_id"].as_str().unwrap_or("?").to_owned(),
+                    median_ns: median["point_estimate"].as_f64().unwrap_or(f64::NAN),
+                    low_ns: median["confidence_interval"]["lower_bound"].as_f64().unwrap_or(f64::NAN),
+                    high_ns: median["confidence_interval"]["upper_bound"].as_f64().unwrap_or(f64::NAN),
+                    throughput,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found
+}
+
+fn human_time(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.3} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.3} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// Write `docs/results/protocol.{md,json}` from the benchmarks this run measured.
+fn write_summary(results: &[Measured], stamp: &cluster_bench::stamp::Stamp) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    if results.is_empty() {
+        return Ok(());
+    }
+    let mut md = String::from("# Protocol micro-benchmarks (criterion)\n\n");
+    md.push_str(&stamp.markdown());
+    md.push_str("\n| benchmark | median time (95% CI) | throughput at the median |\n|---|---:|---:|\n");
+    let mut json = Vec::new();
+    for m in results {
+        let tp = match &m.throughput {
+            Some((kind, n)) if kind == "Bytes" => format!("{:.1} MiB/s", n / (m.median_ns / 1e9) / (1024.0 * 1024.0)),
+            Some((_, n)) => format!("{:.0} elements/s", n / (m.median_ns / 1e9)),
+            None => "-".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| `{}` | {} ({} – {}) | {tp} |",
+            m.id,
+            human_time(m.median_ns),
+            human_time(m.low_ns),
+            human_time(m.high_ns)
+        );
+        json.push(serde_json::json!({
+            "id": m.id, "median_ns": m.median_ns, "ci_low_ns": m.low_ns, "ci_high_ns": m.high_ns,
+            "throughput": m.throughput.as_ref().map(|(k, n)| serde_json::json!({ k: n })),
+        }));
+    }
+    md.push_str(
+        "\nOne protocol period of the simulator moves every datagram of 1,000 nodes for 1 s of virtual time \
+         (encode, seal, deliver, open, decode, apply); its throughput counts nodes.\n",
+    );
+    let dir = cluster_bench::stamp::results_dir();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("protocol.md"), md)?;
+    let doc = serde_json::json!({ "stamp": stamp, "benchmarks": json });
+    std::fs::write(dir.join("protocol.json"), serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n")?;
+    eprintln!("wrote {}/protocol.md and .json", dir.display());
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let listing = args.iter().any(|a| a == "--list" || a == "--test");
+    let started = std::time::SystemTime::now();
+    let mut command = "cargo bench -p cluster-bench --bench protocol".to_owned();
+    if !args.is_empty() {
+        command = format!("{command} -- {}", args.join(" "));
+    }
+    let stamp = cluster_bench::stamp::Stamp::new(command);
+    let dir = criterion_dir();
+    let mut c = Criterion::default().output_directory(&dir).configure_from_args();
+    packet(&mut c);
+    push_pull(&mut c);
+    broadcast(&mut c);
+    simulation(&mut c);
+    c.final_summary();
+    if !listing {
+        if let Err(e) = write_summary(&read_results(&dir, started), &stamp) {
+            eprintln!("protocol: could not write docs/results/protocol.md: {e}");
+        }
+    }
+}

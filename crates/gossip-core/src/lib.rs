@@ -9,17 +9,22 @@
 //! - Membership is read without a round trip ([`NodeHandle::members`]) and followed as an
 //!   [`EventStream`] of [`swim::Event`]s (joined, suspected, failed, left, user payloads, ...).
 //! - Tags ([`NodeHandle::set_tags`]), best-effort user broadcasts
-//!   ([`NodeHandle::broadcast_user`]), encryption (a [`gossip_transport::Keyring`] in
-//!   [`NodeConfig::keyring`]), counters ([`NodeHandle::stats`]).
+//!   ([`NodeHandle::broadcast_user`]) and direct user messages ([`NodeHandle::send_user`]),
+//!   encryption (a [`gossip_transport::Keyring`] in [`NodeConfig::keyring`], changed at run time
+//!   with [`NodeHandle::keyring`]), force-leave ([`NodeHandle::force_leave`]), counters
+//!   ([`NodeHandle::stats`]).
+//! - The [`serf`] module builds HashiCorp Serf's layer on a node: Lamport clocks, user events,
+//!   queries, batched member events, snapshots and re-join after restart, cluster-wide key
+//!   rotation, Vivaldi network coordinates ([`Serf`], [`SerfHandle`]).
 //!
 //! # What it does not do
 //!
 //! - No protocol logic: probing, suspicion, gossip, push-pull merge and encryption all live in
 //!   `swim` and `gossip-transport`; this crate only moves bytes, time and commands to and from the
 //!   state machine. A protocol bug is to be reproduced in the deterministic simulator, not here.
-//! - It does not resolve host names (seeds are `SocketAddr`s), pick interfaces beyond the default
-//!   route, persist snapshots, or retry joins in the background after [`NodeHandle::join`]
-//!   returns.
+//! - A bare [`Node`] does not resolve host names (seeds are `SocketAddr`s), pick interfaces
+//!   beyond the default route, persist snapshots, or retry joins in the background after
+//!   [`NodeHandle::join`] returns ([`Serf`] does the last two).
 //! - It never blocks on a slow application: an [`EventStream`] that falls behind skips events and
 //!   counts them ([`EventStream::missed`]).
 //!

@@ -70,9 +70,7 @@ impl BroadcastQueue {
     /// How many times each message is sent in a cluster of `cluster_size` live nodes:
     /// `retransmit_mult × ceil(log10(cluster_size + 1))`, at least 1.
     pub fn retransmit_limit(&self, cluster_size: usize) -> u32 {
-        let target = u64::try_from(cluster_size)
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
+        let target = u64::try_from(cluster_size).unwrap_or(u64::MAX).saturating_add(1);
         // ceil(log10(target)): the smallest d with 10^d >= target.
         let mut digits = 0u32;
         let mut power = 1u64;
@@ -94,13 +92,7 @@ impl BroadcastQueue {
         if let Some(key) = key {
             self.keys.insert(key.to_owned(), slot);
         }
-        self.put(
-            slot,
-            Queued {
-                key: key.map(str::to_owned),
-                message,
-            },
-        );
+        self.put(slot, Queued { key: key.map(str::to_owned), message });
         while self.queue.len() > self.max_depth {
             let Some((_, dropped)) = self.queue.pop_last() else {
                 break;
@@ -120,12 +112,7 @@ impl BroadcastQueue {
     /// remaining budget is skipped and smaller ones after it may still be taken. `overhead` must
     /// not decrease as `len` grows (as a length prefix does not). The messages are returned in
     /// the order picked.
-    pub fn fill(
-        &mut self,
-        budget: usize,
-        cluster_size: usize,
-        overhead: impl Fn(usize) -> usize,
-    ) -> Vec<Bytes> {
+    pub fn fill(&mut self, budget: usize, cluster_size: usize, overhead: impl Fn(usize) -> usize) -> Vec<Bytes> {
         self.fill_for(budget, cluster_size, overhead, None)
     }
 
@@ -146,11 +133,7 @@ impl BroadcastQueue {
         let mut picked: Vec<(Slot, Queued)> = Vec::new();
         let mut cursor = Bound::Unbounded;
         // Stop as soon as not even the smallest queued message fits.
-        while self
-            .lengths
-            .first_key_value()
-            .is_some_and(|(&smallest, _)| cost(smallest) <= remaining)
-        {
+        while self.lengths.first_key_value().is_some_and(|(&smallest, _)| cost(smallest) <= remaining) {
             let Some((&slot, queued)) = self.queue.range((cursor, Bound::Unbounded)).next() else {
                 break;
             };
@@ -236,11 +219,7 @@ impl BroadcastQueue {
             }
         }
         assert_eq!(lengths, self.lengths, "length multiset");
-        assert_eq!(
-            self.keys.len(),
-            self.queue.values().filter(|q| q.key.is_some()).count(),
-            "stale keys"
-        );
+        assert_eq!(self.keys.len(), self.queue.values().filter(|q| q.key.is_some()).count(), "stale keys");
         assert!(self.queue.len() <= self.max_depth);
     }
 }

@@ -32,10 +32,7 @@ pub struct Incarnation {
 impl Incarnation {
     /// An incarnation of the given life.
     pub const fn new(generation: u64, incarnation: u64) -> Self {
-        Self {
-            generation,
-            incarnation,
-        }
+        Self { generation, incarnation }
     }
 
     /// The smallest incarnation strictly greater than `self`: the next incarnation of the same

@@ -58,18 +58,12 @@ impl MemberTable {
         let member = Member::from_claim(local, State::Alive, now);
         let mut index = StateIndex::default();
         index.add(&member, true);
-        Self {
-            local: member.name.clone(),
-            members: BTreeMap::from([(member.name.clone(), member)]),
-            index,
-        }
+        Self { local: member.name.clone(), members: BTreeMap::from([(member.name.clone(), member)]), index }
     }
 
     /// The local node.
     pub fn local(&self) -> &Member {
-        self.members
-            .get(&self.local)
-            .expect("the local node is always in the table")
+        self.members.get(&self.local).expect("the local node is always in the table")
     }
 
     /// The local node's name.
@@ -136,17 +130,10 @@ impl MemberTable {
             let member = Member::from_claim(claim, State::Alive, now);
             self.index.add(&member, false);
             self.members.insert(member.name.clone(), member.clone());
-            return Applied::Changed {
-                previous: None,
-                member,
-                tags_changed: false,
-            };
+            return Applied::Changed { previous: None, member, tags_changed: false };
         };
         if member.addr != claim.addr && member.is_live() {
-            return Applied::Conflict {
-                existing: member.clone(),
-                claim,
-            };
+            return Applied::Conflict { existing: member.clone(), claim };
         }
         if claim.incarnation <= member.incarnation {
             return Applied::Ignored;
@@ -158,11 +145,7 @@ impl MemberTable {
         member.tags = claim.tags;
         member.protocol = claim.protocol;
         self.index.transition(member, false, State::Alive, now);
-        Applied::Changed {
-            previous: Some(previous),
-            member: member.clone(),
-            tags_changed,
-        }
+        Applied::Changed { previous: Some(previous), member: member.clone(), tags_changed }
     }
 
     /// Apply `suspect`: overrides alive(j) if i >= j; ignored for dead/left members or unknown
@@ -190,11 +173,7 @@ impl MemberTable {
             State::Alive => {
                 member.incarnation = incarnation;
                 self.index.transition(member, false, State::Suspect, now);
-                Applied::Changed {
-                    previous: Some(State::Alive),
-                    member: member.clone(),
-                    tags_changed: false,
-                }
+                Applied::Changed { previous: Some(State::Alive), member: member.clone(), tags_changed: false }
             }
             State::Suspect => {
                 member.incarnation = incarnation;
@@ -214,13 +193,7 @@ impl MemberTable {
     /// - Dead member and `left`, `incarnation` >= its own: becomes left.
     /// - Otherwise `Ignored`; a dead or left member remembers a newer `incarnation` (a death at
     ///   `i` outranks an `alive` at `i`).
-    pub fn apply_dead(
-        &mut self,
-        name: &str,
-        incarnation: Incarnation,
-        left: bool,
-        now: Instant,
-    ) -> Applied {
+    pub fn apply_dead(&mut self, name: &str, incarnation: Incarnation, left: bool, now: Instant) -> Applied {
         if name == self.local {
             return self.refute_unless_stale(incarnation);
         }
@@ -238,11 +211,7 @@ impl MemberTable {
             (State::Dead, false) | (State::Left, _) => return Applied::Ignored,
         };
         self.index.transition(member, false, next, now);
-        Applied::Changed {
-            previous: Some(previous),
-            member: member.clone(),
-            tags_changed: false,
-        }
+        Applied::Changed { previous: Some(previous), member: member.clone(), tags_changed: false }
     }
 
     /// Merge a remote member list (push-pull anti-entropy), entry by entry:
@@ -257,11 +226,7 @@ impl MemberTable {
     /// So unknown members are learned when the remote sees them live, never as tombstones.
     /// Returns every outcome that is not [`Applied::Ignored`], in order (a remote suspect may give
     /// two: added, then suspected).
-    pub fn merge(
-        &mut self,
-        members: impl IntoIterator<Item = (AliveClaim, State)>,
-        now: Instant,
-    ) -> Vec<Applied> {
+    pub fn merge(&mut self, members: impl IntoIterator<Item = (AliveClaim, State)>, now: Instant) -> Vec<Applied> {
         let mut outcomes = Vec::new();
         let mut keep = |applied: Applied| {
             if applied != Applied::Ignored {
@@ -336,18 +301,12 @@ impl MemberTable {
     /// local node is never removed.
     pub fn reap(&mut self, now: Instant, dead_ttl: Duration, left_ttl: Duration) -> Vec<Member> {
         let mut reaped = Vec::new();
-        for (tombstones, ttl) in [
-            (&mut self.index.dead, dead_ttl),
-            (&mut self.index.left, left_ttl),
-        ] {
+        for (tombstones, ttl) in [(&mut self.index.dead, dead_ttl), (&mut self.index.left, left_ttl)] {
             // "More than ttl ago": state_changed < now - ttl. Before the clock's origin nothing is.
             let Some(cutoff) = now.checked_sub(ttl) else {
                 continue;
             };
-            while tombstones
-                .first()
-                .is_some_and(|(changed, _)| *changed < cutoff)
-            {
+            while tombstones.first().is_some_and(|(changed, _)| *changed < cutoff) {
                 let Some((_, name)) = tombstones.pop_first() else {
                     break;
                 };
@@ -382,10 +341,7 @@ impl MemberTable {
     }
 
     fn local_mut_and_index(&mut self) -> (&mut Member, &mut StateIndex) {
-        let local = self
-            .members
-            .get_mut(&self.local)
-            .expect("the local node is always in the table");
+        let local = self.members.get_mut(&self.local).expect("the local node is always in the table");
         (local, &mut self.index)
     }
 
@@ -421,12 +377,10 @@ impl StateIndex {
         match member.state {
             State::Alive | State::Suspect => self.live += 1,
             State::Dead if !is_local => {
-                self.dead
-                    .insert((member.state_changed, member.name.clone()));
+                self.dead.insert((member.state_changed, member.name.clone()));
             }
             State::Left if !is_local => {
-                self.left
-                    .insert((member.state_changed, member.name.clone()));
+                self.left.insert((member.state_changed, member.name.clone()));
             }
             State::Dead | State::Left => {}
         }
@@ -436,12 +390,10 @@ impl StateIndex {
         match member.state {
             State::Alive | State::Suspect => self.live -= 1,
             State::Dead => {
-                self.dead
-                    .remove(&(member.state_changed, member.name.clone()));
+                self.dead.remove(&(member.state_changed, member.name.clone()));
             }
             State::Left => {
-                self.left
-                    .remove(&(member.state_changed, member.name.clone()));
+                self.left.remove(&(member.state_changed, member.name.clone()));
             }
         }
     }

@@ -61,21 +61,12 @@ impl Tags {
         K: Into<String>,
         V: Into<String>,
     {
-        Self::new(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        Self::new(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
     /// Set `key` to `value`, returning the previous value. Refused, leaving the tags unchanged,
     /// if the result would be over the limit.
-    pub fn insert(
-        &mut self,
-        key: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<Option<String>, TagsError> {
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Result<Option<String>, TagsError> {
         let (key, value) = (key.into(), value.into());
         let removed = self.0.get(&key).map_or(0, |old| pair_len(&key, old));
         let len = self.encoded_len() - removed + pair_len(&key, &value);
@@ -148,10 +139,7 @@ fn encoded_len_of(map: &BTreeMap<String, String>) -> usize {
 
 fn check(len: usize) -> Result<(), TagsError> {
     if len > MAX_TAGS_ENCODED_LEN {
-        return Err(TagsError::TooLarge {
-            len,
-            limit: MAX_TAGS_ENCODED_LEN,
-        });
+        return Err(TagsError::TooLarge { len, limit: MAX_TAGS_ENCODED_LEN });
     }
     Ok(())
 }
@@ -173,17 +161,8 @@ mod tests {
         let fits = Tags::from_pairs([("k", "v".repeat(508))]).unwrap();
         assert_eq!(fits.encoded_len(), MAX_TAGS_ENCODED_LEN);
         let err = Tags::from_pairs([("k", "v".repeat(509))]).unwrap_err();
-        assert_eq!(
-            err,
-            TagsError::TooLarge {
-                len: 513,
-                limit: 512
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            "tags encode to 513 bytes, more than the limit of 512"
-        );
+        assert_eq!(err, TagsError::TooLarge { len: 513, limit: 512 });
+        assert_eq!(err.to_string(), "tags encode to 513 bytes, more than the limit of 512");
     }
 
     #[test]
@@ -198,10 +177,7 @@ mod tests {
     fn insert_replacing_a_value_counts_only_the_new_value() {
         let mut tags = Tags::from_pairs([("k", "v".repeat(508))]).unwrap();
         // Replacing with a value of the same size keeps the tags at the limit.
-        assert_eq!(
-            tags.insert("k", "w".repeat(508)).unwrap(),
-            Some("v".repeat(508))
-        );
+        assert_eq!(tags.insert("k", "w".repeat(508)).unwrap(), Some("v".repeat(508)));
         assert_eq!(tags.encoded_len(), MAX_TAGS_ENCODED_LEN);
         assert_eq!(tags.remove("k"), Some("w".repeat(508)));
         assert!(tags.is_empty());

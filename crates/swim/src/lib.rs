@@ -72,9 +72,9 @@ use rand_chacha::ChaCha8Rng;
 
 pub use membership::{Incarnation, Member, ProtocolRange, State, Tags, TagsError};
 
-pub use convert::MAX_NAME_LEN;
 pub use api::{Event, LocalNode, StreamId, Transmit, TransmitKind};
 pub use config::{Config, ConfigError, Lifeguard};
+pub use convert::MAX_NAME_LEN;
 
 use convert::ConvertError;
 use peers::PeerSet;
@@ -220,10 +220,10 @@ impl Swim {
         // probe in lockstep.
         let first_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
         let first_gossip = now + config.gossip_interval.mul_f64(rng.random::<f64>());
-        let next_push_pull =
-            (!config.push_pull_interval.is_zero()).then(|| now + config.push_pull_interval.mul_f64(0.5 + rng.random::<f64>()));
-        let next_reconnect =
-            (!config.reconnect_interval.is_zero()).then(|| now + config.reconnect_interval.mul_f64(0.5 + rng.random::<f64>()));
+        let next_push_pull = (!config.push_pull_interval.is_zero())
+            .then(|| now + config.push_pull_interval.mul_f64(0.5 + rng.random::<f64>()));
+        let next_reconnect = (!config.reconnect_interval.is_zero())
+            .then(|| now + config.reconnect_interval.mul_f64(0.5 + rng.random::<f64>()));
         // Announce ourselves by gossip as soon as there is anyone to tell (as memberlist's
         // setAlive): a join's push-pull reaches one seed, gossip reaches everyone.
         let mut broadcasts = BroadcastQueue::new(config.retransmit_mult, config.max_broadcasts);
@@ -744,7 +744,8 @@ impl Swim {
             }
             probe.phase = ProbePhase::Acked;
             if from == probe.target_addr {
-                let event = Event::ProbeAck { node: probe.target.clone(), rtt: now - probe.sent_at, payload: ack.payload };
+                let event =
+                    Event::ProbeAck { node: probe.target.clone(), rtt: now - probe.sent_at, payload: ack.payload };
                 self.events.push_back(event);
             }
             return;
@@ -1047,9 +1048,8 @@ impl Swim {
             self.send(*relay_addr, vec![Body::IndirectPing(req)]);
         }
         let tcp_ping = if self.config.tcp_fallback_ping {
-            let msg = wire::StreamMessage {
-                body: Some(StreamBody::Ping(wire::Ping { seq, target, source, buddy: None })),
-            };
+            let msg =
+                wire::StreamMessage { body: Some(StreamBody::Ping(wire::Ping { seq, target, source, buddy: None })) };
             Some(self.stream_request(target_addr, &msg, StreamPurpose::TcpPing(seq)))
         } else {
             None

@@ -125,8 +125,12 @@ fn user_payloads_reach_every_node_and_oversized_ones_are_refused() {
     // it, once, and only the newest value for the key.
     let mut reached = 0;
     for i in 1..6 {
-        let got: Vec<_> =
-            c.events.iter().filter(|(_, j, e)| *j == i && matches!(e, Event::User(_))).map(|(_, _, e)| e.clone()).collect();
+        let got: Vec<_> = c
+            .events
+            .iter()
+            .filter(|(_, j, e)| *j == i && matches!(e, Event::User(_)))
+            .map(|(_, _, e)| e.clone())
+            .collect();
         assert!(got.is_empty() || got == vec![Event::User(bytes::Bytes::from_static(b"v2"))], "node{i}: {got:?}");
         reached += got.len();
     }
@@ -256,11 +260,13 @@ fn a_leave_reaches_the_last_live_member_even_with_many_recently_dead() {
         for dead in 2..6 {
             c.crashed.insert(dead);
         }
-        c.run_until(Duration::from_secs(30), |c| (2..6).all(|d| c.state(0, d) == Some(State::Dead) && c.state(1, d) == Some(State::Dead)))
-            .unwrap_or_else(|| {
-                let view: Vec<_> = (0..2).map(|o| (2..6).map(|d| c.state(o, d)).collect::<Vec<_>>()).collect();
-                panic!("seed {seed}: crashes not detected: {view:?}")
-            });
+        c.run_until(Duration::from_secs(30), |c| {
+            (2..6).all(|d| c.state(0, d) == Some(State::Dead) && c.state(1, d) == Some(State::Dead))
+        })
+        .unwrap_or_else(|| {
+            let view: Vec<_> = (0..2).map(|o| (2..6).map(|d| c.state(o, d)).collect::<Vec<_>>()).collect();
+            panic!("seed {seed}: crashes not detected: {view:?}")
+        });
         let now = c.now;
         c.nodes[0].leave(now);
         c.drain(0);

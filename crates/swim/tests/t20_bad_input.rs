@@ -17,12 +17,7 @@ fn garbage_is_counted_and_changes_nothing() {
     let before = snapshot(&c, 0);
     let from = common::addr(1);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let inputs: Vec<Vec<u8>> = vec![
-        vec![],
-        vec![0x47],
-        vec![0xff; 2000],
-        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
-    ];
+    let inputs: Vec<Vec<u8>> = vec![vec![], vec![0x47], vec![0xff; 2000], b"GET / HTTP/1.1\r\n\r\n".to_vec()];
     for bytes in &inputs {
         c.inject(0, from, bytes);
     }

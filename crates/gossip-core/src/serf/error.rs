@@ -106,6 +106,13 @@ pub enum SerfError {
     /// key would travel in clear text. Nothing was sent.
     #[error("encryption is not enabled on this node: no keyring to change")]
     NoEncryption,
+    /// [`super::SerfHandle::use_key`] with a key this node has not installed: making it primary
+    /// elsewhere would cut this node off. Install it first; nothing was sent.
+    #[error("key {fingerprint} is not installed on this node; install it first")]
+    KeyNotInstalled {
+        /// The key's fingerprint ([`crate::Key::fingerprint`]).
+        fingerprint: String,
+    },
     /// The serf layer was shut down.
     #[error("the serf layer is shut down")]
     Stopped,

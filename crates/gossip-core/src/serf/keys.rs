@@ -54,37 +54,39 @@ impl KeyResponse {
         self.num_err == 0 && self.num_resp >= self.num_nodes
     }
 
-    /// Gather the answers until every node answered or the deadline.
-    pub(crate) async fn collect(mut response: QueryResponse) -> Self {
+    /// Gather the answers until `expected` nodes answered or the deadline.
+    pub(crate) async fn collect(mut response: QueryResponse, expected: usize) -> Self {
         let mut out = Self { num_nodes: response.num_nodes(), ..Self::default() };
-        while let Some(reply) = response.next().await {
+        while out.num_resp < expected {
+            let Some(reply) = response.next().await else { break };
             let QueryReply::Response { from, payload } = reply else { continue };
-            out.num_resp += 1;
             match wire::KeyResponse::decode(payload) {
-                Ok(answer) => {
-                    if !answer.result {
-                        out.num_err += 1;
-                    }
-                    if !answer.message.is_empty() {
-                        out.messages.insert(from, answer.message);
-                    }
-                    for key in answer.keys {
-                        *out.keys.entry(key).or_default() += 1;
-                    }
-                    if !answer.primary_key.is_empty() {
-                        *out.primary_keys.entry(answer.primary_key).or_default() += 1;
-                    }
-                }
+                Ok(answer) => out.add(from, answer),
                 Err(error) => {
+                    out.num_resp += 1;
                     out.num_err += 1;
                     out.messages.insert(from, format!("invalid key response: {error}"));
                 }
             }
-            if out.num_resp >= out.num_nodes {
-                break;
-            }
         }
         out
+    }
+
+    /// Count one node's answer.
+    pub(crate) fn add(&mut self, from: String, answer: wire::KeyResponse) {
+        self.num_resp += 1;
+        if !answer.result {
+            self.num_err += 1;
+        }
+        if !answer.message.is_empty() {
+            self.messages.insert(from, answer.message);
+        }
+        for key in answer.keys {
+            *self.keys.entry(key).or_default() += 1;
+        }
+        if !answer.primary_key.is_empty() {
+            *self.primary_keys.entry(answer.primary_key).or_default() += 1;
+        }
     }
 }
 
@@ -97,7 +99,8 @@ pub(crate) fn request(key: Option<&Key>) -> Bytes {
 /// Answer an internal key query on this node: apply it to the keyring, rewrite the keyring file
 /// when it changed, respond.
 pub(crate) async fn answer(query: Query, node: NodeHandle, keyring_file: Option<PathBuf>) {
-    let mut answer = apply(&query, &node, keyring_file.as_deref()).await;
+    tracing::info!(query = %query.name, from = %query.from, "key query");
+    let mut answer = apply(&query.name, &query.payload, &node, keyring_file.as_deref()).await;
     // A long key list may not fit one response: drop keys until it does, and say so.
     let total = answer.keys.len();
     loop {
@@ -116,14 +119,19 @@ pub(crate) async fn answer(query: Query, node: NodeHandle, keyring_file: Option<
     }
 }
 
-async fn apply(query: &Query, node: &NodeHandle, keyring_file: Option<&Path>) -> wire::KeyResponse {
+/// Apply the key query `name` with `payload` to this node's keyring; the answer to send.
+pub(crate) async fn apply(
+    name: &str,
+    payload: &Bytes,
+    node: &NodeHandle,
+    keyring_file: Option<&Path>,
+) -> wire::KeyResponse {
     let failure = |message: String| wire::KeyResponse { result: false, message, ..Default::default() };
     let key = || -> Result<Key, String> {
-        let request =
-            wire::KeyRequest::decode(query.payload.clone()).map_err(|e| format!("invalid key request: {e}"))?;
+        let request = wire::KeyRequest::decode(payload.clone()).map_err(|e| format!("invalid key request: {e}"))?;
         Key::from_bytes(&request.key).map_err(|e| format!("invalid key: {e}"))
     };
-    let op = match query.name.as_str() {
+    let op = match name {
         INSTALL_KEY => key().map(KeyringOp::Install),
         USE_KEY => key().map(KeyringOp::Use),
         REMOVE_KEY => key().map(KeyringOp::Remove),
@@ -135,7 +143,6 @@ async fn apply(query: &Query, node: &NodeHandle, keyring_file: Option<&Path>) ->
         Err(message) => return failure(message),
     };
     let changes = op != KeyringOp::List;
-    tracing::info!(query = %query.name, from = %query.from, "key query");
     let keys = match node.keyring(op).await {
         Ok(keys) => keys,
         Err(NodeError::NoKeyring) => return failure("No keyring to modify (encryption not enabled)".to_owned()),
@@ -148,7 +155,7 @@ async fn apply(query: &Query, node: &NodeHandle, keyring_file: Option<&Path>) ->
             }
         }
     }
-    if query.name == LIST_KEYS {
+    if name == LIST_KEYS {
         wire::KeyResponse {
             result: true,
             message: String::new(),

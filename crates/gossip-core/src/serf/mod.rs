@@ -47,13 +47,18 @@
 //! - **Sizes.** One gossip message carries at most [`NodeHandle::max_user_payload`] bytes (about
 //!   half the 1400-byte packet budget, so that it rides on any probe). The effective limits are
 //!   the configured ones capped by that: user events keep Serf's 512 bytes, but queries and
-//!   responses (Serf: 1024) are capped near 650 bytes in clear text (a relayed response a little
-//!   less); the error names the effective limit.
+//!   responses (Serf: 1024) are capped at 675 bytes in clear text and 651 encrypted with the
+//!   default budget (a relayed response less the originator's name and address); the error
+//!   names the effective limit.
 //! - **Tag filters** are regular expressions searched in the tag value, as Serf's
 //!   `regexp.MatchString` (not anchored); a missing tag is the empty string.
 //! - **Key operations** refuse to run on a node without a keyring ([`SerfError::NoEncryption`])
-//!   instead of sending the key in clear text to nodes that will all refuse it. A key list that
-//!   does not fit one response is truncated, with a message.
+//!   instead of sending the key in clear text to nodes that will all refuse it, and `use_key`
+//!   refuses a key this node has not installed ([`SerfError::KeyNotInstalled`]) instead of
+//!   switching the others to a key it cannot read. The node that sends `use_key` switches its
+//!   own primary key last, once the others answered (Serf switches it at once, so that a node
+//!   missing the key may never even hear the query). A key list that does not fit one response
+//!   is truncated, with a message.
 //! - **Snapshots** restore the coordinate (as Serf did before 0.8); a `leave` is kept through
 //!   compaction.
 //! - **Push-pull state** carries the recent user events newest first, up to 256 KiB (Serf: all
@@ -160,11 +165,11 @@ use buffer::LamportBuffer;
 use clock::LamportClock;
 use coalesce::{MemberCoalescer, UserCoalescer};
 use coordinate::{CoordinateClient, VivaldiConfig};
-use snapshot::{Record, Snapshotter};
+use snapshot::Snapshotter;
 use stats::AtomicCounters;
 use task::{Command, Task};
 
-use crate::{Key, Node, NodeHandle};
+use crate::{Key, KeyringOp, Node, NodeHandle};
 
 /// Swim events waiting for the serf task; beyond, the driver drops (and counts) them.
 const TAP_CAPACITY: usize = 16 * 1024;
@@ -456,7 +461,7 @@ impl SerfHandle {
         let shared = &self.shared;
         shared.left.store(true, Ordering::SeqCst);
         if let Some(snapshot) = &shared.snapshot {
-            snapshot.record(Record::Leave);
+            snapshot.leave().await;
         }
         shared.clocks.member.increment();
         shared.node.leave().await?;
@@ -526,9 +531,27 @@ impl SerfHandle {
         self.key_query(keys::INSTALL_KEY, Some(&key)).await
     }
 
-    /// Make `key` the primary key of every node (Serf's `keys -use`); it must be installed.
+    /// Make `key` the primary key of every node (Serf's `keys -use`). It must be installed
+    /// everywhere first; unlike Serf, this node checks its own keyring before sending anything
+    /// ([`SerfError::KeyNotInstalled`]).
     pub async fn use_key(&self, key: Key) -> Result<KeyResponse, SerfError> {
-        self.key_query(keys::USE_KEY, Some(&key)).await
+        if !self.shared.settings.encrypted {
+            return Err(SerfError::NoEncryption);
+        }
+        let installed = self.shared.node.keyring(KeyringOp::List).await?;
+        if !installed.contains(&key) {
+            return Err(SerfError::KeyNotInstalled { fingerprint: key.fingerprint() });
+        }
+        // The others first, this node last: until every node answered, the query and its
+        // retransmissions must stay readable by nodes that lack the key (they answer why).
+        let payload = keys::request(Some(&key));
+        let response = self.query(keys::USE_KEY, payload.clone(), QueryParams::default()).await?;
+        let expected = response.num_nodes().saturating_sub(1);
+        let mut answers = KeyResponse::collect(response, expected).await;
+        let node = &self.shared.node;
+        let own = keys::apply(keys::USE_KEY, &payload, node, self.shared.settings.keyring_file.as_deref()).await;
+        answers.add(self.shared.settings.name.clone(), own);
+        Ok(answers)
     }
 
     /// Remove `key` from every node (Serf's `keys -remove`); a node refuses to remove its
@@ -548,7 +571,8 @@ impl SerfHandle {
             return Err(SerfError::NoEncryption);
         }
         let response = self.query(name, keys::request(key), QueryParams::default()).await?;
-        Ok(KeyResponse::collect(response).await)
+        let expected = response.num_nodes();
+        Ok(KeyResponse::collect(response, expected).await)
     }
 
     /// This node's Vivaldi coordinate (`None` when coordinates are disabled).

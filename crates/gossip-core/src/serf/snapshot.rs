@@ -376,6 +376,14 @@ impl Snapshotter {
         }
     }
 
+    /// Record the leave, waiting for room in the queue if need be: unlike the other records,
+    /// losing it would make a restart re-join a cluster this node left.
+    pub(crate) async fn leave(&self) {
+        let sender = self.sender.clone();
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || sender.send(Message::Record(Record::Leave))).await;
+    }
+
     /// Records waiting for the writer.
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)

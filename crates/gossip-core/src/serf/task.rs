@@ -373,6 +373,9 @@ impl Running {
         match delivered.name.as_str() {
             // Reachability: the ack above is the answer.
             keys::PING => {}
+            // This node's own use-key: the handle applies it once the others answered, so that
+            // the query goes out sealed with the key every node still reads.
+            keys::USE_KEY if delivered.from == shared.settings.name => {}
             keys::INSTALL_KEY | keys::USE_KEY | keys::REMOVE_KEY | keys::LIST_KEYS => {
                 let node = shared.node.clone();
                 self.helpers.spawn(keys::answer(delivered, node, shared.settings.keyring_file.clone()));

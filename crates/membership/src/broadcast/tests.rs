@@ -36,10 +36,7 @@ fn retransmit_limit_is_mult_times_ceil_log10_of_n_plus_one() {
         assert_eq!(queue.retransmit_limit(n), limit, "n = {n}");
     }
     assert_eq!(BroadcastQueue::new(0, 10).retransmit_limit(1000), 1);
-    assert_eq!(
-        BroadcastQueue::new(u32::MAX, 10).retransmit_limit(1000),
-        u32::MAX
-    );
+    assert_eq!(BroadcastQueue::new(u32::MAX, 10).retransmit_limit(1000), u32::MAX);
 }
 
 #[test]
@@ -183,10 +180,7 @@ fn large_queue_drains_in_packet_sized_fills() {
     // 10,000 updates of ~60 bytes into 1,400-byte packets: every fill takes ~22 messages.
     let mut queue = BroadcastQueue::new(4, 20_000);
     for i in 0..10_000u32 {
-        queue.push(
-            Some(&format!("node-{i}")),
-            sized((i % 251) as u8, 50 + (i % 20) as usize),
-        );
+        queue.push(Some(&format!("node-{i}")), sized((i % 251) as u8, 50 + (i % 20) as usize));
     }
     let limit = queue.retransmit_limit(10_000) as usize;
     let mut sent = 0;

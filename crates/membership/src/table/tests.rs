@@ -6,11 +6,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::ProtocolRange;
 
-const PROTOCOL: ProtocolRange = ProtocolRange {
-    min: 1,
-    max: 2,
-    cur: 2,
-};
+const PROTOCOL: ProtocolRange = ProtocolRange { min: 1, max: 2, cur: 2 };
 const LOCAL: &str = "local";
 const LOCAL_PORT: u16 = 7000;
 /// The local node starts at this incarnation in every test.
@@ -25,13 +21,7 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 fn claim(name: &str, port: u16, incarnation: Incarnation) -> AliveClaim {
-    AliveClaim {
-        name: name.to_owned(),
-        addr: addr(port),
-        incarnation,
-        tags: Tags::default(),
-        protocol: PROTOCOL,
-    }
+    AliveClaim { name: name.to_owned(), addr: addr(port), incarnation, tags: Tags::default(), protocol: PROTOCOL }
 }
 
 fn local_claim() -> AliveClaim {
@@ -181,14 +171,8 @@ fn ordering_rules() {
         let applied = apply(&mut t, "m", news, t1);
         let outcome = match &applied {
             Applied::Ignored => Ignored,
-            Applied::Changed {
-                previous, member, ..
-            } => {
-                assert_eq!(
-                    Some(member),
-                    t.get("m"),
-                    "row {row}: Changed carries the member"
-                );
+            Applied::Changed { previous, member, .. } => {
+                assert_eq!(Some(member), t.get("m"), "row {row}: Changed carries the member");
                 Changed(*previous)
             }
             other => panic!("row {row}: {known:?} + {news:?} gave {other:?}"),
@@ -198,10 +182,7 @@ fn ordering_rules() {
         // state_changed moves exactly when the state does.
         if let (Some(before), Some(member)) = (known, t.get("m")) {
             let expected_changed = if member.state == before { t0 } else { t1 };
-            assert_eq!(
-                member.state_changed, expected_changed,
-                "row {row}: state_changed"
-            );
+            assert_eq!(member.state_changed, expected_changed, "row {row}: state_changed");
         }
         assert_eq!(t.local().state, Alive, "row {row}");
         t.check_invariants();
@@ -222,10 +203,7 @@ fn live_member_claimed_from_another_address_is_a_conflict_at_any_incarnation() {
             let applied = t.apply_alive(refused.clone(), now);
             assert_eq!(
                 applied,
-                Applied::Conflict {
-                    existing: before.clone(),
-                    claim: refused
-                },
+                Applied::Conflict { existing: before.clone(), claim: refused },
                 "{known:?} at {incarnation:?}"
             );
             assert_eq!(t.get("m"), Some(&before), "a conflict changes nothing");
@@ -241,10 +219,7 @@ fn dead_or_left_member_may_move_with_a_newer_incarnation() {
         assert_eq!(t.apply_alive(claim("m", 2, J), now), Applied::Ignored);
         assert_eq!(t.get("m").unwrap().addr, addr(1));
         let applied = t.apply_alive(claim("m", 2, HI), now);
-        assert!(
-            matches!(applied, Applied::Changed { previous: Some(p), .. } if p == known),
-            "{applied:?}"
-        );
+        assert!(matches!(applied, Applied::Changed { previous: Some(p), .. } if p == known), "{applied:?}");
         let member = t.get("m").unwrap();
         assert_eq!((member.addr, member.state), (addr(2), State::Alive));
         t.check_invariants();
@@ -261,12 +236,7 @@ fn tags_only_change_on_a_live_member_is_flagged() {
     let mut tagged = claim("m", 1, HI);
     tagged.tags = Tags::from_pairs([("role", "web")]).unwrap();
     let applied = t.apply_alive(tagged, now);
-    let Applied::Changed {
-        previous,
-        member,
-        tags_changed,
-    } = applied
-    else {
+    let Applied::Changed { previous, member, tags_changed } = applied else {
         panic!("{applied:?}");
     };
     assert_eq!((previous, tags_changed), (Some(State::Alive), true));
@@ -276,34 +246,20 @@ fn tags_only_change_on_a_live_member_is_flagged() {
     let mut upgraded = member.claim();
     upgraded.incarnation = upgraded.incarnation.next();
     upgraded.protocol.cur = 1;
-    assert!(matches!(
-        t.apply_alive(upgraded, now),
-        Applied::Changed {
-            tags_changed: true,
-            ..
-        }
-    ));
+    assert!(matches!(t.apply_alive(upgraded, now), Applied::Changed { tags_changed: true, .. }));
 
     // A newer incarnation with the same content is a change, but not of tags.
     let mut same = t.get("m").unwrap().claim();
     same.incarnation = same.incarnation.next();
     assert!(matches!(
         t.apply_alive(same, now),
-        Applied::Changed {
-            previous: Some(State::Alive),
-            tags_changed: false,
-            ..
-        }
+        Applied::Changed { previous: Some(State::Alive), tags_changed: false, .. }
     ));
 
     // A new member never has tags_changed.
     assert!(matches!(
         t.apply_alive(claim("new", 3, J), now),
-        Applied::Changed {
-            previous: None,
-            tags_changed: false,
-            ..
-        }
+        Applied::Changed { previous: None, tags_changed: false, .. }
     ));
 }
 
@@ -313,11 +269,7 @@ fn tags_only_change_on_a_live_member_is_flagged() {
 #[test]
 fn suspect_or_dead_about_local_is_refuted_above_the_claim() {
     let now = Instant::now();
-    let cases = [
-        (LOCAL_INC, inc(1, 6)),
-        (inc(1, 9), inc(1, 10)),
-        (inc(1, u64::MAX), inc(2, 0)),
-    ];
+    let cases = [(LOCAL_INC, inc(1, 6)), (inc(1, 9), inc(1, 10)), (inc(1, u64::MAX), inc(2, 0))];
     for (claimed, expected) in cases {
         for kind in ["suspect", "dead", "left"] {
             let mut t = table(now);
@@ -326,19 +278,12 @@ fn suspect_or_dead_about_local_is_refuted_above_the_claim() {
                 "dead" => t.apply_dead(LOCAL, claimed, false, now),
                 _ => t.apply_dead(LOCAL, claimed, true, now),
             };
-            assert_eq!(
-                refuted_incarnation(&applied),
-                expected,
-                "{kind} {claimed:?}"
-            );
+            assert_eq!(refuted_incarnation(&applied), expected, "{kind} {claimed:?}");
             assert!(expected > claimed);
             let local = t.local();
             assert_eq!(local.incarnation, expected);
             assert_eq!(local.state, State::Alive);
-            assert_eq!(
-                local.state_changed, now,
-                "a refutation is not a state change"
-            );
+            assert_eq!(local.state_changed, now, "a refutation is not a state change");
             // The refutation announces us as we are.
             assert_eq!(applied, Applied::Refuted(local.claim()));
         }
@@ -381,10 +326,7 @@ fn alive_about_local_is_refuted_when_newer_or_different() {
                 assert!(expected > news.incarnation);
                 // Our content stands, not the claim's.
                 let local = t.local();
-                assert_eq!(
-                    (local.addr, &local.tags),
-                    (addr(LOCAL_PORT), &Tags::default())
-                );
+                assert_eq!((local.addr, &local.tags), (addr(LOCAL_PORT), &Tags::default()));
             }
         }
     }
@@ -398,10 +340,7 @@ fn after_leaving_news_about_local_is_ignored() {
     assert_eq!(t.apply_suspect(LOCAL, HI, now), Applied::Ignored);
     assert_eq!(t.apply_dead(LOCAL, HI, false, now), Applied::Ignored);
     assert_eq!(t.apply_dead(LOCAL, HI, true, now), Applied::Ignored);
-    assert_eq!(
-        t.apply_alive(claim(LOCAL, LOCAL_PORT, HI), now),
-        Applied::Ignored
-    );
+    assert_eq!(t.apply_alive(claim(LOCAL, LOCAL_PORT, HI), now), Applied::Ignored);
     assert_eq!(state_of(&t, LOCAL), Some((State::Left, LOCAL_INC)));
 }
 
@@ -414,13 +353,7 @@ fn restarted_node_overrides_its_old_life_and_old_news_is_ignored_after() {
     let mut t = table(now);
     t.apply_alive(claim("node", 1, inc(1, 40)), now);
     let restarted = claim("node", 1, inc(2, 0));
-    assert!(matches!(
-        t.apply_alive(restarted, now),
-        Applied::Changed {
-            previous: Some(State::Alive),
-            ..
-        }
-    ));
+    assert!(matches!(t.apply_alive(restarted, now), Applied::Changed { previous: Some(State::Alive), .. }));
     // Late news about the old life, at any incarnation, is stale.
     for old in [inc(1, 40), inc(1, 99), inc(1, u64::MAX)] {
         assert_eq!(t.apply_suspect("node", old, now), Applied::Ignored);
@@ -437,23 +370,11 @@ fn restarted_node_at_a_new_address_waits_for_its_old_life_to_be_declared_dead() 
     let mut t = table(now);
     t.apply_alive(claim("node", 1, inc(1, 40)), now);
     let moved = claim("node", 2, inc(2, 0));
-    assert!(matches!(
-        t.apply_alive(moved.clone(), now),
-        Applied::Conflict { .. }
-    ));
+    assert!(matches!(t.apply_alive(moved.clone(), now), Applied::Conflict { .. }));
     t.apply_dead("node", inc(1, 40), false, now);
-    assert!(matches!(
-        t.apply_alive(moved, now),
-        Applied::Changed {
-            previous: Some(State::Dead),
-            ..
-        }
-    ));
+    assert!(matches!(t.apply_alive(moved, now), Applied::Changed { previous: Some(State::Dead), .. }));
     let member = t.get("node").unwrap();
-    assert_eq!(
-        (member.state, member.addr, member.incarnation),
-        (State::Alive, addr(2), inc(2, 0))
-    );
+    assert_eq!((member.state, member.addr, member.incarnation), (State::Alive, addr(2), inc(2, 0)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -469,10 +390,7 @@ fn new_table_holds_the_local_node_alive() {
     assert_eq!(t.local_name(), LOCAL);
     assert!(t.contains(LOCAL));
     let local = t.local();
-    assert_eq!(
-        (local.state, local.incarnation, local.state_changed),
-        (State::Alive, LOCAL_INC, now)
-    );
+    assert_eq!((local.state, local.incarnation, local.state_changed), (State::Alive, LOCAL_INC, now));
     assert_eq!(local.claim(), local_claim());
     assert_eq!(t.iter().count(), 1);
 }
@@ -496,10 +414,7 @@ fn leave_then_rejoin() {
 
     let claim = t.rejoin_local(t2);
     assert_eq!(claim.incarnation, inc(1, 6));
-    assert_eq!(
-        (t.local().state, t.local().state_changed),
-        (State::Alive, t2)
-    );
+    assert_eq!((t.local().state, t.local().state_changed), (State::Alive, t2));
     assert_eq!(t.live_count(), 1);
     t.check_invariants();
 }
@@ -558,29 +473,15 @@ fn reap_removes_tombstones_strictly_after_their_ttl() {
     let names = |members: Vec<Member>| members.into_iter().map(|m| m.name).collect::<Vec<_>>();
     let tick = Duration::from_nanos(1);
     assert!(t.reap(died + dead_ttl, dead_ttl, left_ttl).is_empty());
-    assert_eq!(
-        names(t.reap(died + dead_ttl + tick, dead_ttl, left_ttl)),
-        ["dead"]
-    );
+    assert_eq!(names(t.reap(died + dead_ttl + tick, dead_ttl, left_ttl)), ["dead"]);
     assert!(t.reap(died + left_ttl, dead_ttl, left_ttl).is_empty());
-    assert_eq!(
-        names(t.reap(died + left_ttl + tick, dead_ttl, left_ttl)),
-        ["left"]
-    );
-    assert!(t
-        .reap(died + Duration::from_secs(3600), dead_ttl, left_ttl)
-        .is_empty());
-    assert_eq!(
-        t.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-        ["alive", "back", "local"]
-    );
+    assert_eq!(names(t.reap(died + left_ttl + tick, dead_ttl, left_ttl)), ["left"]);
+    assert!(t.reap(died + Duration::from_secs(3600), dead_ttl, left_ttl).is_empty());
+    assert_eq!(t.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["alive", "back", "local"]);
     t.check_invariants();
 
     // A reaped member is forgotten: it may come back at any incarnation.
-    assert!(matches!(
-        t.apply_alive(claim("dead", 1, LO), died),
-        Applied::Changed { previous: None, .. }
-    ));
+    assert!(matches!(t.apply_alive(claim("dead", 1, LO), died), Applied::Changed { previous: None, .. }));
 }
 
 #[test]
@@ -590,9 +491,7 @@ fn dead_then_left_restarts_the_clock_with_the_left_ttl() {
     let t1 = t0 + Duration::from_secs(5);
     t.apply_dead("m", J, true, t1);
     let ttl = Duration::from_secs(10);
-    assert!(t
-        .reap(t0 + ttl + Duration::from_secs(1), ttl, ttl)
-        .is_empty());
+    assert!(t.reap(t0 + ttl + Duration::from_secs(1), ttl, ttl).is_empty());
     assert_eq!(t.reap(t1 + ttl + Duration::from_secs(1), ttl, ttl).len(), 1);
     t.check_invariants();
 }
@@ -626,9 +525,7 @@ fn merge_learns_live_members_and_never_kills_instantly() {
     let summary: Vec<_> = outcomes
         .iter()
         .map(|applied| match applied {
-            Applied::Changed {
-                previous, member, ..
-            } => (member.name.as_str(), *previous, member.state),
+            Applied::Changed { previous, member, .. } => (member.name.as_str(), *previous, member.state),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -642,10 +539,7 @@ fn merge_learns_live_members_and_never_kills_instantly() {
             ("leaving", Some(State::Alive), State::Left),
         ]
     );
-    assert!(
-        !t.contains("c") && !t.contains("d"),
-        "tombstones are not learned"
-    );
+    assert!(!t.contains("c") && !t.contains("d"), "tombstones are not learned");
     t.check_invariants();
 }
 
@@ -669,21 +563,9 @@ const NAMES: [&str; 4] = [LOCAL, "n1", "n2", "n3"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Alive {
-        name: usize,
-        port: u16,
-        incarnation: Incarnation,
-        tagged: bool,
-    },
-    Suspect {
-        name: usize,
-        incarnation: Incarnation,
-    },
-    Dead {
-        name: usize,
-        incarnation: Incarnation,
-        left: bool,
-    },
+    Alive { name: usize, port: u16, incarnation: Incarnation, tagged: bool },
+    Suspect { name: usize, incarnation: Incarnation },
+    Dead { name: usize, incarnation: Incarnation, left: bool },
     Merge(Vec<(usize, u16, Incarnation, State)>),
     Leave,
     Rejoin,
@@ -698,12 +580,7 @@ fn any_incarnation() -> impl Strategy<Value = Incarnation> {
 }
 
 fn any_state() -> impl Strategy<Value = State> {
-    prop_oneof![
-        Just(State::Alive),
-        Just(State::Suspect),
-        Just(State::Dead),
-        Just(State::Left)
-    ]
+    prop_oneof![Just(State::Alive), Just(State::Suspect), Just(State::Dead), Just(State::Left)]
 }
 
 fn any_op() -> impl Strategy<Value = Op> {

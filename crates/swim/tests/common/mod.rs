@@ -45,7 +45,8 @@ impl Cluster {
     /// `n` nodes, node 0 the seed, every other node joined to it and the cluster converged.
     pub fn new(n: usize, config: Config, seed: u64) -> Self {
         let base = Instant::now();
-        let nodes = (0..n).map(|i| Swim::new(config.clone(), local(i, 1), seed * 1000 + i as u64, base).unwrap()).collect();
+        let nodes =
+            (0..n).map(|i| Swim::new(config.clone(), local(i, 1), seed * 1000 + i as u64, base).unwrap()).collect();
         let mut c = Self {
             nodes,
             crashed: HashSet::new(),
