@@ -81,6 +81,13 @@ teardown() {
     set +e
     if ((PASSED == 0)); then
         echo
+        echo "=== views of the running nodes"
+        for name in $(running_nodes); do
+            echo "--- $name: primary $(primary_of "$name" 2>/dev/null || echo '?')"
+            docker exec "$name" serf-agent members 2>&1 | sed 's/^/    /'
+        done
+        printf 'virtual IP %s is on: %s\n' "$VIP" "$(serf-vip-holder | tr '\n' ' ')"
+        echo
         echo "=== logs of the serfnode containers (last 40 lines each)"
         for name in $(_serf_containers); do
             echo "--- $name ($(docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$name" 2>/dev/null))"

@@ -30,6 +30,45 @@ use crate::stamp::{results_dir, Stamp};
 use crate::stats::{ratio, Stat};
 use crate::system::{locate_serf_agent, HashicorpSerf, SerfAgent, System};
 
+/// Progress on stderr: an indicatif bar on a terminal, plain timestamped lines otherwise (a
+/// hidden bar would swallow them).
+#[derive(Debug)]
+struct Progress {
+    bar: ProgressBar,
+    start: Instant,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Self { bar, start: Instant::now() }
+    }
+
+    fn step(&self, msg: String) {
+        if self.bar.is_hidden() {
+            eprintln!("[{:>6.1} s] {msg}", self.start.elapsed().as_secs_f64());
+        } else {
+            self.bar.set_message(msg);
+        }
+    }
+
+    fn note(&self, msg: String) {
+        if self.bar.is_hidden() {
+            eprintln!("[{:>6.1} s] {msg}", self.start.elapsed().as_secs_f64());
+        } else {
+            self.bar.println(msg);
+        }
+    }
+
+    fn inc(&self) {
+        self.bar.inc(1);
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone, Serialize)]
 pub struct CompareOptions {
@@ -266,11 +305,7 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
 
     let extra_setups = o.setup_tries.saturating_sub(o.rounds);
     let total = (o.rounds + extra_setups + usize::from(loss_possible)) * o.sizes.len() * systems.len();
-    let pb = ProgressBar::new(total as u64);
-    pb.set_style(
-        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let pb = Progress::new(total);
     let order = |k: usize| -> Vec<&dyn System> {
         let mut v = systems.clone();
         if k % 2 == 1 {
@@ -287,22 +322,22 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                 let base = dir.path().join(format!("{}-{n}-r{r}", sys.name()));
                 let round = measure_round(sys, n, r, o, &base, acct.as_ref(), &pb);
                 if let Some(e) = &round.error {
-                    pb.println(format!("{} n={n} round {r}: {e}", sys.name()));
+                    pb.note(format!("{} n={n} round {r}: {e}", sys.name()));
                 }
                 setups.push(SetupTry { system: sys.name().into(), nodes: n, secs: round.setup_s, error: round.error.clone().filter(|_| round.setup_s.is_none()) });
                 rounds.push(round);
-                pb.inc(1);
+                pb.inc();
             }
         }
     }
     for t in 0..extra_setups {
         for (si, &n) in o.sizes.iter().enumerate() {
             for sys in order(t + si + o.rounds) {
-                pb.set_message(format!("{} n={n}: setup try {}", sys.name(), o.rounds + t + 1));
+                pb.step(format!("{} n={n}: setup try {}", sys.name(), o.rounds + t + 1));
                 let base = dir.path().join(format!("{}-{n}-s{t}", sys.name()));
                 let result = Cluster::new(sys, n, &base, &o.profile).and_then(|mut c| c.start_all(setup_timeout(n)));
                 if let Err(e) = &result {
-                    pb.println(format!("{} n={n} setup: {e}", sys.name()));
+                    pb.note(format!("{} n={n} setup: {e}", sys.name()));
                 }
                 setups.push(SetupTry {
                     system: sys.name().into(),
@@ -311,7 +346,7 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                     error: result.err().map(|e| e.to_string()),
                 });
                 let _ = std::fs::remove_dir_all(&base);
-                pb.inc(1);
+                pb.inc();
             }
         }
     }
@@ -322,11 +357,11 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
             for sys in order(si) {
                 let base = dir.path().join(format!("{}-{n}-loss", sys.name()));
                 loss_runs.push(measure_loss(sys, n, o, &base, &faults, &pb));
-                pb.inc(1);
+                pb.inc();
             }
         }
     }
-    pb.finish_and_clear();
+    pb.bar.finish_and_clear();
     let report = CompareReport { stamp, options: o.clone(), systems: infos, rounds, setups, loss_runs, notes };
     if let Some(out) = &o.out_dir {
         std::fs::create_dir_all(out)?;
@@ -349,7 +384,7 @@ fn measure_round(
     o: &CompareOptions,
     base: &Path,
     acct: Option<&Chain>,
-    pb: &ProgressBar,
+    pb: &Progress,
 ) -> Round {
     let mut r = Round { system: sys.name().into(), nodes: n, round, ..Round::default() };
     if let Err(e) = round_steps(sys, &mut r, o, base, acct, pb) {
@@ -391,10 +426,10 @@ fn round_steps(
     o: &CompareOptions,
     base: &Path,
     acct: Option<&Chain>,
-    pb: &ProgressBar,
+    pb: &Progress,
 ) -> anyhow::Result<()> {
     let n = r.nodes;
-    let step = |what: &str| pb.set_message(format!("{} n={n} round {}: {what}", sys.name(), r.round));
+    let step = |what: &str| pb.step(format!("{} n={n} round {}: {what}", sys.name(), r.round));
     let mut c = Cluster::new(sys, n, base, &o.profile)?;
     step("setup");
     r.setup_s = Some(c.start_all(setup_timeout(n))?.as_secs_f64());
@@ -568,11 +603,11 @@ fn round_steps(
     Ok(())
 }
 
-fn measure_loss(sys: &dyn System, n: usize, o: &CompareOptions, base: &Path, chain: &Chain, pb: &ProgressBar) -> LossRun {
+fn measure_loss(sys: &dyn System, n: usize, o: &CompareOptions, base: &Path, chain: &Chain, pb: &Progress) -> LossRun {
     let mut run =
         LossRun { system: sys.name().into(), nodes: n, loss: o.loss, secs: 0.0, false_failures: 0, members_declared: 0, error: None };
     let result = (|| -> anyhow::Result<()> {
-        pb.set_message(format!("{} n={n}: setup for the lossy run", sys.name()));
+        pb.step(format!("{} n={n}: setup for the lossy run", sys.name()));
         let mut c = Cluster::new(sys, n, base, &o.profile)?;
         c.start_all(setup_timeout(n))?;
         single_primary(&c, Duration::from_secs(30))?;
@@ -582,7 +617,7 @@ fn measure_loss(sys: &dyn System, n: usize, o: &CompareOptions, base: &Path, cha
         let t0 = Instant::now();
         let until = Duration::from_secs_f64(o.loss_secs);
         while t0.elapsed() < until {
-            pb.set_message(format!(
+            pb.step(format!(
                 "{} n={n}: {:.0}% loss, {:.0}/{:.0} s",
                 sys.name(),
                 o.loss * 100.0,
@@ -608,7 +643,7 @@ fn measure_loss(sys: &dyn System, n: usize, o: &CompareOptions, base: &Path, cha
     })();
     let _ = chain.flush();
     if let Err(e) = result {
-        pb.println(format!("{} n={n} lossy run: {e:#}", sys.name()));
+        pb.note(format!("{} n={n} lossy run: {e:#}", sys.name()));
         run.error = Some(format!("{e:#}"));
     }
     if !o.keep {

@@ -100,10 +100,12 @@ fn primary_fails_over_and_the_old_primary_returns_as_standby() {
     let node0 = tags.as_array().unwrap().iter().find(|m| m["name"] == "node0").unwrap();
     assert_eq!(node0["tags"]["role"], "standby", "{node0}");
 
-    // Metrics on the RPC address, in Prometheus text format.
-    let (status, metrics) = http(&agents[1].spec.rpc_addr(), "GET", "/metrics", "", None);
-    assert_eq!(status, 200);
-    assert!(metrics.contains("serf_members{state=\"alive\"} 5"), "{metrics}");
+    // Metrics on the RPC address, in Prometheus text format, once node1 too has heard that node0
+    // is back (node4 may hear it first).
+    let metrics = wait_for("node1 to count 5 alive members in /metrics", Duration::from_secs(10), || {
+        let (status, metrics) = http(&agents[1].spec.rpc_addr(), "GET", "/metrics", "", None);
+        (status == 200 && metrics.contains("serf_members{state=\"alive\"} 5")).then_some(metrics)
+    });
     assert!(metrics.contains("serf_primary_is_primary 1"), "{metrics}");
     assert!(metrics.contains("# TYPE serf_probes_total counter"), "{metrics}");
 }
