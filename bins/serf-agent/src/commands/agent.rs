@@ -22,7 +22,10 @@ pub(super) fn run(args: AgentArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread: an agent's work is small and IO-bound, and a single-threaded runtime keeps the
+    // memory of an agent low (one malloc arena, no idle workers). The snapshot writer has its own
+    // thread; handlers are child processes.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
