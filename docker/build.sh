@@ -84,10 +84,16 @@ chmod 1777 "$CONTEXT/rootfs/tmp"
 
 # 4. The image.
 say "docker build -t $IMAGE"
+previous=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 DOCKER_BUILDKIT=0 docker build --quiet -t "$IMAGE" -f "$ROOT/docker/Dockerfile" "$CONTEXT" >/dev/null 2>"$CONTEXT/build.log" || {
     cat "$CONTEXT/build.log" >&2
     die "docker build failed"
 }
+# The image it replaces, now untagged, is removed (unless a container still uses it).
+current=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+if [[ -n $previous && $previous != "$current" ]]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 say "built $IMAGE: $size bytes ($((size / 1000 / 1000)) MB); agent $(stat -c %s "$BIN") bytes, busybox $(stat -c %s "$BUSYBOX") bytes"
 ((size < MAX_IMAGE_BYTES)) || die "the image is $size bytes, over the 20 MB budget"

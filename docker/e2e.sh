@@ -21,7 +21,8 @@
 # exactly one live member with role=primary, exactly one container holds the virtual IP, and the
 # virtual IP answers "primary: NODE" from serfnode4. Every wait is bounded.
 #
-# Everything is torn down on exit, on failure too. A timeline of the events with timestamps is
+# A serfnode cluster left running (by serfnode.rc or compose) is removed first. Everything is
+# torn down on exit, on failure too. A timeline of the events with timestamps is
 # printed as they happen and again at the end; on failure the containers' logs are shown.
 #
 # Environment: E2E_SKIP_BUILD=1 (use the image as it is), E2E_COMPOSE=0 (skip step 8),

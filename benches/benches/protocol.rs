@@ -173,7 +173,11 @@ fn push_pull(c: &mut Criterion) {
         );
     });
     group.bench_function("merge_1000_known", |b| {
-        b.iter_batched(|| (full.clone(), claims.clone()), |(mut table, claims)| table.merge(claims, now), BatchSize::SmallInput);
+        b.iter_batched(
+            || (full.clone(), claims.clone()),
+            |(mut table, claims)| table.merge(claims, now),
+            BatchSize::SmallInput,
+        );
     });
     group.bench_function("swim_handle_1000", |b| {
         b.iter_batched(
@@ -277,10 +281,13 @@ fn read_results(dir: &std::path::Path, since: std::time::SystemTime) -> Vec<Meas
             } else if p.ends_with("new/estimates.json") {
                 let fresh = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= since);
                 let bench = p.with_file_name("benchmark.json");
-                let (Ok(est), Ok(bench)) = (std::fs::read_to_string(&p), std::fs::read_to_string(bench)) else { continue };
-                let (Ok(est), Ok(bench)) =
-                    (serde_json::from_str::<serde_json::Value>(&est), serde_json::from_str::<serde_json::Value>(&bench))
-                else {
+                let (Ok(est), Ok(bench)) = (std::fs::read_to_string(&p), std::fs::read_to_string(bench)) else {
+                    continue;
+                };
+                let (Ok(est), Ok(bench)) = (
+                    serde_json::from_str::<serde_json::Value>(&est),
+                    serde_json::from_str::<serde_json::Value>(&bench),
+                ) else {
                     continue;
                 };
                 if !fresh {

@@ -64,8 +64,11 @@ impl Probe {
         while !self.stop.load(Ordering::Relaxed) && t0.elapsed() < limit {
             let started = Instant::now();
             let excluded = self.excluded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-            let primaries: Vec<usize> =
-                nodes.iter().filter(|n| !excluded.contains(&n.index) && system.serves_primary(n)).map(|n| n.index).collect();
+            let primaries: Vec<usize> = nodes
+                .iter()
+                .filter(|n| !excluded.contains(&n.index) && system.serves_primary(n))
+                .map(|n| n.index)
+                .collect();
             let at = t0.elapsed().as_secs_f64();
             if last.as_ref() != Some(&primaries) {
                 on_change(at, &primaries);
@@ -106,7 +109,7 @@ pub fn outage(samples: &[Sample], fault: f64, gone: usize) -> Outage {
         (Some(a), Some(b)) if samples.len() > 1 => (b.at - a.at) / (samples.len() - 1) as f64,
         _ => 0.0,
     };
-    Outage { unavailable, split_brain, resolution }
+    Outage { unavailable, split_brain: split_brain + 0.0, resolution }
 }
 
 #[cfg(test)]
@@ -119,7 +122,8 @@ mod tests {
 
     #[test]
     fn outage_from_samples() {
-        let samples = [s(0.0, &[0]), s(1.0, &[0]), s(1.05, &[]), s(3.0, &[]), s(3.05, &[1]), s(3.1, &[1, 2]), s(3.2, &[1])];
+        let samples =
+            [s(0.0, &[0]), s(1.0, &[0]), s(1.05, &[]), s(3.0, &[]), s(3.05, &[1]), s(3.1, &[1, 2]), s(3.2, &[1])];
         let o = outage(&samples, 1.02, 0);
         assert!((o.unavailable.unwrap() - 2.03).abs() < 1e-9);
         assert!((o.split_brain - 0.1).abs() < 1e-9);

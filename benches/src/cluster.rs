@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::netns::{node_ip, Topology};
 use crate::process::{Agent, Signal};
 use crate::rpc::MemberView;
 use crate::system::{write_handler, NodeSpec, System};
@@ -27,6 +28,16 @@ pub enum NodeState {
     Left,
 }
 
+/// Where the agents run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Backend {
+    /// Each node on its own 127.0.x.y address; no privileges needed.
+    Loopback,
+    /// Each node in its own network namespace on a bridge (root): exact traffic per agent,
+    /// loss and partitions.
+    Netns,
+}
+
 /// A cluster of `system` agents.
 pub struct Cluster<'a> {
     system: &'a dyn System,
@@ -36,6 +47,9 @@ pub struct Cluster<'a> {
     /// What the harness did to each node.
     pub state: Vec<NodeState>,
     handler: PathBuf,
+    /// The namespaces, with the namespace backend (dropped after the agents: fields drop in
+    /// order, and `Drop` kills the agents first).
+    topology: Option<Topology>,
 }
 
 impl std::fmt::Debug for Cluster<'_> {
@@ -59,13 +73,50 @@ pub fn poll_until<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> 
 }
 
 impl<'a> Cluster<'a> {
-    /// A cluster of `n` nodes of `system` with their directories under `base`; nothing runs yet.
+    /// A cluster of `n` nodes of `system` on loopback, with their directories under `base`;
+    /// nothing runs yet.
     pub fn new(system: &'a dyn System, n: usize, base: &Path, profile: &str) -> anyhow::Result<Self> {
-        anyhow::ensure!((1..=240).contains(&n), "{n} nodes: between 1 and 240 (one loopback address each)");
+        Self::with_backend(system, n, base, profile, Backend::Loopback)
+    }
+
+    /// As [`Cluster::new`] on the given backend (the namespace backend creates the namespaces
+    /// and the bridge now).
+    pub fn with_backend(
+        system: &'a dyn System,
+        n: usize,
+        base: &Path,
+        profile: &str,
+        backend: Backend,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!((1..=240).contains(&n), "{n} nodes: between 1 and 240 (one address each)");
         std::fs::create_dir_all(base)?;
         let handler = write_handler(base)?;
-        let nodes: Vec<NodeSpec> = (0..n).map(|i| NodeSpec::new(system.id(), i, base, profile)).collect();
-        Ok(Self { system, agents: (0..n).map(|_| None).collect(), state: vec![NodeState::Pending; n], nodes, handler })
+        let mut nodes: Vec<NodeSpec> = (0..n).map(|i| NodeSpec::new(system.id(), i, base, profile)).collect();
+        let topology = match backend {
+            Backend::Loopback => None,
+            Backend::Netns => {
+                let t = Topology::create(system.id(), n)?;
+                nodes = nodes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, node)| node.in_namespace(t.namespace(i), node_ip(system.id(), i)))
+                    .collect();
+                Some(t)
+            }
+        };
+        Ok(Self {
+            system,
+            agents: (0..n).map(|_| None).collect(),
+            state: vec![NodeState::Pending; n],
+            nodes,
+            handler,
+            topology,
+        })
+    }
+
+    /// The namespaces, with the namespace backend.
+    pub fn topology(&self) -> Option<&Topology> {
+        self.topology.as_ref()
     }
 
     /// The system.
@@ -99,7 +150,12 @@ impl<'a> Cluster<'a> {
             });
             if ok != Some(true) {
                 let tail = self.agents[i].as_ref().map(|a| a.log_tail(15)).unwrap_or_default();
-                anyhow::bail!("{} {} did not come up (RPC {}); its log ends:\n{tail}", self.system.name(), node.name, node.rpc);
+                anyhow::bail!(
+                    "{} {} did not come up (RPC {}); its log ends:\n{tail}",
+                    self.system.name(),
+                    node.name,
+                    node.rpc
+                );
             }
         }
         Ok(())
@@ -130,9 +186,15 @@ impl<'a> Cluster<'a> {
             Some(Ok(())) => Ok(t0.elapsed()),
             Some(Err(i)) => {
                 let tail = self.agents[i].as_ref().map(|a| a.log_tail(15)).unwrap_or_default();
-                anyhow::bail!("{} {} exited during setup; its log ends:\n{tail}", self.system.name(), self.nodes[i].name)
+                anyhow::bail!(
+                    "{} {} exited during setup; its log ends:\n{tail}",
+                    self.system.name(),
+                    self.nodes[i].name
+                )
             }
-            None => anyhow::bail!("{}: {n} nodes did not all see each other alive within {timeout:?}", self.system.name()),
+            None => {
+                anyhow::bail!("{}: {n} nodes did not all see each other alive within {timeout:?}", self.system.name())
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::availability::{outage, Probe, Sample};
-use crate::cluster::{count_alive, poll_until, read_events, unix_nanos, Cluster};
+use crate::cluster::{count_alive, poll_until, read_events, unix_nanos, Backend, Cluster};
 use crate::iptables::{self, Chain};
 use crate::process::{RunDir, Signal};
 use crate::stamp::{results_dir, Stamp};
@@ -86,6 +86,11 @@ pub struct CompareOptions {
     pub loss_secs: f64,
     /// Loss probability of that run.
     pub loss: f64,
+    /// Where the agents run: loopback addresses, or one network namespace each (root).
+    pub backend: Backend,
+    /// Length of the partition (half the nodes cut off from the other half) after the lossy
+    /// run, namespace backend only (0: none).
+    pub partition_secs: f64,
     /// The serf-agent binary (default: built in the workspace).
     #[serde(skip)]
     pub agent_bin: Option<PathBuf>,
@@ -121,6 +126,8 @@ impl CompareOptions {
             profile: "lan".into(),
             loss_secs: if quick { 0.0 } else { 120.0 },
             loss: 0.1,
+            backend: Backend::Loopback,
+            partition_secs: if quick { 0.0 } else { 30.0 },
             agent_bin: None,
             build: true,
             serf_bin: None,
@@ -146,6 +153,8 @@ pub struct Round {
     pub setup_s: Option<f64>,
     /// Resident memory per agent at the end of the steady window, MiB.
     pub rss_mib: Vec<f64>,
+    /// Of which anonymous memory (heap, stacks), MiB.
+    pub rss_anon_mib: Vec<f64>,
     /// CPU seconds per minute per agent over the steady window.
     pub cpu_s_per_min: Vec<f64>,
     /// UDP bytes sent per second per agent over the window (iptables; root only).
@@ -154,6 +163,10 @@ pub struct Round {
     pub udp_packets_per_s: Vec<f64>,
     /// Gossip TCP bytes per second per agent (cluster total / n).
     pub tcp_bytes_per_s: Option<f64>,
+    /// Everything sent per second per agent, Ethernet bytes (namespace backend: veth counters).
+    pub sent_bytes_per_s: Vec<f64>,
+    /// Packets sent per second per agent (namespace backend).
+    pub sent_packets_per_s: Vec<f64>,
     /// User event sent until the first node's handler ran, seconds.
     pub event_first_s: Option<f64>,
     /// ... until every node's handler had run.
@@ -221,6 +234,12 @@ pub struct LossRun {
     pub false_failures: usize,
     /// Distinct members declared failed at least once.
     pub members_declared: usize,
+    /// Length of the partition that followed (namespace backend), seconds.
+    pub partition_secs: Option<f64>,
+    /// Seconds during which two or more nodes answered as primary (partition and healing).
+    pub two_primaries_s: Option<f64>,
+    /// From the end of the partition until one primary remained.
+    pub single_primary_after_heal_s: Option<f64>,
     /// Failure, if any.
     pub error: Option<String>,
 }
@@ -286,20 +305,34 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         found
     };
     let mut systems: Vec<&dyn System> = vec![&ours];
-    let mut infos = vec![SystemInfo { name: ours.name().into(), version: version_of(&ours.bin), failover: ours.failover().into() }];
+    let mut infos =
+        vec![SystemInfo { name: ours.name().into(), version: version_of(&ours.bin), failover: ours.failover().into() }];
     if let Some(s) = &serf {
         systems.push(s);
         infos.push(SystemInfo { name: s.name().into(), version: version_of(&s.bin), failover: s.failover().into() });
     }
-    let acct = if iptables::available() {
+    if o.backend == Backend::Netns {
+        anyhow::ensure!(crate::netns::available(), "the namespace backend needs root, ip and iptables");
+    }
+    let acct = if o.backend == Backend::Loopback && iptables::available() {
         Some(Chain::new("A")?)
     } else {
-        notes.push("Traffic per agent not measured: needs root and iptables.".to_owned());
+        if o.backend == Backend::Loopback {
+            notes.push("Traffic per agent not measured: needs root and iptables.".to_owned());
+        }
         None
     };
-    let loss_possible = o.loss_secs > 0.0 && acct.is_some();
+    let loss_possible = (o.loss_secs > 0.0 || (o.backend == Backend::Netns && o.partition_secs > 0.0))
+        && (acct.is_some() || o.backend == Backend::Netns);
     if o.loss_secs > 0.0 && !loss_possible {
         notes.push("False failures under loss not measured: needs root and iptables.".to_owned());
+    }
+    if o.backend == Backend::Loopback && o.partition_secs > 0.0 {
+        notes.push(
+            "Two primaries during a partition not measured: on loopback a partition cannot be cut for TCP \
+             (dialing agents use 127.0.0.1); use --backend netns."
+                .to_owned(),
+        );
     }
     let dir = RunDir::new("compare", o.keep)?;
 
@@ -324,7 +357,12 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                 if let Some(e) = &round.error {
                     pb.note(format!("{} n={n} round {r}: {e}", sys.name()));
                 }
-                setups.push(SetupTry { system: sys.name().into(), nodes: n, secs: round.setup_s, error: round.error.clone().filter(|_| round.setup_s.is_none()) });
+                setups.push(SetupTry {
+                    system: sys.name().into(),
+                    nodes: n,
+                    secs: round.setup_s,
+                    error: round.error.clone().filter(|_| round.setup_s.is_none()),
+                });
                 rounds.push(round);
                 pb.inc();
             }
@@ -335,7 +373,8 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
             for sys in order(t + si + o.rounds) {
                 pb.step(format!("{} n={n}: setup try {}", sys.name(), o.rounds + t + 1));
                 let base = dir.path().join(format!("{}-{n}-s{t}", sys.name()));
-                let result = Cluster::new(sys, n, &base, &o.profile).and_then(|mut c| c.start_all(setup_timeout(n)));
+                let result = Cluster::with_backend(sys, n, &base, &o.profile, o.backend)
+                    .and_then(|mut c| c.start_all(setup_timeout(n)));
                 if let Err(e) = &result {
                     pb.note(format!("{} n={n} setup: {e}", sys.name()));
                 }
@@ -352,11 +391,11 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
     }
     let mut loss_runs = Vec::new();
     if loss_possible {
-        let faults = Chain::new("F")?;
+        let faults = if o.backend == Backend::Loopback { Some(Chain::new("F")?) } else { None };
         for (si, &n) in o.sizes.iter().enumerate() {
             for sys in order(si) {
                 let base = dir.path().join(format!("{}-{n}-loss", sys.name()));
-                loss_runs.push(measure_loss(sys, n, o, &base, &faults, &pb));
+                loss_runs.push(measure_loss(sys, n, o, &base, faults.as_ref(), &pb));
                 pb.inc();
             }
         }
@@ -430,7 +469,7 @@ fn round_steps(
 ) -> anyhow::Result<()> {
     let n = r.nodes;
     let step = |what: &str| pb.step(format!("{} n={n} round {}: {what}", sys.name(), r.round));
-    let mut c = Cluster::new(sys, n, base, &o.profile)?;
+    let mut c = Cluster::with_backend(sys, n, base, &o.profile, o.backend)?;
     step("setup");
     r.setup_s = Some(c.start_all(setup_timeout(n))?.as_secs_f64());
     step("primary election");
@@ -443,6 +482,7 @@ fn round_steps(
     if let Some(chain) = acct {
         iptables::count_gossip(chain, &ips, &net)?;
     }
+    let sent0 = c.topology().map(|t| t.sent());
     let cpu0: Vec<_> = (0..n).map(|i| c.agent(i).and_then(|a| a.cpu_time())).collect();
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(o.steady_secs));
@@ -454,6 +494,15 @@ fn round_steps(
         }
         if let Some(rss) = agent.and_then(|a| a.rss_bytes()) {
             r.rss_mib.push(rss as f64 / (1024.0 * 1024.0));
+        }
+        if let Some(anon) = agent.and_then(|a| a.rss_anon_bytes()) {
+            r.rss_anon_mib.push(anon as f64 / (1024.0 * 1024.0));
+        }
+    }
+    if let (Some(before), Some(t)) = (sent0, c.topology()) {
+        for ((p0, b0), (p1, b1)) in before.iter().zip(t.sent()) {
+            r.sent_packets_per_s.push(p1.saturating_sub(*p0) as f64 / window);
+            r.sent_bytes_per_s.push(b1.saturating_sub(*b0) as f64 / window);
         }
     }
     if let Some(chain) = acct {
@@ -603,45 +652,78 @@ fn round_steps(
     Ok(())
 }
 
-fn measure_loss(sys: &dyn System, n: usize, o: &CompareOptions, base: &Path, chain: &Chain, pb: &Progress) -> LossRun {
-    let mut run =
-        LossRun { system: sys.name().into(), nodes: n, loss: o.loss, secs: 0.0, false_failures: 0, members_declared: 0, error: None };
+fn measure_loss(
+    sys: &dyn System,
+    n: usize,
+    o: &CompareOptions,
+    base: &Path,
+    chain: Option<&Chain>,
+    pb: &Progress,
+) -> LossRun {
+    let mut run = LossRun {
+        system: sys.name().into(),
+        nodes: n,
+        loss: o.loss,
+        secs: 0.0,
+        false_failures: 0,
+        members_declared: 0,
+        partition_secs: None,
+        two_primaries_s: None,
+        single_primary_after_heal_s: None,
+        error: None,
+    };
     let result = (|| -> anyhow::Result<()> {
         pb.step(format!("{} n={n}: setup for the lossy run", sys.name()));
-        let mut c = Cluster::new(sys, n, base, &o.profile)?;
+        let mut c = Cluster::with_backend(sys, n, base, &o.profile, o.backend)?;
         c.start_all(setup_timeout(n))?;
         single_primary(&c, Duration::from_secs(30))?;
-        let before = unix_nanos();
-        let net = format!("127.0.{}.0/24", 10 + sys.id());
-        iptables::random_loss(chain, &net, o.loss)?;
-        let t0 = Instant::now();
-        let until = Duration::from_secs_f64(o.loss_secs);
-        while t0.elapsed() < until {
-            pb.step(format!(
-                "{} n={n}: {:.0}% loss, {:.0}/{:.0} s",
-                sys.name(),
-                o.loss * 100.0,
-                t0.elapsed().as_secs_f64(),
-                o.loss_secs
-            ));
-            std::thread::sleep(Duration::from_secs(1).min(until.saturating_sub(t0.elapsed())));
-        }
-        run.secs = t0.elapsed().as_secs_f64();
-        chain.flush()?;
-        let mut declared = std::collections::BTreeSet::new();
-        for node in &c.nodes {
-            for (kind, name, ts) in read_events(&node.events_file()) {
-                if kind == "member-failed" && ts >= before {
-                    run.false_failures += 1;
-                    declared.insert(name);
+        if o.loss_secs > 0.0 {
+            let before = unix_nanos();
+            let net = format!("127.0.{}.0/24", 10 + sys.id());
+            match (c.topology(), chain) {
+                (Some(t), _) => t.set_loss(o.loss)?,
+                (None, Some(chain)) => iptables::random_loss(chain, &net, o.loss)?,
+                (None, None) => anyhow::bail!("no way to make loss here"),
+            }
+            let t0 = Instant::now();
+            let until = Duration::from_secs_f64(o.loss_secs);
+            while t0.elapsed() < until {
+                pb.step(format!(
+                    "{} n={n}: {:.0}% loss, {:.0}/{:.0} s",
+                    sys.name(),
+                    o.loss * 100.0,
+                    t0.elapsed().as_secs_f64(),
+                    o.loss_secs
+                ));
+                std::thread::sleep(Duration::from_secs(1).min(until.saturating_sub(t0.elapsed())));
+            }
+            run.secs = t0.elapsed().as_secs_f64();
+            if let Some(t) = c.topology() {
+                t.heal()?;
+            }
+            if let Some(chain) = chain {
+                chain.flush()?;
+            }
+            let mut declared = std::collections::BTreeSet::new();
+            for node in &c.nodes {
+                for (kind, name, ts) in read_events(&node.events_file()) {
+                    if kind == "member-failed" && ts >= before {
+                        run.false_failures += 1;
+                        declared.insert(name);
+                    }
                 }
             }
+            run.members_declared = declared.len();
         }
-        run.members_declared = declared.len();
+        if o.partition_secs > 0.0 && c.topology().is_some() {
+            measure_partition(&c, sys, o, &mut run, pb)?;
+        }
         c.shutdown();
         Ok(())
     })();
-    let _ = chain.flush();
+    if let Some(chain) = chain {
+        let _ = chain.flush();
+    }
     if let Err(e) = result {
         pb.note(format!("{} n={n} lossy run: {e:#}", sys.name()));
         run.error = Some(format!("{e:#}"));
@@ -650,6 +732,60 @@ fn measure_loss(sys: &dyn System, n: usize, o: &CompareOptions, base: &Path, cha
         let _ = std::fs::remove_dir_all(base);
     }
     run
+}
+
+/// Cut the first half of the nodes off from the second half for `partition_secs` while a client
+/// polls the primary service; then heal and wait for a single primary.
+fn measure_partition(
+    c: &Cluster<'_>,
+    sys: &dyn System,
+    o: &CompareOptions,
+    run: &mut LossRun,
+    pb: &Progress,
+) -> anyhow::Result<()> {
+    let n = c.len();
+    let t = c.topology().ok_or_else(|| anyhow::anyhow!("partitions need the namespace backend"))?;
+    pb.step(format!("{} n={n}: converging before the partition", sys.name()));
+    wait_converged(c, Duration::from_secs(120))?;
+    single_primary(c, Duration::from_secs(30))?;
+    let a: Vec<usize> = (0..n / 2).collect();
+    let b: Vec<usize> = (n / 2..n).collect();
+    let probe = Probe::default();
+    let nodes = c.nodes.clone();
+    let t0 = Instant::now();
+    let healed = std::thread::scope(|scope| -> anyhow::Result<(f64, Option<f64>)> {
+        scope.spawn(|| probe.run(sys, &nodes, t0, Duration::from_millis(50), Duration::from_secs(600), |_, _| {}));
+        let result = (|| -> anyhow::Result<(f64, Option<f64>)> {
+            t.partition(&a, &b)?;
+            let until = Duration::from_secs_f64(o.partition_secs);
+            while t0.elapsed() < until {
+                pb.step(format!(
+                    "{} n={n}: partitioned, {:.0}/{:.0} s",
+                    sys.name(),
+                    t0.elapsed().as_secs_f64(),
+                    o.partition_secs
+                ));
+                std::thread::sleep(Duration::from_secs(1).min(until.saturating_sub(t0.elapsed())));
+            }
+            t.heal()?;
+            let healed_at = t0.elapsed().as_secs_f64();
+            pb.step(format!("{} n={n}: healed, waiting for one primary", sys.name()));
+            let single = poll_until(Duration::from_secs(120), Duration::from_millis(100), || {
+                probe.samples().last().filter(|s| s.at > healed_at && s.primaries.len() == 1).map(|s| s.at - healed_at)
+            });
+            Ok((healed_at, single))
+        })();
+        probe.stop();
+        result
+    });
+    let (healed_at, single) = healed?;
+    let samples = probe.samples();
+    // `+ 0.0` turns the empty sum's -0.0 into 0.0.
+    let two: f64 = samples.windows(2).filter(|w| w[0].primaries.len() >= 2).map(|w| w[1].at - w[0].at).sum::<f64>() + 0.0;
+    run.partition_secs = Some(healed_at);
+    run.two_primaries_s = Some(two);
+    run.single_primary_after_heal_s = single;
+    Ok(())
 }
 
 /// One row of the results table: a label, decimals, and the values of a round.
@@ -668,19 +804,46 @@ const METRICS: &[Metric] = &[
     Metric { label: "detection after SIGKILL, all nodes (s)", decimals: 2, values: |r| one(r.kill_all_s) },
     Metric { label: "detection after SIGSTOP, first node (s)", decimals: 2, values: |r| one(r.stop_first_s) },
     Metric { label: "detection after SIGSTOP, all nodes (s)", decimals: 2, values: |r| one(r.stop_all_s) },
-    Metric { label: "stopped node alive again after SIGCONT, all nodes (s)", decimals: 2, values: |r| one(r.stop_recovered_s) },
+    Metric {
+        label: "stopped node alive again after SIGCONT, all nodes (s)",
+        decimals: 2,
+        values: |r| one(r.stop_recovered_s),
+    },
     Metric { label: "leave propagation, first node (s)", decimals: 2, values: |r| one(r.leave_first_s) },
     Metric { label: "leave propagation, all nodes (s)", decimals: 2, values: |r| one(r.leave_all_s) },
     Metric { label: "user event to every node's handler (s)", decimals: 3, values: |r| one(r.event_all_s) },
-    Metric { label: "member-failed handler after the member list changed, per node (s)", decimals: 2, values: |r| r.handler_delay_s.clone() },
-    Metric { label: "SIGKILL until every node's member-failed handler ran (s)", decimals: 2, values: |r| one(r.kill_handler_all_s) },
-    Metric { label: "primary failover: SIGKILL until all nodes list it failed (s)", decimals: 2, values: |r| one(r.failover_detect_all_s) },
+    Metric {
+        label: "member-failed handler after the member list changed, per node (s)",
+        decimals: 2,
+        values: |r| r.handler_delay_s.clone(),
+    },
+    Metric {
+        label: "SIGKILL until every node's member-failed handler ran (s)",
+        decimals: 2,
+        values: |r| one(r.kill_handler_all_s),
+    },
+    Metric {
+        label: "primary failover: SIGKILL until all nodes list it failed (s)",
+        decimals: 2,
+        values: |r| one(r.failover_detect_all_s),
+    },
     Metric { label: "primary failover: service unreachable (s)", decimals: 2, values: |r| one(r.failover_gap_s) },
     Metric { label: "RSS per agent (MiB)", decimals: 1, values: |r| r.rss_mib.clone() },
+    Metric { label: "of which anonymous (heap, stacks) (MiB)", decimals: 1, values: |r| r.rss_anon_mib.clone() },
     Metric { label: "CPU per agent (s per minute)", decimals: 3, values: |r| r.cpu_s_per_min.clone() },
     Metric { label: "UDP sent per agent (bytes/s)", decimals: 0, values: |r| r.udp_bytes_per_s.clone() },
     Metric { label: "UDP sent per agent (packets/s)", decimals: 1, values: |r| r.udp_packets_per_s.clone() },
-    Metric { label: "gossip TCP per agent (bytes/s, cluster total / n)", decimals: 0, values: |r| one(r.tcp_bytes_per_s) },
+    Metric {
+        label: "gossip TCP per agent (bytes/s, cluster total / n)",
+        decimals: 0,
+        values: |r| one(r.tcp_bytes_per_s),
+    },
+    Metric {
+        label: "sent per agent, everything (bytes/s, Ethernet)",
+        decimals: 0,
+        values: |r| r.sent_bytes_per_s.clone(),
+    },
+    Metric { label: "sent per agent, everything (packets/s)", decimals: 1, values: |r| r.sent_packets_per_s.clone() },
 ];
 
 impl CompareReport {
@@ -711,8 +874,15 @@ impl CompareReport {
         let o = &self.options;
         let _ = writeln!(
             s,
-            "- {} round(s) per system and size, interleaved; {} setup tries; steady window {:.0} s; profile `{}`; loopback backend (127.0.10.x ours, 127.0.11.x Serf)",
-            o.rounds, o.setup_tries, o.steady_secs, o.profile
+            "- {} round(s) per system and size, interleaved; {} setup tries; steady window {:.0} s; profile `{}`; {}",
+            o.rounds,
+            o.setup_tries,
+            o.steady_secs,
+            o.profile,
+            match o.backend {
+                Backend::Loopback => "loopback backend (127.0.10.x ours, 127.0.11.x Serf)",
+                Backend::Netns => "namespace backend (one network namespace per agent on a bridge; 10.213.10.x ours, 10.213.11.x Serf)",
+            }
         );
         for i in &self.systems {
             let _ = writeln!(s, "- `{}`: {} — primary failover: {}", i.name, i.version, i.failover);
@@ -748,7 +918,8 @@ impl CompareReport {
             let loss = |sys: &str| self.loss_run(sys, n);
             if let Some(a) = loss(&ours) {
                 let b = theirs.as_deref().and_then(loss);
-                let _ = writeln!(
+                if a.secs > 0.0 {
+                    let _ = writeln!(
                     s,
                     "| false failures in {:.0} s at {:.0}% loss (member-failed events; members) | {} ({}) | {} | - |",
                     a.secs,
@@ -756,7 +927,26 @@ impl CompareReport {
                     a.false_failures,
                     a.members_declared,
                     b.map_or("-".to_owned(), |b| format!("{} ({})", b.false_failures, b.members_declared))
-                );
+                    );
+                }
+                if let Some(p) = a.partition_secs {
+                    let show = |l: Option<&LossRun>| {
+                        l.and_then(|l| {
+                            Some(format!(
+                                "{:.2} s (one primary {:.2} s after healing)",
+                                l.two_primaries_s?,
+                                l.single_primary_after_heal_s.unwrap_or(f64::NAN)
+                            ))
+                        })
+                        .unwrap_or_else(|| "-".to_owned())
+                    };
+                    let _ = writeln!(
+                        s,
+                        "| two primaries during a {p:.0} s partition into halves | {} | {} | - |",
+                        show(Some(a)),
+                        show(b)
+                    );
+                }
             }
             let errors: Vec<String> = self
                 .rounds
@@ -800,6 +990,7 @@ impl CompareReport {
             check("RSS per agent", 1.0 / 3.0, "1/3 of", st(|r| r.rss_mib.clone()));
             check("CPU per agent", 0.5, "1/2 of", st(|r| r.cpu_s_per_min.clone()));
             check("UDP bytes per second per agent", 1.0, "", st(|r| r.udp_bytes_per_s.clone()));
+            check("bytes per second per agent (everything)", 1.0, "", st(|r| r.sent_bytes_per_s.clone()));
             check(
                 "setup time, median",
                 1.0,
@@ -818,7 +1009,7 @@ impl CompareReport {
                 );
             }
             if let (Some(a), Some(b)) =
-                (self.loss_run(&ours, n), theirs.as_deref().and_then(|t| self.loss_run(t, n)))
+                (self.loss_run(&ours, n).filter(|l| l.secs > 0.0), theirs.as_deref().and_then(|t| self.loss_run(t, n)))
             {
                 let _ = writeln!(
                     s,

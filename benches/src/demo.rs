@@ -73,10 +73,7 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     .ok_or_else(|| anyhow::anyhow!("no single primary within 20 s of setup"))?;
     let victim = first_primary;
     let victim_name = cluster.nodes[victim].name.clone();
-    println!(
-        "{victim_name} is primary: http://{}/ answers 200, the others 503.\n",
-        cluster.nodes[victim].http
-    );
+    println!("{victim_name} is primary: http://{}/ answers 200, the others 503.\n", cluster.nodes[victim].http);
     std::thread::sleep(Duration::from_secs(1));
 
     let observers: Vec<usize> = cluster.running().into_iter().filter(|&i| i != victim).collect();
@@ -104,23 +101,37 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
                 line(&out, &text);
             });
         });
-        line(&out, &format!("{:>8.3} s  SIGKILL {victim_name} (pid {})", 0.0, cluster.agent(victim).map_or(0, |a| a.pid())));
+        line(
+            &out,
+            &format!("{:>8.3} s  SIGKILL {victim_name} (pid {})", 0.0, cluster.agent(victim).map_or(0, |a| a.pid())),
+        );
         let mut suspicions: Vec<(usize, f64)> = Vec::new();
         probe.exclude(victim);
         let result = cluster.signal(victim, Signal::Kill).map(|()| {
-            cluster.wait_for_status(&victim_name, &["failed", "left"], &observers, t0, Duration::from_secs(90), |o, status, at| {
-                let at = at.as_secs_f64();
-                if status == "suspect" {
-                    suspicions.push((o, at));
-                }
-                if status != "alive" {
-                    line(&out, &format!("{at:>8.3} s  {} sees {victim_name} {status}", names[o]));
-                }
-            })
+            cluster.wait_for_status(
+                &victim_name,
+                &["failed", "left"],
+                &observers,
+                t0,
+                Duration::from_secs(90),
+                |o, status, at| {
+                    let at = at.as_secs_f64();
+                    if status == "suspect" {
+                        suspicions.push((o, at));
+                    }
+                    if status != "alive" {
+                        line(&out, &format!("{at:>8.3} s  {} sees {victim_name} {status}", names[o]));
+                    }
+                },
+            )
         });
         // Let the probe see the new primary (bounded), then stop it.
         let _ = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
-            probe.samples().iter().any(|s| s.at > 0.0 && !s.primaries.is_empty() && !s.primaries.contains(&victim)).then_some(())
+            probe
+                .samples()
+                .iter()
+                .any(|s| s.at > 0.0 && !s.primaries.is_empty() && !s.primaries.contains(&victim))
+                .then_some(())
         });
         std::thread::sleep(Duration::from_millis(500));
         probe.stop();
@@ -133,7 +144,8 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
 
     // Handler times: when each node's member-failed handler ran.
     let mut table = String::new();
-    let _ = writeln!(table, "| node | suspected {victim_name} at | declared it failed at | member-failed handler ran at |");
+    let _ =
+        writeln!(table, "| node | suspected {victim_name} at | declared it failed at | member-failed handler ran at |");
     let _ = writeln!(table, "|---|---:|---:|---:|");
     for &(o, seen) in &propagation.seen {
         let suspected = suspicions.iter().find(|(n, _)| *n == o).map(|(_, at)| *at);
@@ -151,7 +163,8 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
             fmt(handler)
         );
     }
-    let secs = |d: Option<Duration>| d.map_or("not within the timeout".to_owned(), |d| format!("{:.3} s", d.as_secs_f64()));
+    let secs =
+        |d: Option<Duration>| d.map_or("not within the timeout".to_owned(), |d| format!("{:.3} s", d.as_secs_f64()));
     let mut summary = String::new();
     let _ = writeln!(summary, "| what | figure |");
     let _ = writeln!(summary, "|---|---:|");

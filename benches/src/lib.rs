@@ -23,6 +23,7 @@ pub mod demo;
 pub mod detection;
 pub mod iptables;
 pub mod msgpack;
+pub mod netns;
 pub mod plots;
 pub mod process;
 pub mod rpc;

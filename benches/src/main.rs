@@ -61,6 +61,14 @@ enum Command {
         /// Loss probability of the lossy run.
         #[arg(long, default_value_t = 0.1)]
         loss: f64,
+        /// Where the agents run: loopback (127.0.x.y, no privileges) or netns (root: one network
+        /// namespace per agent on a bridge, exact traffic, partitions).
+        #[arg(long, value_enum, default_value_t = BackendArg::Loopback)]
+        backend: BackendArg,
+        /// Seconds of partition into halves after the lossy run (netns backend; default 30,
+        /// quick 0).
+        #[arg(long)]
+        partition_secs: Option<f64>,
         /// Timing profile of both systems.
         #[arg(long, default_value = "lan")]
         profile: String,
@@ -95,6 +103,13 @@ enum Command {
     },
 }
 
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    Loopback,
+    Netns,
+}
+
 fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
     format!("cargo run --release -p cluster-bench -- {}", args.join(" "))
@@ -122,6 +137,8 @@ fn main() -> anyhow::Result<()> {
             steady_secs,
             loss_secs,
             loss,
+            backend,
+            partition_secs,
             profile,
             agent_bin,
             no_build,
@@ -138,6 +155,11 @@ fn main() -> anyhow::Result<()> {
             o.steady_secs = steady_secs.unwrap_or(o.steady_secs);
             o.loss_secs = loss_secs.unwrap_or(o.loss_secs);
             o.loss = loss;
+            o.backend = match backend {
+                BackendArg::Loopback => cluster_bench::cluster::Backend::Loopback,
+                BackendArg::Netns => cluster_bench::cluster::Backend::Netns,
+            };
+            o.partition_secs = partition_secs.unwrap_or(o.partition_secs);
             o.profile = profile;
             o.agent_bin = agent_bin;
             o.build = !no_build;

@@ -74,7 +74,13 @@ where
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..max_n * 1.1, 0.0..max_y * 1.15)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("nodes").y_desc(y_label).draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("nodes")
+        .y_desc(y_label)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(err)?;
     for (si, ki, label, s) in &all {
         if s.is_empty() {
             continue;
@@ -87,12 +93,16 @@ where
             .label(label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         chart
-            .draw_series(s.iter().map(|(x, st)| ErrorBar::new_vertical(*x, st.min, st.median, st.max, color.stroke_width(1), 8)))
+            .draw_series(
+                s.iter().map(|(x, st)| ErrorBar::new_vertical(*x, st.min, st.median, st.max, color.stroke_width(1), 8)),
+            )
             .map_err(err)?;
         if *ki == 0 {
             chart.draw_series(s.iter().map(|(x, st)| Circle::new((*x, st.median), 4, color.filled()))).map_err(err)?;
         } else {
-            chart.draw_series(s.iter().map(|(x, st)| TriangleMarker::new((*x, st.median), 5, color.filled()))).map_err(err)?;
+            chart
+                .draw_series(s.iter().map(|(x, st)| TriangleMarker::new((*x, st.median), 5, color.filled())))
+                .map_err(err)?;
         }
     }
     chart
@@ -114,7 +124,10 @@ fn detection(report: &CompareReport, path: &Path) -> anyhow::Result<()> {
         report,
         "Failure detection, every node knows (median, min–max)",
         "seconds",
-        &[("SIGKILL", |r: &Round| r.kill_all_s.into_iter().collect()), ("SIGSTOP", |r: &Round| r.stop_all_s.into_iter().collect())],
+        &[
+            ("SIGKILL", |r: &Round| r.kill_all_s.into_iter().collect()),
+            ("SIGSTOP", |r: &Round| r.stop_all_s.into_iter().collect()),
+        ],
     )?;
     foot.draw_text(&caption(report), &("sans-serif", 11).into_text_style(&foot), (10, 8)).map_err(err)?;
     root.present().map_err(err)?;
@@ -127,7 +140,13 @@ fn resources(report: &CompareReport, path: &Path) -> anyhow::Result<()> {
     let (main, foot) = root.split_vertically(470);
     let panels = main.split_evenly((1, 2));
     size_chart(&panels[0], report, "RSS per agent", "MiB", &[("RSS", |r: &Round| r.rss_mib.clone())])?;
-    size_chart(&panels[1], report, "CPU per agent", "CPU seconds per minute", &[("CPU", |r: &Round| r.cpu_s_per_min.clone())])?;
+    size_chart(
+        &panels[1],
+        report,
+        "CPU per agent",
+        "CPU seconds per minute",
+        &[("CPU", |r: &Round| r.cpu_s_per_min.clone())],
+    )?;
     foot.draw_text(&caption(report), &("sans-serif", 11).into_text_style(&foot), (10, 8)).map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
@@ -174,7 +193,12 @@ fn availability(report: &CompareReport, path: &Path) -> anyhow::Result<()> {
                 .map_err(err)?
                 .label("all nodes list it failed")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
-            chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).border_style(BLACK).draw().map_err(err)?;
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .border_style(BLACK)
+                .draw()
+                .map_err(err)?;
         }
     }
     foot.draw_text(&caption(report), &("sans-serif", 11).into_text_style(&foot), (10, 8)).map_err(err)?;

@@ -57,9 +57,23 @@ pub struct Agent {
 impl Agent {
     /// Start `program args` with stdout and stderr appended to `log`.
     pub fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Self> {
+        Self::spawn_in(None, program, args, log)
+    }
+
+    /// As [`Agent::spawn`], inside the network namespace `netns` when given (through
+    /// `ip netns exec`, which execs the program: the PID is the agent's).
+    pub fn spawn_in(netns: Option<&str>, program: &Path, args: &[String], log: &Path) -> anyhow::Result<Self> {
         let out = File::options().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
-        let child = Command::new(program)
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
@@ -122,6 +136,11 @@ impl Agent {
         rss_bytes(self.pid())
     }
 
+    /// Anonymous resident memory now (see [`rss_anon_bytes`]).
+    pub fn rss_anon_bytes(&self) -> Option<u64> {
+        rss_anon_bytes(self.pid())
+    }
+
     /// CPU time used so far by its threads (see [`cpu_time`]).
     pub fn cpu_time(&self) -> Option<Duration> {
         cpu_time(self.pid())
@@ -143,10 +162,19 @@ impl Drop for Agent {
 
 /// `VmRSS` of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:").map(|kb| kb * 1024)
+}
+
+/// `RssAnon` of a process (heap, stacks: what the program allocated, without the mapped
+/// binary and libraries), in bytes.
+pub fn rss_anon_bytes(pid: u32) -> Option<u64> {
+    status_kib(pid, "RssAnon:").map(|kb| kb * 1024)
+}
+
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// CPU time of a process: the sum over its threads of `/proc/PID/task/TID/schedstat` (time on

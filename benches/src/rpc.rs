@@ -46,7 +46,10 @@ impl SerfRpc {
         let seq = self.seq;
         self.seq += 1;
         let mut out = Vec::new();
-        msgpack::encode(&map([("Command", Value::Str(command.into())), ("Seq", Value::Int(i128::from(seq)))]), &mut out);
+        msgpack::encode(
+            &map([("Command", Value::Str(command.into())), ("Seq", Value::Int(i128::from(seq)))]),
+            &mut out,
+        );
         if let Some(body) = body {
             msgpack::encode(&body, &mut out);
         }
@@ -168,7 +171,9 @@ mod tests {
     fn responses_plain_and_chunked() {
         let r = parse_response(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 3\r\n\r\nno!").unwrap();
         assert_eq!((r.status, r.body.as_slice()), (503, &b"no!"[..]));
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+                .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"abcde"[..]));
         assert!(parse_response(b"garbage").is_err());
     }

@@ -70,7 +70,8 @@ fn git_commit() -> Option<String> {
     let root = workspace_root();
     let root = root.to_str()?;
     let head = run("git", &["-C", root, "rev-parse", "--short", "HEAD"])?;
-    let dirty = run("git", &["-C", root, "status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let dirty =
+        run("git", &["-C", root, "status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     Some(if dirty { format!("{head}+dirty") } else { head })
 }
 

@@ -48,6 +48,8 @@ pub struct NodeSpec {
     pub role: &'static str,
     /// Timing profile (`lan` by default, as both systems default to).
     pub profile: String,
+    /// The network namespace the agent runs in (namespace backend), or `None` (loopback).
+    pub netns: Option<String>,
 }
 
 impl NodeSpec {
@@ -66,7 +68,18 @@ impl NodeSpec {
             http: SocketAddr::from((ip, HTTP_PORT)),
             role: if index == 0 { "primary" } else { "standby" },
             profile: profile.to_owned(),
+            netns: None,
         }
+    }
+
+    /// The same node in network namespace `netns` at address `ip` (same ports).
+    pub fn in_namespace(mut self, netns: &str, ip: Ipv4Addr) -> Self {
+        self.ip = ip;
+        self.gossip = SocketAddr::from((ip, GOSSIP_PORT));
+        self.rpc = SocketAddr::from((ip, RPC_PORT));
+        self.http = SocketAddr::from((ip, HTTP_PORT));
+        self.netns = Some(netns.to_owned());
+        self
     }
 
     /// The file the event handler appends `EVENT NAME UNIX_NANOS` lines to.
@@ -195,7 +208,7 @@ impl System for SerfAgent {
         if let Some(seed) = join {
             args.extend(["-join".into(), seed.gossip.to_string()]);
         }
-        Agent::spawn(&self.bin, &args, &node.dir.join("agent.log"))
+        Agent::spawn_in(node.netns.as_deref(), &self.bin, &args, &node.dir.join("agent.log"))
     }
 
     fn members(&self, node: &NodeSpec) -> anyhow::Result<Vec<MemberView>> {
@@ -299,7 +312,7 @@ impl System for HashicorpSerf {
         if let Some(seed) = join {
             args.extend(["-join".into(), seed.gossip.to_string()]);
         }
-        Agent::spawn(&self.bin, &args, &node.dir.join("agent.log"))
+        Agent::spawn_in(node.netns.as_deref(), &self.bin, &args, &node.dir.join("agent.log"))
     }
 
     fn members(&self, node: &NodeSpec) -> anyhow::Result<Vec<MemberView>> {
@@ -357,7 +370,11 @@ pub fn locate_serf_agent(explicit: Option<&Path>, build: bool) -> anyhow::Result
             anyhow::bail!("cargo not found and {} does not exist", bin.display());
         }
     }
-    anyhow::ensure!(is_executable(&bin), "{} not found; build it with cargo build --release -p serf-agent", bin.display());
+    anyhow::ensure!(
+        is_executable(&bin),
+        "{} not found; build it with cargo build --release -p serf-agent",
+        bin.display()
+    );
     Ok(bin)
 }
 

@@ -1,0 +1,178 @@
+//! The network-namespace backend (root): one namespace per node, each with a veth pair into a
+//! bridge of our own, so that every byte an agent sends is counted on its veth (TCP included),
+//! and loss and partitions are iptables rules inside the namespaces (the `statistic` match for
+//! random loss; this kernel has no netem).
+//!
+//! ```text
+//!   host: bridge cb<tag>br<s> 10.213.<10+s>.1/24 ── veth cb<tag>s<s>n<i> ─┐
+//!                                                                        │ (veth pair)
+//!   namespace cb<tag>-<s>-<i>:  eth0 10.213.<10+s>.<10+i>/24, lo ────────┘   agent i
+//! ```
+//!
+//! Everything is named after the harness's PID and removed when the [`Topology`] is dropped
+//! (after the agents in it were killed): namespaces (which takes their veths along), the bridge,
+//! and the `FORWARD` rule that lets bridged traffic through a host firewall whose policy drops.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program).args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<String> {
+    run("ip", args)
+}
+
+/// Whether namespaces can be made here (root, `ip` and `iptables` present).
+pub fn available() -> bool {
+    crate::process::is_root() && crate::system::which("ip").is_some() && crate::system::which("iptables").is_some()
+}
+
+/// The address of node `index` of system `system` in the namespace backend.
+pub fn node_ip(system: u8, index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 213, 10 + system, 10 + index as u8)
+}
+
+/// A bridge and one namespace per node.
+#[derive(Debug)]
+pub struct Topology {
+    system: u8,
+    bridge: String,
+    namespaces: Vec<String>,
+    veths: Vec<String>,
+    forward_rule: bool,
+}
+
+impl Topology {
+    /// Create the bridge and `n` namespaces for system `system` (which selects the subnet).
+    pub fn create(system: u8, n: usize) -> anyhow::Result<Self> {
+        let tag = std::process::id() % 10_000;
+        let mut t = Self {
+            system,
+            bridge: format!("cb{tag}br{system}"),
+            namespaces: Vec::new(),
+            veths: Vec::new(),
+            forward_rule: false,
+        };
+        let gateway = format!("{}/24", Ipv4Addr::new(10, 213, 10 + system, 1));
+        let _ = ip(&["link", "del", &t.bridge]);
+        ip(&["link", "add", &t.bridge, "type", "bridge"])?;
+        ip(&["addr", "add", &gateway, "dev", &t.bridge])?;
+        ip(&["link", "set", &t.bridge, "up"])?;
+        run("iptables", &["-w", "-I", "FORWARD", "-i", &t.bridge, "-o", &t.bridge, "-j", "ACCEPT"])?;
+        t.forward_rule = true;
+        for i in 0..n {
+            let ns = format!("cb{tag}-{system}-{i}");
+            let veth = format!("cb{tag}s{system}n{i}");
+            let _ = ip(&["netns", "del", &ns]);
+            ip(&["netns", "add", &ns])?;
+            t.namespaces.push(ns.clone());
+            ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            t.veths.push(veth.clone());
+            ip(&["link", "set", &veth, "master", &t.bridge])?;
+            ip(&["link", "set", &veth, "up"])?;
+            let addr = format!("{}/24", node_ip(system, i));
+            ip(&["netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", "eth0"])?;
+            ip(&["netns", "exec", &ns, "ip", "link", "set", "eth0", "up"])?;
+            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
+        }
+        Ok(t)
+    }
+
+    /// The namespace of node `i`.
+    pub fn namespace(&self, i: usize) -> &str {
+        &self.namespaces[i]
+    }
+
+    /// Packets and bytes each node has sent so far (its veth's receive counters on the host side).
+    pub fn sent(&self) -> Vec<(u64, u64)> {
+        self.veths
+            .iter()
+            .map(|v| {
+                let read = |f: &str| {
+                    std::fs::read_to_string(format!("/sys/class/net/{v}/statistics/{f}"))
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(0)
+                };
+                (read("rx_packets"), read("rx_bytes"))
+            })
+            .collect()
+    }
+
+    fn in_ns(&self, i: usize, args: &[&str]) -> anyhow::Result<()> {
+        let mut full = vec!["netns", "exec", self.namespaces[i].as_str(), "iptables", "-w"];
+        full.extend_from_slice(args);
+        ip(&full).map(drop)
+    }
+
+    /// Drop each packet a node sends to another node with probability `p` (traffic to the host,
+    /// where the harness polls from, is spared).
+    pub fn set_loss(&self, p: f64) -> anyhow::Result<()> {
+        let subnet = format!("10.213.{}.0/24", 10 + self.system);
+        let gateway = Ipv4Addr::new(10, 213, 10 + self.system, 1).to_string();
+        let p = p.to_string();
+        for i in 0..self.namespaces.len() {
+            self.in_ns(i, &["-A", "OUTPUT", "-d", &gateway, "-j", "ACCEPT"])?;
+            self.in_ns(
+                i,
+                &[
+                    "-A",
+                    "OUTPUT",
+                    "-d",
+                    &subnet,
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &p,
+                    "-j",
+                    "DROP",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Cut every node of `a` off from every node of `b` (both ways).
+    pub fn partition(&self, a: &[usize], b: &[usize]) -> anyhow::Result<()> {
+        for (side, other) in [(a, b), (b, a)] {
+            for &i in side {
+                for &j in other {
+                    let dst = node_ip(self.system, j).to_string();
+                    self.in_ns(i, &["-A", "OUTPUT", "-d", &dst, "-j", "DROP"])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove every loss and partition rule.
+    pub fn heal(&self) -> anyhow::Result<()> {
+        for i in 0..self.namespaces.len() {
+            self.in_ns(i, &["-F", "OUTPUT"])?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+        if self.forward_rule {
+            let _ = run("iptables", &["-w", "-D", "FORWARD", "-i", &self.bridge, "-o", &self.bridge, "-j", "ACCEPT"]);
+        }
+    }
+}
