@@ -208,7 +208,10 @@ views() {
 # The scenario
 
 docker info >/dev/null 2>&1 || fail "no Docker engine answers (docker info)"
-command -v jq >/dev/null || fail "jq is needed"
+if ! command -v jq >/dev/null; then
+    ev "installing jq (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null; } || fail "jq is needed and could not be installed"
+fi
 
 ev "e2e start: $N nodes, network $(_serf_net) $(_serf_prefix).0/24, virtual IP $VIP:$PORT"
 compose down --timeout 5 >/dev/null 2>&1 || true

@@ -781,7 +781,8 @@ fn measure_partition(
     let (healed_at, single) = healed?;
     let samples = probe.samples();
     // `+ 0.0` turns the empty sum's -0.0 into 0.0.
-    let two: f64 = samples.windows(2).filter(|w| w[0].primaries.len() >= 2).map(|w| w[1].at - w[0].at).sum::<f64>() + 0.0;
+    let two: f64 =
+        samples.windows(2).filter(|w| w[0].primaries.len() >= 2).map(|w| w[1].at - w[0].at).sum::<f64>() + 0.0;
     run.partition_secs = Some(healed_at);
     run.two_primaries_s = Some(two);
     run.single_primary_after_heal_s = single;
