@@ -80,6 +80,10 @@ pub struct CompareOptions {
     pub setup_tries: usize,
     /// Length of the steady-state window (RSS, CPU, traffic).
     pub steady_secs: f64,
+    /// The steady window starts no earlier than this after the first agent started: memberlist
+    /// (Serf) runs its first periodic push-pull 30 to 60 s after start, so a window that starts
+    /// earlier misses some of its TCP traffic and CPU.
+    pub steady_after_secs: f64,
     /// Timing profile of both systems.
     pub profile: String,
     /// Length of the lossy run per system and size (0: none). Needs root and iptables.
@@ -123,6 +127,7 @@ impl CompareOptions {
             rounds: if quick { 1 } else { 3 },
             setup_tries: if quick { 3 } else { 10 },
             steady_secs: if quick { 10.0 } else { 30.0 },
+            steady_after_secs: if quick { 0.0 } else { 60.0 },
             profile: "lan".into(),
             loss_secs: if quick { 0.0 } else { 120.0 },
             loss: 0.1,
@@ -471,11 +476,21 @@ fn round_steps(
     let step = |what: &str| pb.step(format!("{} n={n} round {}: {what}", sys.name(), r.round));
     let mut c = Cluster::with_backend(sys, n, base, &o.profile, o.backend)?;
     step("setup");
+    let first_start = Instant::now();
     r.setup_s = Some(c.start_all(setup_timeout(n))?.as_secs_f64());
     step("primary election");
     single_primary(&c, Duration::from_secs(30))?;
     std::thread::sleep(Duration::from_secs(2));
 
+    let settle = Duration::from_secs_f64(o.steady_after_secs).saturating_sub(first_start.elapsed());
+    if !settle.is_zero() {
+        step(&format!(
+            "waiting {:.0} s (the steady window starts {:.0} s after the first start)",
+            settle.as_secs_f64(),
+            o.steady_after_secs
+        ));
+        std::thread::sleep(settle);
+    }
     step("steady state");
     let ips: Vec<_> = c.nodes.iter().map(|x| x.ip).collect();
     let net = format!("127.0.{}.0/24", 10 + sys.id());
@@ -875,10 +890,11 @@ impl CompareReport {
         let o = &self.options;
         let _ = writeln!(
             s,
-            "- {} round(s) per system and size, interleaved; {} setup tries; steady window {:.0} s; profile `{}`; {}",
+            "- {} round(s) per system and size, interleaved; {} setup tries; steady window {:.0} s starting at least {:.0} s after the first start; profile `{}`; {}",
             o.rounds,
             o.setup_tries,
             o.steady_secs,
+            o.steady_after_secs,
             o.profile,
             match o.backend {
                 Backend::Loopback => "loopback backend (127.0.10.x ours, 127.0.11.x Serf)",

@@ -54,6 +54,10 @@ enum Command {
         /// Steady-state window for RSS, CPU and traffic, seconds (default 30, quick 10).
         #[arg(long)]
         steady_secs: Option<f64>,
+        /// The steady window starts at least this long after the first agent started (default
+        /// 60, quick 0): Serf's first periodic push-pull comes 30 to 60 s after start.
+        #[arg(long)]
+        steady_after_secs: Option<f64>,
         /// Seconds under random loss per system and size to count false failures (root and
         /// iptables; default 120, quick 0; the figure is 600).
         #[arg(long)]
@@ -135,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             rounds,
             setup_tries,
             steady_secs,
+            steady_after_secs,
             loss_secs,
             loss,
             backend,
@@ -153,6 +158,7 @@ fn main() -> anyhow::Result<()> {
             o.rounds = rounds.unwrap_or(o.rounds).max(1);
             o.setup_tries = setup_tries.unwrap_or(o.setup_tries);
             o.steady_secs = steady_secs.unwrap_or(o.steady_secs);
+            o.steady_after_secs = steady_after_secs.unwrap_or(o.steady_after_secs);
             o.loss_secs = loss_secs.unwrap_or(o.loss_secs);
             o.loss = loss;
             o.backend = match backend {
