@@ -26,6 +26,11 @@ async fn a_failed_member_that_comes_back_is_reconnected() {
     gone.shutdown().await;
     wait_until("rc-2 failed", CONVERGE, || serfs.iter().all(|s| state_of(s, "rc-2") == Some(State::Dead))).await;
 
+    // Let probes of the old life that were in flight end (a ping reaching the new life would
+    // carry news of its death, which it answers with its alive: another way back, and not the
+    // one under test).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
     // It comes back at the same address, knowing nobody, joining nobody.
     let mut config = fast_reconnect("rc-2");
     config.node.bind_addr = addr;
