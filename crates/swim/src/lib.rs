@@ -431,13 +431,13 @@ impl Swim {
 
     /// A stream frame arrived from a peer that opened a stream; returns the frame to answer with
     /// (`None`: close the stream without an answer). `from` is the connection's peer address
-    /// (for TCP, usually an ephemeral port, not the peer's gossip address); it is used only in
-    /// logs and as the name of a push-pull's confirmations.
+    /// (for TCP, usually an ephemeral port, not the peer's gossip address); it is only logged.
     #[must_use]
     pub fn handle_stream_request(&mut self, from: SocketAddr, frame: &[u8], now: Instant) -> Option<Bytes> {
         let msg = match self.codec.decode_stream(frame) {
             Ok(msg) => msg,
             Err(e) => {
+                tracing::debug!(%from, reason = e.reason(), "stream request refused");
                 self.drop_count(e.reason());
                 return None;
             }
@@ -445,7 +445,7 @@ impl Swim {
         let answer = match msg.body? {
             StreamBody::PushPull(pp) => {
                 self.count_received("push_pull");
-                self.merge(from, &pp, pp.join, now);
+                self.merge(&pp, pp.join, now);
                 self.push_pull_message(false)
             }
             StreamBody::Ping(ping) => {
@@ -476,7 +476,7 @@ impl Swim {
             (StreamPurpose::Join(seed), Ok(wire::StreamMessage { body: Some(StreamBody::PushPull(pp)) })) => {
                 // The answer to our own join: a join for the layer above too, whatever the flag
                 // of the answer says (it describes the answering side's message).
-                self.merge(seed, &pp, true, now);
+                self.merge(&pp, true, now);
                 self.events.push_back(Event::JoinSucceeded { seed });
             }
             (StreamPurpose::Join(seed), Ok(other)) => {
@@ -488,8 +488,7 @@ impl Swim {
             }
             (StreamPurpose::Join(seed), Err(reason)) => self.events.push_back(Event::JoinFailed { seed, reason }),
             (StreamPurpose::PushPull, Ok(wire::StreamMessage { body: Some(StreamBody::PushPull(pp)) })) => {
-                let peer = SocketAddr::from(([0, 0, 0, 0], 0));
-                self.merge(peer, &pp, false, now);
+                self.merge(&pp, false, now);
             }
             (StreamPurpose::PushPull, _) => self.drop_count("push_pull_failed"),
             (StreamPurpose::TcpPing(seq), Ok(wire::StreamMessage { body: Some(StreamBody::Ack(ack)) })) => {
@@ -1189,15 +1188,14 @@ impl Swim {
     /// Merge a remote full state: alive as alive; suspect as alive then suspect; dead as suspect
     /// (never an instant death: the member gets its chance to refute); left as left. `join`: the
     /// exchange is a join, started by either side.
-    fn merge(&mut self, peer: SocketAddr, pp: &wire::PushPull, join: bool, now: Instant) {
+    fn merge(&mut self, pp: &wire::PushPull, join: bool, now: Instant) {
         if !pp.user_state.is_empty() {
             self.events.push_back(Event::RemoteState { join, state: pp.user_state.clone() });
         }
-        let _ = peer;
         // As memberlist: a suspicion learnt from a peer's state is started in our own name, so
         // that many exchanges never count as independent confirmations, and we notify the
         // suspect directly so that a live one refutes at once.
-        let peer_name = self.table.local().name.clone();
+        let local_name = self.table.local().name.clone();
         for m in &pp.members {
             let (claim, state) = match convert::member_from_wire(m) {
                 Ok(x) => x,
@@ -1211,9 +1209,9 @@ impl Swim {
                 State::Alive => self.on_alive(claim, None, now),
                 State::Suspect => {
                     self.on_alive(claim, None, now);
-                    self.suspect(&name, incarnation, &peer_name, &[], None, now);
+                    self.suspect(&name, incarnation, &local_name, &[], None, now);
                 }
-                State::Dead => self.suspect(&name, incarnation, &peer_name, &[], None, now),
+                State::Dead => self.suspect(&name, incarnation, &local_name, &[], None, now),
                 State::Left => {
                     let d = wire::Dead {
                         node: name.clone(),
