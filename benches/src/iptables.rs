@@ -115,3 +115,13 @@ impl Drop for Chain {
         let _ = iptables(&["-X", &self.name]);
     }
 }
+
+/// Remove the chains this process may have created (after a signal, when no `Drop` runs).
+pub fn remove_leftovers() {
+    for suffix in ["A", "F"] {
+        let name = format!("CB{}{suffix}", std::process::id());
+        let _ = iptables(&["-D", "OUTPUT", "-j", &name]);
+        let _ = iptables(&["-F", &name]);
+        let _ = iptables(&["-X", &name]);
+    }
+}

@@ -120,6 +120,12 @@ fn command_line() -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread starts: Ctrl-C or a kill still stops every agent and removes the
+    // network set-up.
+    cluster_bench::process::on_stop_signal(|| {
+        cluster_bench::iptables::remove_leftovers();
+        cluster_bench::netns::remove_leftovers();
+    });
     let cli = Cli::parse();
     match cli.command {
         Command::Demo { nodes, profile, agent_bin, no_build, keep, write } => {

@@ -31,6 +31,29 @@ fn ip(args: &[&str]) -> anyhow::Result<String> {
     run("ip", args)
 }
 
+/// The short tag of this process in every name (interface names are at most 15 bytes).
+fn tag() -> u32 {
+    std::process::id() % 10_000
+}
+
+/// Remove the namespaces, bridges and `FORWARD` rules this process may have created (after a
+/// signal, when no `Drop` runs).
+pub fn remove_leftovers() {
+    let prefix = format!("cb{}-", tag());
+    if let Ok(list) = ip(&["netns", "list"]) {
+        for ns in list.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with(&prefix)) {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+    for system in 0..2u8 {
+        let bridge = format!("cb{}br{system}", tag());
+        if ip(&["link", "show", &bridge]).is_ok() {
+            let _ = ip(&["link", "del", &bridge]);
+            let _ = run("iptables", &["-w", "-D", "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT"]);
+        }
+    }
+}
+
 /// Whether namespaces can be made here (root, `ip` and `iptables` present).
 pub fn available() -> bool {
     crate::process::is_root() && crate::system::which("ip").is_some() && crate::system::which("iptables").is_some()
@@ -54,7 +77,7 @@ pub struct Topology {
 impl Topology {
     /// Create the bridge and `n` namespaces for system `system` (which selects the subnet).
     pub fn create(system: u8, n: usize) -> anyhow::Result<Self> {
-        let tag = std::process::id() % 10_000;
+        let tag = tag();
         let mut t = Self {
             system,
             bridge: format!("cb{tag}br{system}"),

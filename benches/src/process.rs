@@ -4,10 +4,58 @@
 //! until it runs) and `SIGKILL` to its PID and reaps it, so no agent outlives the harness, even
 //! on an error or a panic. Nothing is ever killed by name.
 
+use std::collections::BTreeSet;
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// PIDs of the agents started and not yet reaped, for [`on_stop_signal`].
+static RUNNING: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+fn running() -> std::sync::MutexGuard<'static, BTreeSet<u32>> {
+    RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+fn stop_signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset reads it; both only touch `set`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in STOP_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Call first in `main`, before any thread starts: SIGINT, SIGTERM and SIGHUP no longer end the
+/// harness abruptly; a thread waits for them, kills every agent still running (by PID), runs
+/// `cleanup` (network set-up) and exits with 128 + the signal. Agents start with the signals
+/// unblocked again, so that SIGINT still makes them leave.
+pub fn on_stop_signal(cleanup: fn()) {
+    let set = stop_signal_set();
+    // SAFETY: blocks signals for this thread (and the threads it will start); `set` is valid.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    std::thread::spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` and `sig` are valid for the call.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            return;
+        }
+        eprintln!("\ncluster-bench: signal {sig}: killing the agents it started and removing its network set-up");
+        for pid in running().iter() {
+            let _ = send_signal(*pid, Signal::Cont);
+            let _ = send_signal(*pid, Signal::Kill);
+        }
+        cleanup();
+        std::process::exit(128 + sig);
+    });
+}
 
 /// A signal the harness sends to an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +121,16 @@ impl Agent {
             }
             None => Command::new(program),
         };
+        // SAFETY: only async-signal-safe calls between fork and exec: reset the signal mask
+        // inherited from the harness (see `on_stop_signal`).
+        unsafe {
+            command.pre_exec(|| {
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                Ok(())
+            });
+        }
         let child = command
             .args(args)
             .stdin(Stdio::null())
@@ -80,6 +138,7 @@ impl Agent {
             .stderr(Stdio::from(err))
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", program.display()))?;
+        running().insert(child.id());
         Ok(Self { child, log: log.to_owned(), exited: false })
     }
 
@@ -105,6 +164,9 @@ impl Agent {
     pub fn has_exited(&mut self) -> bool {
         if !self.exited {
             self.exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if self.exited {
+                running().remove(&self.child.id());
+            }
         }
         self.exited
     }
