@@ -29,7 +29,7 @@ pub enum NodeState {
 }
 
 /// Where the agents run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Backend {
     /// Each node on its own 127.0.x.y address; no privileges needed.
     Loopback,

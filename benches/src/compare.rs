@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::availability::{outage, Probe, Sample};
 use crate::cluster::{count_alive, poll_until, read_events, unix_nanos, Backend, Cluster};
@@ -70,7 +70,8 @@ impl Progress {
 }
 
 /// What to run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CompareOptions {
     /// Cluster sizes (each at least 5).
     pub sizes: Vec<usize>,
@@ -119,6 +120,12 @@ pub struct CompareOptions {
     pub command: String,
 }
 
+impl Default for CompareOptions {
+    fn default() -> Self {
+        Self::new(false)
+    }
+}
+
 impl CompareOptions {
     /// The defaults of `compare` (`quick`: one round, 3 setups, a 10 s window, no lossy run).
     pub fn new(quick: bool) -> Self {
@@ -146,7 +153,8 @@ impl CompareOptions {
 }
 
 /// The measurements of one cluster (one system, one size, one round).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Round {
     /// System name.
     pub system: String,
@@ -205,14 +213,14 @@ pub struct Round {
     pub failover_two_primaries_s: Option<f64>,
     /// Average time of one member-list sweep over all nodes (the resolution of the times above).
     pub poll_resolution_s: Option<f64>,
-    /// The client's samples through the failover (kept for the first round only).
+    /// The client's samples through the failover, in seconds from the kill.
     pub availability: Vec<Sample>,
     /// What went wrong, if anything (the round stops at the first error).
     pub error: Option<String>,
 }
 
 /// One setup time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetupTry {
     /// System.
     pub system: String,
@@ -225,7 +233,7 @@ pub struct SetupTry {
 }
 
 /// A cluster left running under random loss.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LossRun {
     /// System.
     pub system: String,
@@ -250,7 +258,7 @@ pub struct LossRun {
 }
 
 /// A system as run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SystemInfo {
     /// Name.
     pub name: String,
@@ -261,7 +269,7 @@ pub struct SystemInfo {
 }
 
 /// Everything `compare` measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompareReport {
     /// Command and machine.
     pub stamp: Stamp,
@@ -414,6 +422,16 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         crate::plots::write_all(&report, out)?;
         eprintln!("wrote {}/{}.md, .json and plots", out.display(), o.name);
     }
+    Ok(report)
+}
+
+/// Re-render the Markdown report and the plots of a `compare` JSON file next to it (the stamp
+/// stays that of the run that measured the data).
+pub fn render(json: &Path) -> anyhow::Result<CompareReport> {
+    let report: CompareReport = serde_json::from_str(&std::fs::read_to_string(json)?)?;
+    let dir = json.parent().unwrap_or(Path::new("."));
+    std::fs::write(json.with_extension("md"), report.markdown())?;
+    crate::plots::write_all(&report, dir)?;
     Ok(report)
 }
 
@@ -657,11 +675,9 @@ fn round_steps(
         .filter(|s| s.at > killed_at.as_secs_f64())
         .find_map(|s| s.primaries.iter().copied().find(|&p| p != primary))
         .map(|i| c.nodes[i].name.clone());
-    if r.round == 0 {
-        // Re-based on the kill, for the availability plot.
-        let k = killed_at.as_secs_f64();
-        r.availability = samples.into_iter().map(|s| Sample { at: s.at - k, primaries: s.primaries }).collect();
-    }
+    // Re-based on the kill, for the availability plot.
+    let k = killed_at.as_secs_f64();
+    r.availability = samples.into_iter().map(|s| Sample { at: s.at - k, primaries: s.primaries }).collect();
     r.poll_resolution_s = Stat::of(resolutions).map(|s| s.median);
     step("teardown");
     Ok(())

@@ -98,6 +98,11 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Re-render the Markdown report and plots of a `compare` JSON file (e.g. docs/results/compare.json).
+    Render {
+        /// The JSON file.
+        json: PathBuf,
+    },
     /// The failure-detection comparison in the simulator (same as `cargo bench --bench detection`).
     Detection {
         /// Flags: --nodes 10,100,1000 --presets a,b --events K --loss 0.1 --loss-window SECS
@@ -186,6 +191,10 @@ fn main() -> anyhow::Result<()> {
             }
             o.command = command_line();
             let report = cluster_bench::compare::run(&o)?;
+            println!("{}", report.markdown());
+        }
+        Command::Render { json } => {
+            let report = cluster_bench::compare::render(&json)?;
             println!("{}", report.markdown());
         }
         Command::Detection { args } => {

@@ -4,7 +4,7 @@
 //!   SIGSTOP, medians with min–max bars, one colour per system;
 //! - `<name>-resources.svg`: RSS and CPU per agent against cluster size;
 //! - `<name>-availability.svg`: how many nodes answered as primary, every 50 ms, through the
-//!   failover of the first round at the smallest size, one panel per system.
+//!   failover at the smallest size (the round with the median outage), one panel per system.
 //!
 //! Every plot carries the command and date of the run in its caption.
 
@@ -154,10 +154,20 @@ fn resources(report: &CompareReport, path: &Path) -> anyhow::Result<()> {
 
 fn availability(report: &CompareReport, path: &Path) -> anyhow::Result<()> {
     let n = report.options.sizes.iter().copied().min().unwrap_or(5);
+    // Per system, the round whose outage is the median one (the lower middle for an even count).
     let panels: Vec<&Round> = report
         .systems
         .iter()
-        .filter_map(|s| report.rounds.iter().find(|r| r.system == s.name && r.nodes == n && !r.availability.is_empty()))
+        .filter_map(|s| {
+            let mut rounds: Vec<&Round> = report
+                .rounds
+                .iter()
+                .filter(|r| r.system == s.name && r.nodes == n && !r.availability.is_empty())
+                .collect();
+            rounds
+                .sort_by(|a, b| a.failover_gap_s.unwrap_or(f64::MAX).total_cmp(&b.failover_gap_s.unwrap_or(f64::MAX)));
+            rounds.get(rounds.len().saturating_sub(1) / 2).copied()
+        })
         .collect();
     let height = 60 + 240 * panels.len().max(1) as u32;
     let root = SVGBackend::new(path, (900, height)).into_drawing_area();
@@ -168,8 +178,9 @@ fn availability(report: &CompareReport, path: &Path) -> anyhow::Result<()> {
     for (k, (r, area)) in panels.iter().zip(&areas).enumerate() {
         let color = COLORS[k % COLORS.len()];
         let title = format!(
-            "{}, {n} nodes: nodes answering as primary (client polls every 50 ms); SIGKILL of the primary at 0; unreachable {}",
+            "{}, {n} nodes, round {} (median outage): nodes answering as primary, polled every 50 ms; SIGKILL at 0; unreachable {}",
             r.system,
+            r.round,
             r.failover_gap_s.map_or("-".to_owned(), |g| format!("{g:.2} s"))
         );
         let mut chart = ChartBuilder::on(area)
