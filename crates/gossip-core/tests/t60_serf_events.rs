@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::serf::{alive, collect_for, serf_cluster, serf_config, shutdown_serfs, state_of, user_events, wait_for};
-use common::{init_tracing, wait_until, CONVERGE};
+use common::serf::{alive, collect_for, serf_cluster, serf_config, shutdown_serfs, state_of, user_events};
+use common::{init_tracing, wait_for_event, wait_until, CONVERGE};
 use gossip_core::{Serf, SerfConfig, SerfError, SerfEvent, State, Tags};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +29,8 @@ async fn user_events_reach_every_node_exactly_once() {
         let deadline = tokio::time::Instant::now() + CONVERGE;
         while seen.len() < expected.len() {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let (event, _) = wait_for("user events", events, remaining, |e| matches!(e, SerfEvent::User(_))).await;
+            let (event, _) =
+                wait_for_event("user events", events, remaining, |e| matches!(e, SerfEvent::User(_))).await;
             seen.extend(user_events(&[event]));
         }
         // Re-broadcasts keep arriving for a while: none may be delivered again.
@@ -85,7 +86,7 @@ async fn coalesced_events_deliver_only_the_newest_of_each_name() {
     // Not coalesced: delivered as is, at once.
     serfs[0].user_event("ping", Bytes::from_static(b"now"), false).await.unwrap();
     for (i, events) in streams.iter_mut().enumerate() {
-        wait_for(
+        wait_for_event(
             "the newest config",
             events,
             CONVERGE,
@@ -109,7 +110,8 @@ async fn join_without_replay_ignores_old_events_and_with_replay_delivers_them() 
     serfs[0].user_event("old-1", Bytes::from_static(b"a"), false).await.unwrap();
     serfs[0].user_event("old-2", Bytes::from_static(b"b"), false).await.unwrap();
     let mut events = serfs[1].events();
-    wait_for("old-2 at rp-1", &mut events, CONVERGE, |e| matches!(e, SerfEvent::User(u) if u.name == "old-2")).await;
+    wait_for_event("old-2 at rp-1", &mut events, CONVERGE, |e| matches!(e, SerfEvent::User(u) if u.name == "old-2"))
+        .await;
 
     let quiet = Serf::start(serf_config("rp-quiet")).await.unwrap();
     let mut quiet_events = quiet.events();
@@ -126,7 +128,7 @@ async fn join_without_replay_ignores_old_events_and_with_replay_delivers_them() 
     // Both still get new events, and the quiet one's clock caught up with the cluster's.
     serfs[1].user_event("new", Bytes::from_static(b"c"), false).await.unwrap();
     for events in [&mut quiet_events, &mut replay_events] {
-        wait_for("new", events, CONVERGE, |e| matches!(e, SerfEvent::User(u) if u.name == "new")).await;
+        wait_for_event("new", events, CONVERGE, |e| matches!(e, SerfEvent::User(u) if u.name == "new")).await;
     }
     assert!(quiet.stats().await.unwrap().event_time >= 3);
     let mut all = serfs;
@@ -140,7 +142,7 @@ async fn member_events_arrive_in_batches_within_the_coalesce_window() {
     let seed = Serf::start(serf_config("mb-seed")).await.unwrap();
     let mut events = seed.events();
     // The first stream sees the node's own join.
-    let (own, _) = wait_for("own join", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberJoin(_))).await;
+    let (own, _) = wait_for_event("own join", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberJoin(_))).await;
     assert_eq!(own.members().iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["mb-seed"]);
     assert_eq!(own.name(), "member-join");
 
@@ -157,7 +159,8 @@ async fn member_events_arrive_in_batches_within_the_coalesce_window() {
     let mut batches = Vec::new();
     let mut names = BTreeSet::new();
     while names.len() < 3 {
-        let (event, _) = wait_for("joins", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberJoin(_))).await;
+        let (event, _) =
+            wait_for_event("joins", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberJoin(_))).await;
         if batches.is_empty() {
             // Batched by 50 ms / 20 ms: the handler learns within about 100 ms (bound kept loose for
             // loaded test machines).
@@ -177,22 +180,24 @@ async fn member_events_arrive_in_batches_within_the_coalesce_window() {
     let leaving = joiners.pop().unwrap();
     leaving.leave().await.unwrap();
     leaving.shutdown().await;
-    let (left, _) = wait_for("leave", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberLeave(_))).await;
+    let (left, _) = wait_for_event("leave", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberLeave(_))).await;
     assert_eq!(left.members()[0].name, "mb-2");
     assert_eq!(left.members()[0].state, State::Left);
 
     joiners[1].set_tags(Tags::from_pairs([("role", "db")]).unwrap()).await.unwrap();
-    let (update, _) = wait_for("update", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberUpdate(_))).await;
+    let (update, _) =
+        wait_for_event("update", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberUpdate(_))).await;
     assert_eq!(update.members()[0].tags.get("role"), Some("db"));
 
     let crashed = joiners.pop().unwrap();
     crashed.shutdown().await;
-    let (failed, _) = wait_for("failure", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberFailed(_))).await;
+    let (failed, _) =
+        wait_for_event("failure", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberFailed(_))).await;
     assert_eq!(failed.members()[0].name, "mb-1");
 
     // Force-leave with prune: left, then reaped at once (one batch: only the reap is delivered).
     seed.force_leave("mb-1", true).await.unwrap();
-    let (reaped, _) = wait_for("reap", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberReap(_))).await;
+    let (reaped, _) = wait_for_event("reap", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberReap(_))).await;
     assert_eq!(reaped.members()[0].name, "mb-1");
     assert_eq!(state_of(&seed, "mb-1"), None);
     assert!(matches!(seed.force_leave("nobody", false).await, Err(SerfError::Node(_))));

@@ -187,7 +187,7 @@ async fn sizes_deadlines_and_double_answers_are_checked() {
     let response = serfs[0].query("slow", Bytes::new(), QueryParams::default()).await.unwrap();
     let left = response.deadline().saturating_duration_since(std::time::Instant::now());
     assert!(left > Duration::from_millis(1200) && left <= Duration::from_millis(1600), "{left:?}");
-    let (query_event, _) = common::serf::wait_for(
+    let (query_event, _) = common::wait_for_event(
         "the query",
         &mut events,
         CONVERGE,
@@ -209,7 +209,7 @@ async fn sizes_deadlines_and_double_answers_are_checked() {
     // Past the deadline.
     let params = QueryParams { timeout: Some(Duration::from_millis(300)), ..Default::default() };
     let _late = serfs[0].query("late", Bytes::new(), params).await.unwrap();
-    let (late, _) = common::serf::wait_for(
+    let (late, _) = common::wait_for_event(
         "the late query",
         &mut events,
         CONVERGE,

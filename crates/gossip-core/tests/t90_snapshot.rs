@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::serf::{collect_for, serf_cluster, serf_config, shutdown_serfs, state_of, user_events, wait_for, TempDir};
-use common::{init_tracing, wait_until, CONVERGE};
+use common::serf::{collect_for, serf_cluster, serf_config, shutdown_serfs, state_of, user_events, TempDir};
+use common::{init_tracing, wait_for_event, wait_until, CONVERGE};
 use gossip_core::{Serf, SerfConfig, SerfEvent, State};
 
 fn with_snapshot(name: &str, dir: &TempDir) -> SerfConfig {
@@ -21,7 +21,7 @@ async fn a_restarted_node_rejoins_from_its_snapshot_without_seeds() {
     let mut serfs = serf_cluster(3, |i| with_snapshot(&format!("sn-{i}"), &dir)).await;
     let mut events = serfs[2].events();
     serfs[0].user_event("before", Bytes::from_static(b"restart"), false).await.unwrap();
-    wait_for("the event", &mut events, CONVERGE, |e| matches!(e, SerfEvent::User(u) if u.name == "before")).await;
+    wait_for_event("the event", &mut events, CONVERGE, |e| matches!(e, SerfEvent::User(u) if u.name == "before")).await;
     let event_time = serfs[2].stats().await.unwrap().event_time;
 
     // A crash-like stop (no leave); the others see it fail.
@@ -45,7 +45,8 @@ async fn a_restarted_node_rejoins_from_its_snapshot_without_seeds() {
     assert!(seen.is_empty(), "{seen:?}");
     // New events flow.
     serfs[1].user_event("after", Bytes::from_static(b"x"), false).await.unwrap();
-    wait_for("the new event", &mut events, CONVERGE, |e| matches!(e, SerfEvent::User(u) if u.name == "after")).await;
+    wait_for_event("the new event", &mut events, CONVERGE, |e| matches!(e, SerfEvent::User(u) if u.name == "after"))
+        .await;
     serfs.push(restarted);
     shutdown_serfs(serfs).await;
 }

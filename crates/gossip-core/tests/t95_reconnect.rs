@@ -56,7 +56,7 @@ async fn failed_members_are_reaped_after_the_reconnect_timeout() {
     let mut serfs = serf_cluster(2, make).await;
     let mut events = serfs[0].events();
     serfs.pop().unwrap().shutdown().await;
-    common::serf::wait_for(
+    common::wait_for_event(
         "reap",
         &mut events,
         CONVERGE,

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gossip_core::{Event, EventStream, Member, Node, NodeConfig, State};
+use gossip_core::{Event, EventStream, Member, Node, NodeConfig, SerfEvent, SerfEventStream, State};
 
 pub(crate) mod serf;
 
@@ -66,18 +66,38 @@ pub(crate) async fn wait_until(what: &str, bound: Duration, mut done: impl FnMut
     }
 }
 
+/// An event stream the waits read: the node's and the serf layer's.
+pub(crate) trait Events {
+    type Event: std::fmt::Debug;
+    fn next_event(&mut self) -> impl Future<Output = Option<Self::Event>>;
+}
+
+impl Events for EventStream {
+    type Event = Event;
+    fn next_event(&mut self) -> impl Future<Output = Option<Event>> {
+        self.recv()
+    }
+}
+
+impl Events for SerfEventStream {
+    type Event = SerfEvent;
+    fn next_event(&mut self) -> impl Future<Output = Option<SerfEvent>> {
+        self.recv()
+    }
+}
+
 /// Read `events` until one matches; panic naming `what` after `bound` or if the stream ends.
 /// Returns the matching event and every event read before it.
-pub(crate) async fn wait_for_event(
+pub(crate) async fn wait_for_event<S: Events>(
     what: &str,
-    events: &mut EventStream,
+    events: &mut S,
     bound: Duration,
-    mut matches: impl FnMut(&Event) -> bool,
-) -> (Event, Vec<Event>) {
+    mut matches: impl FnMut(&S::Event) -> bool,
+) -> (S::Event, Vec<S::Event>) {
     let mut before = Vec::new();
     let deadline = tokio::time::Instant::now() + bound;
     loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
+        match tokio::time::timeout_at(deadline, events.next_event()).await {
             Ok(Some(event)) if matches(&event) => return (event, before),
             Ok(Some(event)) => before.push(event),
             Ok(None) => panic!("event stream ended while waiting for {what}; saw {before:?}"),

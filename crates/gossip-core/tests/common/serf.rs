@@ -43,26 +43,6 @@ pub(crate) fn state_of(serf: &Serf, name: &str) -> Option<State> {
     serf.members().into_iter().find(|member| member.name == name).map(|member| member.state)
 }
 
-/// Read `events` until one matches; panic naming `what` after `bound` or if the stream ends.
-/// Returns the matching event and every event read before it.
-pub(crate) async fn wait_for(
-    what: &str,
-    events: &mut SerfEventStream,
-    bound: Duration,
-    mut matches: impl FnMut(&SerfEvent) -> bool,
-) -> (SerfEvent, Vec<SerfEvent>) {
-    let mut before = Vec::new();
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(event)) if matches(&event) => return (event, before),
-            Ok(Some(event)) => before.push(event),
-            Ok(None) => panic!("event stream ended while waiting for {what}; saw {before:?}"),
-            Err(_) => panic!("timed out after {bound:?} waiting for {what}; saw {before:?}"),
-        }
-    }
-}
-
 /// Every event `events` delivers within `window`.
 pub(crate) async fn collect_for(events: &mut SerfEventStream, window: Duration) -> Vec<SerfEvent> {
     let mut seen = Vec::new();
