@@ -3,7 +3,8 @@
 #   - HashiCorp Serf (the Debian package `serf`, 0.9.4 on bookworm);
 #   - iproute2 and iptables, for traffic accounting and random loss (used only when the harness
 #     runs as root).
-# The demo (`cluster-bench demo`) needs none of this: only the Rust toolchain.
+# The demo (`cluster-bench demo`) needs none of this for serf-agent; it runs this script itself
+# (as root, with apt-get) to add Serf to the side-by-side run when `serf` is missing.
 #
 # Usage: sudo benches/setup.sh
 set -euo pipefail

@@ -1,5 +1,6 @@
 //! `cluster-bench demo`: five serf-agents on loopback, the primary killed with SIGKILL, and a
-//! live timeline of what each node sees until the primary service answers again.
+//! live timeline of what each node sees until the primary service answers again; then the same
+//! scenario with HashiCorp Serf (when it is installed or can be) and the two side by side.
 //!
 //! ```text
 //!  start node00 (role=primary) ─▶ node01..04 join ─▶ all list 5 alive ─▶ node00 serves primary
@@ -9,10 +10,14 @@
 //!                                                   ──▶ summary table
 //! ```
 //!
-//! Needs only the Rust toolchain: no Docker, no root, no HashiCorp Serf.
+//! serf-agent needs only the Rust toolchain: no Docker, no root. For the comparison, HashiCorp
+//! Serf (the Debian package `serf`) is taken from `PATH`; when it is missing and the demo runs as
+//! root on a machine with `apt-get`, `benches/setup.sh` installs it. Otherwise (or with
+//! `--no-serf`) the demo shows serf-agent alone and says why.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,7 +25,7 @@ use crate::availability::{outage, Probe};
 use crate::cluster::{poll_until, read_events, unix_nanos, Cluster};
 use crate::process::{RunDir, Signal};
 use crate::stamp::{results_dir, Stamp};
-use crate::system::{locate_serf_agent, SerfAgent, System};
+use crate::system::{locate_serf_agent, HashicorpSerf, SerfAgent, System};
 
 /// Options of the demo.
 #[derive(Debug, Clone)]
@@ -33,6 +38,10 @@ pub struct DemoOptions {
     pub agent_bin: Option<PathBuf>,
     /// Run `cargo build --release -p serf-agent` first.
     pub build: bool,
+    /// Also run the scenario with HashiCorp Serf and compare.
+    pub serf: bool,
+    /// The `serf` binary (default: `serf` on `PATH`, installed by `benches/setup.sh` if missing).
+    pub serf_bin: Option<PathBuf>,
     /// Keep the agents' directories (logs, handler output).
     pub keep: bool,
     /// Also write the summary to `docs/results/demo.md`.
@@ -46,26 +55,189 @@ fn line(out: &Mutex<()>, text: &str) {
     println!("{text}");
 }
 
-/// Run the demo; the timeline goes to stdout as it happens.
+/// What one system did in the scenario.
+#[derive(Debug, Clone, Default)]
+struct Outcome {
+    system: String,
+    setup: f64,
+    victim: String,
+    first: Option<f64>,
+    all: Option<f64>,
+    handlers_all: Option<f64>,
+    new_primary: Option<String>,
+    unavailable: Option<f64>,
+    split_brain: f64,
+    member_resolution: f64,
+    service_resolution: f64,
+    /// The per-node table (Markdown).
+    per_node: String,
+}
+
+/// HashiCorp Serf for the comparison, or why there is none.
+fn find_serf(o: &DemoOptions) -> Result<HashicorpSerf, String> {
+    if !o.serf {
+        return Err("not run (--no-serf)".into());
+    }
+    if let Some(bin) = &o.serf_bin {
+        return if bin.is_file() {
+            Ok(HashicorpSerf::new(bin.clone()))
+        } else {
+            Err(format!("--serf-bin {} is not a file", bin.display()))
+        };
+    }
+    if let Some(serf) = HashicorpSerf::find() {
+        return Ok(serf);
+    }
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("setup.sh");
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || crate::system::which("apt-get").is_none() {
+        return Err(format!(
+            "not installed (no `serf` on PATH); install it with `sudo {}` to see the comparison",
+            setup.display()
+        ));
+    }
+    eprintln!("HashiCorp Serf is not installed: installing the Debian package with {} ...", setup.display());
+    let status = Command::new("bash")
+        .arg(&setup)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("could not run {}: {e}", setup.display()))?;
+    if !status.success() {
+        return Err(format!("{} failed ({status}); see its output above", setup.display()));
+    }
+    HashicorpSerf::find().ok_or_else(|| format!("{} ran but `serf` is still not on PATH", setup.display()))
+}
+
+/// Run the demo; the timelines go to stdout as they happen.
 pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     anyhow::ensure!(o.nodes >= 3, "the demo needs at least 3 agents");
     let bin = locate_serf_agent(o.agent_bin.as_deref(), o.build)?;
-    let system = SerfAgent { bin: bin.clone() };
+    let ours = SerfAgent { bin };
+    let serf = find_serf(o);
     let dir = RunDir::new("demo", o.keep)?;
     let stamp = Stamp::new(&o.command);
-    let mut cluster = Cluster::new(&system, o.nodes, dir.path(), &o.profile)?;
+
+    let mut outcomes = vec![scenario(&ours, o, &dir.path().join("serf-agent"))?];
+    match &serf {
+        Ok(serf) => {
+            println!("\n=== The same with HashiCorp Serf ({}) ===\n", serf.bin.display());
+            match scenario(serf, o, &dir.path().join("serf")) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => println!("HashiCorp Serf's run failed: {e:#}"),
+            }
+        }
+        Err(why) => println!("\nHashiCorp Serf: {why}."),
+    }
+
+    let mut text = String::new();
+    for outcome in &outcomes {
+        let _ = write!(
+            text,
+            "### {}\n\nPer node (times from the SIGKILL of {}):\n\n{}\n",
+            outcome.system, outcome.victim, outcome.per_node
+        );
+    }
+    let _ = write!(text, "### Summary\n\n{}", summary(&outcomes, o.nodes));
+    println!("\n{text}");
+    for outcome in &outcomes {
+        if let (Some(u), Some(all)) = (outcome.unavailable, outcome.all) {
+            let target = all + 0.5;
+            println!(
+                "{}: primary unreachable for at most the detection time + 0.5 s = {target:.3} s: {} ({u:.3} s).",
+                outcome.system,
+                if u <= target { "met" } else { "MISSED" }
+            );
+        }
+    }
+    if o.write {
+        let path = results_dir().join("demo.md");
+        std::fs::create_dir_all(results_dir())?;
+        std::fs::write(
+            &path,
+            format!("# Demo: {} agents, the primary killed\n\n{}\n{text}", o.nodes, stamp.markdown()),
+        )?;
+        eprintln!("wrote {}", path.display());
+    }
+    if o.keep {
+        println!("Logs and handler output kept in {}", dir.path().display());
+    }
+    Ok(())
+}
+
+/// The summary: one column per system, and the ratio when there are two.
+fn summary(outcomes: &[Outcome], nodes: usize) -> String {
+    let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3} s"));
+    let ratio = |f: &dyn Fn(&Outcome) -> Option<f64>| match outcomes {
+        [a, b] => match (f(a), f(b)) {
+            (Some(x), Some(y)) if y > 0.0 => format!("{:.2}", x / y),
+            _ => "-".to_owned(),
+        },
+        _ => String::new(),
+    };
+    let mut s = String::new();
+    let two = outcomes.len() == 2;
+    let names: Vec<&str> = outcomes.iter().map(|o| o.system.as_str()).collect();
+    let _ = writeln!(s, "| what | {} |{}", names.join(" | "), if two { " ours/theirs |" } else { "" });
+    let _ = writeln!(s, "|---|{}{}", "---:|".repeat(outcomes.len()), if two { "---:|" } else { "" });
+    type Row<'a> = (String, &'a dyn Fn(&Outcome) -> Option<f64>);
+    let rows: [Row<'_>; 6] = [
+        (format!("setup: {nodes} agents started until all list all alive"), &|o| Some(o.setup)),
+        ("first node declares the primary failed".into(), &|o| o.first),
+        ("every node has declared it failed".into(), &|o| o.all),
+        ("every node's member-failed handler has run".into(), &|o| o.handlers_all),
+        ("primary service unreachable (client polling every 50 ms)".into(), &|o| o.unavailable),
+        ("time with two primaries".into(), &|o| Some(o.split_brain)),
+    ];
+    for (what, f) in &rows {
+        let cells: Vec<String> = outcomes.iter().map(|o| secs(f(o))).collect();
+        let _ = writeln!(
+            s,
+            "| {what} | {} |{}",
+            cells.join(" | "),
+            if two { format!(" {} |", ratio(*f)) } else { "".into() }
+        );
+    }
+    let primaries: Vec<String> =
+        outcomes.iter().map(|o| o.new_primary.clone().unwrap_or_else(|| "none".into())).collect();
+    let _ = writeln!(s, "| new primary | {} |{}", primaries.join(" | "), if two { " |" } else { "" });
+    let res: Vec<String> = outcomes
+        .iter()
+        .map(|o| format!("{:.0} ms / {:.0} ms", o.member_resolution * 1000.0, o.service_resolution * 1000.0))
+        .collect();
+    let _ = writeln!(
+        s,
+        "| poll resolution: member lists / primary service | {} |{}",
+        res.join(" | "),
+        if two { " |" } else { "" }
+    );
+    if two {
+        let _ = writeln!(
+            s,
+            "\nOne run each, on the same machine, one after the other; `cluster-bench compare` measures \
+             many rounds interleaved. Serf's failover is the original demo's event-handler script; \
+             serf-agent's is its built-in election."
+        );
+    }
+    s
+}
+
+/// Start the cluster of `system`, kill its primary, print the timeline, and read the outcome.
+fn scenario(system: &dyn System, o: &DemoOptions, dir: &Path) -> anyhow::Result<Outcome> {
+    std::fs::create_dir_all(dir)?;
+    let mut cluster = Cluster::new(system, o.nodes, dir, &o.profile)?;
     let out = Mutex::new(());
 
-    println!("Starting {} serf-agents ({}) on loopback, profile {}:", o.nodes, bin.display(), o.profile);
+    println!("Starting {} {} agents on loopback, profile {}:", o.nodes, system.name(), o.profile);
     for n in &cluster.nodes {
         println!(
             "  {}  gossip {}  rpc {}  primary web service http://{}/  (tag role={})",
             n.name, n.gossip, n.rpc, n.http, n.role
         );
     }
+    println!("  failover: {}", system.failover());
     let setup = cluster.start_all(Duration::from_secs(60))?;
     println!("All {} agents list each other alive after {:.2} s.", o.nodes, setup.as_secs_f64());
-
     let first_primary = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
         let p = cluster.primaries();
         (p.len() == 1).then(|| p[0])
@@ -82,10 +254,9 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let t0 = Instant::now();
     let kill_unix = unix_nanos();
-    let system_ref: &dyn System = &system;
     let (propagation, suspicions) = std::thread::scope(|scope| {
         scope.spawn(|| {
-            probe.run(system_ref, &nodes, t0, Duration::from_millis(50), Duration::from_secs(120), |at, primaries| {
+            probe.run(system, &nodes, t0, Duration::from_millis(50), Duration::from_secs(120), |at, primaries| {
                 let text = match primaries {
                     [] => format!("{at:>8.3} s  primary service: no node answers 200"),
                     [p] if at > 0.0 && *p != victim => format!(
@@ -147,12 +318,14 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     let _ =
         writeln!(table, "| node | suspected {victim_name} at | declared it failed at | member-failed handler ran at |");
     let _ = writeln!(table, "|---|---:|---:|---:|");
+    let mut handlers = Vec::new();
     for &(o, seen) in &propagation.seen {
         let suspected = suspicions.iter().find(|(n, _)| *n == o).map(|(_, at)| *at);
         let handler = read_events(&cluster.nodes[o].events_file())
             .into_iter()
             .find(|(kind, name, ts)| kind == "member-failed" && *name == victim_name && *ts >= kill_unix)
             .map(|(_, _, ts)| (ts - kill_unix) as f64 / 1e9);
+        handlers.push(handler);
         let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3} s"));
         let _ = writeln!(
             table,
@@ -163,51 +336,63 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
             fmt(handler)
         );
     }
-    let secs =
-        |d: Option<Duration>| d.map_or("not within the timeout".to_owned(), |d| format!("{:.3} s", d.as_secs_f64()));
-    let mut summary = String::new();
-    let _ = writeln!(summary, "| what | figure |");
-    let _ = writeln!(summary, "|---|---:|");
-    let _ = writeln!(summary, "| setup: 5 agents started until all list all alive | {:.3} s |", setup.as_secs_f64());
-    let _ = writeln!(summary, "| first node declares {victim_name} failed | {} |", secs(propagation.first));
-    let _ = writeln!(summary, "| every node has declared it failed | {} |", secs(propagation.all));
-    let _ = writeln!(
-        summary,
-        "| new primary | {} |",
-        new_primary.map_or("none".to_owned(), |p| cluster.nodes[p].name.clone())
-    );
-    let _ = writeln!(
-        summary,
-        "| primary service unreachable (client polling every 50 ms) | {} |",
-        o_.unavailable.map_or("not restored".to_owned(), |u| format!("{u:.3} s"))
-    );
-    let _ = writeln!(summary, "| time with two primaries | {:.3} s |", o_.split_brain);
-    let _ = writeln!(
-        summary,
-        "| poll resolution: member lists / primary service | {:.0} ms / {:.0} ms |",
-        propagation.resolution.as_secs_f64() * 1000.0,
-        o_.resolution * 1000.0
-    );
-    println!("\nPer node (times from the SIGKILL):\n\n{table}\nSummary:\n\n{summary}");
-    if let (Some(u), Some(all)) = (o_.unavailable, propagation.all) {
-        let target = all.as_secs_f64() + 0.5;
-        println!(
-            "Target: primary unreachable for at most the detection time + 0.5 s = {target:.3} s: {} ({u:.3} s).",
-            if u <= target { "met" } else { "MISSED" }
-        );
+    let handlers_all =
+        handlers.iter().copied().collect::<Option<Vec<f64>>>().and_then(|v| v.into_iter().reduce(f64::max));
+    Ok(Outcome {
+        system: system.name().to_owned(),
+        setup: setup.as_secs_f64(),
+        victim: victim_name,
+        first: propagation.first.map(|d| d.as_secs_f64()),
+        all: propagation.all.map(|d| d.as_secs_f64()),
+        handlers_all,
+        new_primary: new_primary.map(|p| cluster.nodes[p].name.clone()),
+        unavailable: o_.unavailable,
+        split_brain: o_.split_brain,
+        member_resolution: propagation.resolution.as_secs_f64(),
+        service_resolution: o_.resolution,
+        per_node: table,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(system: &str, all: Option<f64>) -> Outcome {
+        Outcome { system: system.into(), setup: 0.2, all, first: all, ..Outcome::default() }
     }
-    if o.write {
-        let path = results_dir().join("demo.md");
-        std::fs::create_dir_all(results_dir())?;
-        let text = format!(
-            "# Demo: 5 serf-agents, the primary killed\n\n{}\nPer node (times from the SIGKILL):\n\n{table}\nSummary:\n\n{summary}",
-            stamp.markdown()
-        );
-        std::fs::write(&path, text)?;
-        eprintln!("wrote {}", path.display());
+
+    #[test]
+    fn the_summary_puts_two_systems_side_by_side_with_the_ratio() {
+        let s = summary(&[outcome("serf-agent", Some(2.0)), outcome("serf", Some(8.0))], 5);
+        assert!(s.contains("| what | serf-agent | serf | ours/theirs |"), "{s}");
+        assert!(s.contains("| every node has declared it failed | 2.000 s | 8.000 s | 0.25 |"), "{s}");
+        // A figure one system lacks gives no ratio.
+        assert!(s.contains("| primary service unreachable (client polling every 50 ms) | - | - | - |"), "{s}");
     }
-    if o.keep {
-        println!("Logs and handler output kept in {}", dir.path().display());
+
+    #[test]
+    fn the_summary_of_one_system_has_no_ratio_column() {
+        let s = summary(&[outcome("serf-agent", None)], 3);
+        assert!(s.contains("| what | serf-agent |\n"), "{s}");
+        assert!(s.contains("| setup: 3 agents started until all list all alive | 0.200 s |\n"), "{s}");
+        assert!(!s.contains("ours/theirs"), "{s}");
     }
-    Ok(())
+
+    #[test]
+    fn an_explicit_serf_binary_that_is_missing_is_named() {
+        let o = DemoOptions {
+            nodes: 5,
+            profile: "lan".into(),
+            agent_bin: None,
+            build: false,
+            serf: true,
+            serf_bin: Some("/nonexistent/serf".into()),
+            keep: false,
+            write: false,
+            command: String::new(),
+        };
+        assert_eq!(find_serf(&o).unwrap_err(), "--serf-bin /nonexistent/serf is not a file");
+        assert_eq!(find_serf(&DemoOptions { serf: false, ..o }).unwrap_err(), "not run (--no-serf)");
+    }
 }

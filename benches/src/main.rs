@@ -15,7 +15,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start 5 serf-agents on loopback, kill the primary, print a live timeline and a summary.
+    /// Start 5 serf-agents on loopback, kill the primary, print a live timeline; then the same with
+    /// HashiCorp Serf (when installed or installable) and both side by side.
     Demo {
         /// Number of agents.
         #[arg(long, default_value_t = 5)]
@@ -29,6 +30,13 @@ enum Command {
         /// Do not run `cargo build --release -p serf-agent` first.
         #[arg(long)]
         no_build: bool,
+        /// Do not run the scenario with HashiCorp Serf afterwards (by default it runs when `serf` is
+        /// on PATH, or after benches/setup.sh installs it when running as root with apt-get).
+        #[arg(long)]
+        no_serf: bool,
+        /// The HashiCorp Serf binary (default: `serf` on PATH).
+        #[arg(long)]
+        serf_bin: Option<PathBuf>,
         /// Keep the agents' logs and handler output.
         #[arg(long)]
         keep: bool,
@@ -133,12 +141,14 @@ fn main() -> anyhow::Result<()> {
     });
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { nodes, profile, agent_bin, no_build, keep, write } => {
+        Command::Demo { nodes, profile, agent_bin, no_build, no_serf, serf_bin, keep, write } => {
             cluster_bench::demo::run(&cluster_bench::demo::DemoOptions {
                 nodes,
                 profile,
                 agent_bin,
                 build: !no_build,
+                serf: !no_serf,
+                serf_bin,
                 keep,
                 write,
                 command: command_line(),
