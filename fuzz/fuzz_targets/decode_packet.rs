@@ -9,24 +9,14 @@
 
 #![no_main]
 
-use gossip_transport::{Codec, Key, Keyring};
+use gossip_transport_fuzz::codecs;
 use libfuzzer_sys::fuzz_target;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-fn codecs() -> [Codec; 3] {
-    let mut ring = Keyring::new(Key::from_bytes(&[1; 32]).expect("valid key"));
-    ring.install(Key::from_bytes(&[2; 16]).expect("valid key"));
-    [
-        Codec::new("").expect("valid label"),
-        Codec::new("fuzz").expect("valid label"),
-        Codec::new("fuzz").expect("valid label").with_keyring(ring),
-    ]
-}
-
 fuzz_target!(|data: &[u8]| {
     let mut rng = StdRng::seed_from_u64(0);
-    for codec in &codecs() {
+    for codec in &codecs(&[2; 16]) {
         let _ = codec.decode_packet(data);
 
         let datagram = codec.seal(data, &mut rng);
