@@ -115,6 +115,7 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
     for (name, help, value) in [
         ("serf_user_events_total", "User events delivered.", c.user_events),
         ("serf_user_event_duplicates_total", "User events dropped as duplicates.", c.user_event_duplicates),
+        ("serf_prunes_total", "Prune intents of other nodes (force-leave -prune) applied.", c.prunes),
         ("serf_user_events_refused_total", "User events refused as too old.", c.user_events_refused),
         ("serf_queries_total", "Queries delivered or answered by the layer.", c.queries),
         ("serf_query_duplicates_total", "Queries dropped as duplicates.", c.query_duplicates),

@@ -26,11 +26,13 @@ fn force_leave_and_prune() {
             (agent.status_of("f2").as_deref() == Some("left")).then_some(())
         });
     }
-    // force-leave -prune: forgotten at once by the agent that ran it. (The serf layer prunes
-    // locally only: the other agents keep their own view of f3 until their reap timeout.)
+    // force-leave -prune: forgotten at once by the agent that ran it, and by every other agent
+    // through the gossiped prune intent (their own reap timeout is 24 h).
     let output = agents[1].cli(&["force-leave", "-prune", "f3"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    wait_for("f3 pruned", Duration::from_secs(10), || agents[1].status_of("f3").is_none().then_some(()));
+    for agent in &agents[..2] {
+        wait_for("f3 pruned", Duration::from_secs(10), || agent.status_of("f3").is_none().then_some(()));
+    }
     // Unknown member: 404, exit 1.
     let output = agents[0].cli(&["force-leave", "nobody"]);
     assert_eq!(output.status.code(), Some(1));

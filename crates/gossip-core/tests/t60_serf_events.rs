@@ -200,6 +200,9 @@ async fn member_events_arrive_in_batches_within_the_coalesce_window() {
     let (reaped, _) = wait_for_event("reap", &mut events, CONVERGE, |e| matches!(e, SerfEvent::MemberReap(_))).await;
     assert_eq!(reaped.members()[0].name, "mb-1");
     assert_eq!(state_of(&seed, "mb-1"), None);
+    // The prune is gossiped: the other node forgets mb-1 too, long before its 24 h tombstone.
+    wait_until("mb-0 forgets mb-1", CONVERGE, || state_of(&joiners[0], "mb-1").is_none()).await;
+    assert_eq!(joiners[0].stats().await.unwrap().counters.prunes, 1);
     assert!(matches!(seed.force_leave("nobody", false).await, Err(SerfError::Node(_))));
 
     let stats = seed.stats().await.unwrap();

@@ -165,6 +165,7 @@ use buffer::LamportBuffer;
 use clock::LamportClock;
 use coalesce::{MemberCoalescer, UserCoalescer};
 use coordinate::{CoordinateClient, VivaldiConfig};
+use messages::wire;
 use snapshot::Snapshotter;
 use stats::AtomicCounters;
 use task::{Command, Task};
@@ -470,10 +471,21 @@ impl SerfHandle {
 
     /// Serf's `force-leave`: declare the member `node` left on its behalf (for a failed node
     /// that will not come back; a live one refutes). With `prune` it is also forgotten at once
-    /// here ([`SerfEvent::MemberReap`]) instead of after `tombstone_timeout`.
+    /// ([`SerfEvent::MemberReap`]) instead of after `tombstone_timeout`, here and, through a
+    /// gossiped prune intent, on every node that knows it left or failed (or alive at no newer
+    /// incarnation: a member that refuted since is kept).
     pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), SerfError> {
+        let known = self.shared.node.members().into_iter().find(|m| m.name == node).map(|m| m.incarnation);
         self.shared.node.force_leave(node, prune).await?;
         self.shared.clocks.member.increment();
+        if let (true, Some(incarnation)) = (prune, known) {
+            let prune = wire::Prune {
+                node: node.to_owned(),
+                generation: incarnation.generation,
+                incarnation: incarnation.incarnation,
+            };
+            self.shared.commands.send(Command::Prune(prune)).await.map_err(|_| SerfError::Stopped)?;
+        }
         Ok(())
     }
 

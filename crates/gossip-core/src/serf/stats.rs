@@ -96,6 +96,8 @@ counters! {
     query_replies_dropped,
     /// Responses this node relayed for others.
     relays_forwarded,
+    /// Prune intents from other nodes (`force-leave -prune`) applied here.
+    prunes,
     /// Members suspected (not a Serf event: counted, not delivered).
     suspicions,
     /// Suspected members that refuted (not a Serf event: counted, not delivered).

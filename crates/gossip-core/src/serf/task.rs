@@ -1,7 +1,7 @@
 //! The serf task: the one owner of the layer's state (buffers, coalescers, pending queries, the
 //! Vivaldi client), fed by the node's tap and by the handles' commands.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use swim::Event;
+use swim::{Event, Incarnation, State};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -65,7 +65,12 @@ pub(crate) enum Command {
     },
     /// This node's answer to its own query (an encoded message), delivered without the network.
     LocalReply(Bytes),
+    /// Tell the cluster to forget a member this node force-left with prune.
+    Prune(wire::Prune),
 }
+
+/// How many prune intents a node remembers, to pass each on once.
+const PRUNE_MEMORY: usize = 64;
 
 /// The task's part of [`super::SerfStats`].
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +113,8 @@ struct Running {
     coordinate_recorded: Instant,
     helpers: JoinSet<()>,
     rng: SmallRng,
+    /// Prune intents seen lately (name, generation, incarnation), oldest first.
+    prunes: VecDeque<(String, u64, u64)>,
 }
 
 impl Task {
@@ -124,6 +131,7 @@ impl Task {
             coordinate_recorded: now(),
             helpers: JoinSet::new(),
             rng: SmallRng::from_rng(&mut rand::rng()),
+            prunes: VecDeque::new(),
             task: self,
         };
         running.run().await;
@@ -240,6 +248,14 @@ impl Running {
                     self.query_response(response);
                 }
             }
+            Command::Prune(prune) => {
+                if self.admit_prune(&prune) {
+                    let raw = messages::encode_message(Body::Prune(prune));
+                    if let Err(error) = self.task.shared.node.broadcast_user(None, raw).await {
+                        tracing::warn!(%error, "could not broadcast the prune");
+                    }
+                }
+            }
             Command::Stats { reply } => {
                 let _ = reply.send(TaskStats {
                     member_event_queue: self.task.members.pending(),
@@ -277,7 +293,47 @@ impl Running {
             }
             Body::QueryResponse(response) => self.query_response(response),
             Body::Relay(relay) => self.relay(relay).await,
+            Body::Prune(prune) => {
+                if self.admit_prune(&prune) {
+                    self.rebroadcast(raw).await;
+                    self.prune(prune).await;
+                }
+            }
         }
+    }
+
+    /// Remember a prune intent; `false` if it was seen already.
+    fn admit_prune(&mut self, prune: &wire::Prune) -> bool {
+        let key = (prune.node.clone(), prune.generation, prune.incarnation);
+        if self.prunes.contains(&key) {
+            return false;
+        }
+        if self.prunes.len() == PRUNE_MEMORY {
+            self.prunes.pop_front();
+        }
+        self.prunes.push_back(key);
+        true
+    }
+
+    /// Forget the member of a prune intent if it left or failed here, or is alive at no newer
+    /// incarnation than the sender knew (it has not refuted since). Never this node.
+    async fn prune(&mut self, prune: wire::Prune) {
+        let shared = Arc::clone(&self.task.shared);
+        if prune.node == shared.settings.name {
+            return;
+        }
+        let Some(member) = shared.node.members().into_iter().find(|m| m.name == prune.node) else {
+            return;
+        };
+        let intent = Incarnation::new(prune.generation, prune.incarnation);
+        if !matches!(member.state, State::Left | State::Dead) && member.incarnation > intent {
+            tracing::debug!(node = %prune.node, "prune ignored: the member refuted since");
+            return;
+        }
+        if let Err(error) = shared.node.force_leave(&prune.node, true).await {
+            tracing::debug!(node = %prune.node, %error, "prune not applied");
+        }
+        bump(&shared.counters.prunes);
     }
 
     /// Admit and deliver one user event (sent here, gossiped, or replayed by a push-pull).
