@@ -3,7 +3,7 @@
 //!
 //! | tag | what follows | travels in |
 //! |---|---|---|
-//! | `S` (0x53) | `Message` (user event, query, response, relay) | swim user payloads |
+//! | `S` (0x53) | `Message` (user event, query, response, relay, prune) | swim user payloads |
 //! | `P` (0x50) | `PushPullState` (clocks, recent events) | push-pull user state |
 //! | `C` (0x43) | `Coordinate` | ack payloads |
 //!
