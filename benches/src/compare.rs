@@ -423,7 +423,7 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         }
     }
     let loss_runs = if loss_possible {
-        let faults = if o.backend == Backend::Loopback { Some(Chain::new("F")?) } else { None };
+        let faults = if o.backend == Backend::Loopback { Some(Chain::on_input("F")?) } else { None };
         measure_losses(&systems, o, dir.path(), faults.as_ref(), &pb)
     } else {
         Vec::new()

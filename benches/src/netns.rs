@@ -145,20 +145,22 @@ impl Topology {
         ip(&full).map(drop)
     }
 
-    /// Drop each packet a node sends to another node with probability `p` (traffic to the host,
-    /// where the harness polls from, is spared).
+    /// Drop each packet a node receives from another node with probability `p` (traffic from
+    /// the host, where the harness polls from, is spared). Packets are dropped on the way in, so
+    /// the sender sees no error, as on a lossy wire (dropped in `OUTPUT`, `sendto` would fail
+    /// with `EPERM`, and memberlist skips a probe whose ping it could not send).
     pub fn set_loss(&self, p: f64) -> anyhow::Result<()> {
         let subnet = format!("10.213.{}.0/24", self.net);
         let gateway = gateway(self.net).to_string();
         let p = p.to_string();
         for i in 0..self.namespaces.len() {
-            self.in_ns(i, &["-A", "OUTPUT", "-d", &gateway, "-j", "ACCEPT"])?;
+            self.in_ns(i, &["-A", "INPUT", "-s", &gateway, "-j", "ACCEPT"])?;
             self.in_ns(
                 i,
                 &[
                     "-A",
-                    "OUTPUT",
-                    "-d",
+                    "INPUT",
+                    "-s",
                     &subnet,
                     "-m",
                     "statistic",
@@ -174,13 +176,15 @@ impl Topology {
         Ok(())
     }
 
-    /// Cut every node of `a` off from every node of `b` (both ways).
+    /// Cut every node of `a` off from every node of `b`, both ways: each node silently drops
+    /// what it receives from the other side (TCP included; senders see no error, as when a
+    /// switch between them fails).
     pub fn partition(&self, a: &[usize], b: &[usize]) -> anyhow::Result<()> {
         for (side, other) in [(a, b), (b, a)] {
             for &i in side {
                 for &j in other {
-                    let dst = node_ip(self.net, j).to_string();
-                    self.in_ns(i, &["-A", "OUTPUT", "-d", &dst, "-j", "DROP"])?;
+                    let src = node_ip(self.net, j).to_string();
+                    self.in_ns(i, &["-A", "INPUT", "-s", &src, "-j", "DROP"])?;
                 }
             }
         }
@@ -190,7 +194,7 @@ impl Topology {
     /// Remove every loss and partition rule.
     pub fn heal(&self) -> anyhow::Result<()> {
         for i in 0..self.namespaces.len() {
-            self.in_ns(i, &["-F", "OUTPUT"])?;
+            self.in_ns(i, &["-F", "INPUT"])?;
         }
         Ok(())
     }
