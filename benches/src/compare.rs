@@ -436,6 +436,12 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         std::fs::write(out.join(format!("{}.md", o.name)), report.markdown())?;
         crate::plots::write_all(&report, out)?;
         eprintln!("wrote {}/{}.md, .json and plots", out.display(), o.name);
+        if *out == results_dir() {
+            let doc = crate::stamp::benchmarks_doc();
+            if crate::stamp::splice_results(&doc, &o.name, &report.doc_section())? {
+                eprintln!("updated the {} section of {}", o.name, doc.display());
+            }
+        }
     }
     Ok(report)
 }
@@ -1081,6 +1087,20 @@ impl CompareReport {
              taken by polling every node's member list (see the poll resolution in the JSON) and, for handlers, \
              from timestamps the handler script writes. `ours/theirs` is the ratio of the medians.\n",
         );
+        s
+    }
+
+    /// The report as a section of `docs/benchmarks.md`: where it comes from, then the report
+    /// without its title, its headings two levels down.
+    pub fn doc_section(&self) -> String {
+        let mut s = format!("Generated: `docs/results/{}.md`\n\n", self.options.name);
+        for line in self.markdown().lines().skip_while(|l| l.starts_with("# ") || l.is_empty()) {
+            if line.starts_with("## ") {
+                s.push_str("##");
+            }
+            s.push_str(line);
+            s.push('\n');
+        }
         s
     }
 

@@ -61,6 +61,30 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Replace what lies between the lines `<!-- results:NAME begin -->` and `<!-- results:NAME end -->`
+/// of the Markdown file `doc` with `body`, so the tables in `docs/benchmarks.md` are the ones a
+/// run just wrote. Returns `false` (and leaves the file alone) when the markers are not there.
+pub fn splice_results(doc: &Path, name: &str, body: &str) -> std::io::Result<bool> {
+    let text = std::fs::read_to_string(doc)?;
+    let Some(spliced) = splice(&text, name, body) else { return Ok(false) };
+    std::fs::write(doc, spliced)?;
+    Ok(true)
+}
+
+fn splice(text: &str, name: &str, body: &str) -> Option<String> {
+    let begin = format!("<!-- results:{name} begin -->\n");
+    let end = format!("<!-- results:{name} end -->");
+    let start = text.find(&begin)? + begin.len();
+    let stop = start + text[start..].find(&end)?;
+    let body = body.trim_end();
+    Some(format!("{}{body}\n{}", &text[..start], &text[stop..]))
+}
+
+/// `docs/benchmarks.md` of this workspace.
+pub fn benchmarks_doc() -> PathBuf {
+    workspace_root().join("docs").join("benchmarks.md")
+}
+
 fn run(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -92,6 +116,18 @@ mod tests {
         let parsed = humantime::parse_rfc3339(&d).unwrap();
         let age = SystemTime::now().duration_since(parsed).unwrap();
         assert!(age.as_secs() < 5, "{d} is {age:?} old");
+    }
+
+    #[test]
+    fn results_are_spliced_between_their_markers_only() {
+        let doc = "intro\n<!-- results:a begin -->\nold a\n<!-- results:a end -->\n<!-- results:b begin -->\nold b\n<!-- results:b end -->\n";
+        let out = splice(doc, "a", "new a\nline 2\n\n").unwrap();
+        assert_eq!(
+            out,
+            "intro\n<!-- results:a begin -->\nnew a\nline 2\n<!-- results:a end -->\n<!-- results:b begin -->\nold b\n<!-- results:b end -->\n"
+        );
+        assert!(splice(doc, "c", "x").is_none());
+        assert!(splice("<!-- results:a begin -->\nno end", "a", "x").is_none());
     }
 
     #[test]
