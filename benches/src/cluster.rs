@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::netns::{node_ip, Topology};
 use crate::process::{Agent, Signal};
 use crate::rpc::MemberView;
-use crate::system::{write_handler, NodeSpec, System};
+use crate::system::{default_net, write_handler, NodeSpec, System};
 
 /// What the harness did to a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct Cluster<'a> {
     /// The namespaces, with the namespace backend (dropped after the agents: fields drop in
     /// order, and `Drop` kills the agents first).
     topology: Option<Topology>,
+    /// Network number: the third octet of every node's address.
+    net: u8,
 }
 
 impl std::fmt::Debug for Cluster<'_> {
@@ -80,7 +82,7 @@ impl<'a> Cluster<'a> {
     }
 
     /// As [`Cluster::new`] on the given backend (the namespace backend creates the namespaces
-    /// and the bridge now).
+    /// and the bridge now), on the system's usual network.
     pub fn with_backend(
         system: &'a dyn System,
         n: usize,
@@ -88,18 +90,31 @@ impl<'a> Cluster<'a> {
         profile: &str,
         backend: Backend,
     ) -> anyhow::Result<Self> {
+        Self::on_net(system, n, base, profile, backend, default_net(system.id()))
+    }
+
+    /// As [`Cluster::with_backend`] on network number `net` (the third octet of the nodes'
+    /// addresses), so that several clusters of one system can run at once.
+    pub fn on_net(
+        system: &'a dyn System,
+        n: usize,
+        base: &Path,
+        profile: &str,
+        backend: Backend,
+        net: u8,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!((1..=240).contains(&n), "{n} nodes: between 1 and 240 (one address each)");
         std::fs::create_dir_all(base)?;
         let handler = write_handler(base)?;
-        let mut nodes: Vec<NodeSpec> = (0..n).map(|i| NodeSpec::new(system.id(), i, base, profile)).collect();
+        let mut nodes: Vec<NodeSpec> = (0..n).map(|i| NodeSpec::new(net, i, base, profile)).collect();
         let topology = match backend {
             Backend::Loopback => None,
             Backend::Netns => {
-                let t = Topology::create(system.id(), n)?;
+                let t = Topology::create(net, n)?;
                 nodes = nodes
                     .into_iter()
                     .enumerate()
-                    .map(|(i, node)| node.in_namespace(t.namespace(i), node_ip(system.id(), i)))
+                    .map(|(i, node)| node.in_namespace(t.namespace(i), node_ip(net, i)))
                     .collect();
                 Some(t)
             }
@@ -111,7 +126,13 @@ impl<'a> Cluster<'a> {
             nodes,
             handler,
             topology,
+            net,
         })
+    }
+
+    /// The loopback subnet of the cluster (`127.0.<net>.0/24`), for iptables rules.
+    pub fn loopback_subnet(&self) -> String {
+        format!("127.0.{}.0/24", self.net)
     }
 
     /// The namespaces, with the namespace backend.

@@ -28,7 +28,7 @@ use crate::iptables::{self, Chain};
 use crate::process::{RunDir, Signal};
 use crate::stamp::{results_dir, Stamp};
 use crate::stats::{ratio, Stat};
-use crate::system::{locate_serf_agent, HashicorpSerf, SerfAgent, System};
+use crate::system::{default_net, locate_serf_agent, HashicorpSerf, SerfAgent, System};
 
 /// Progress on stderr: an indicatif bar on a terminal, plain timestamped lines otherwise (a
 /// hidden bar would swallow them).
@@ -69,6 +69,16 @@ impl Progress {
     }
 }
 
+impl CompareOptions {
+    /// Full rounds per system at size `n`.
+    pub fn rounds_at(&self, n: usize) -> usize {
+        match self.small_rounds {
+            Some(r) if n <= 5 => r.max(1),
+            _ => self.rounds,
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -77,6 +87,9 @@ pub struct CompareOptions {
     pub sizes: Vec<usize>,
     /// Full rounds per system and size.
     pub rounds: usize,
+    /// Full rounds at sizes of 5 nodes or fewer, where a round is cheap and detection times vary
+    /// most from round to round (`None`: as `rounds`).
+    pub small_rounds: Option<usize>,
     /// Setup times per system and size (rounds count; extra clusters are only set up).
     pub setup_tries: usize,
     /// Length of the steady-state window (RSS, CPU, traffic).
@@ -132,11 +145,12 @@ impl CompareOptions {
         Self {
             sizes: vec![5, 20, 50],
             rounds: if quick { 1 } else { 3 },
+            small_rounds: if quick { None } else { Some(5) },
             setup_tries: if quick { 3 } else { 10 },
             steady_secs: if quick { 10.0 } else { 30.0 },
             steady_after_secs: if quick { 0.0 } else { 60.0 },
             profile: "lan".into(),
-            loss_secs: if quick { 0.0 } else { 120.0 },
+            loss_secs: if quick { 0.0 } else { 600.0 },
             loss: 0.1,
             backend: Backend::Loopback,
             partition_secs: if quick { 0.0 } else { 30.0 },
@@ -255,6 +269,9 @@ pub struct LossRun {
     pub single_primary_after_heal_s: Option<f64>,
     /// Failure, if any.
     pub error: Option<String>,
+    /// Failure of the partition measurement, if any (the false-failure count still stands).
+    #[serde(default)]
+    pub partition_error: Option<String>,
 }
 
 /// A system as run.
@@ -349,9 +366,12 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
     }
     let dir = RunDir::new("compare", o.keep)?;
 
-    let extra_setups = o.setup_tries.saturating_sub(o.rounds);
-    let total = (o.rounds + extra_setups + usize::from(loss_possible)) * o.sizes.len() * systems.len();
-    let pb = Progress::new(total);
+    let max_rounds = o.sizes.iter().map(|&n| o.rounds_at(n)).max().unwrap_or(0);
+    let extra_setups = |n: usize| o.setup_tries.saturating_sub(o.rounds_at(n));
+    let max_extra = o.sizes.iter().map(|&n| extra_setups(n)).max().unwrap_or(0);
+    let per_system: usize =
+        o.sizes.iter().map(|&n| o.rounds_at(n) + extra_setups(n) + usize::from(loss_possible)).sum();
+    let pb = Progress::new(per_system * systems.len());
     let order = |k: usize| -> Vec<&dyn System> {
         let mut v = systems.clone();
         if k % 2 == 1 {
@@ -362,8 +382,8 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
 
     let mut rounds = Vec::new();
     let mut setups = Vec::new();
-    for r in 0..o.rounds {
-        for (si, &n) in o.sizes.iter().enumerate() {
+    for r in 0..max_rounds {
+        for (si, &n) in o.sizes.iter().enumerate().filter(|&(_, &n)| r < o.rounds_at(n)) {
             for sys in order(r + si) {
                 let base = dir.path().join(format!("{}-{n}-r{r}", sys.name()));
                 let round = measure_round(sys, n, r, o, &base, acct.as_ref(), &pb);
@@ -381,10 +401,10 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
             }
         }
     }
-    for t in 0..extra_setups {
-        for (si, &n) in o.sizes.iter().enumerate() {
-            for sys in order(t + si + o.rounds) {
-                pb.step(format!("{} n={n}: setup try {}", sys.name(), o.rounds + t + 1));
+    for t in 0..max_extra {
+        for (si, &n) in o.sizes.iter().enumerate().filter(|&(_, &n)| t < extra_setups(n)) {
+            for sys in order(t + si + o.rounds_at(n)) {
+                pb.step(format!("{} n={n}: setup try {}", sys.name(), o.rounds_at(n) + t + 1));
                 let base = dir.path().join(format!("{}-{n}-s{t}", sys.name()));
                 let result = Cluster::with_backend(sys, n, &base, &o.profile, o.backend)
                     .and_then(|mut c| c.start_all(setup_timeout(n)));
@@ -402,17 +422,12 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
             }
         }
     }
-    let mut loss_runs = Vec::new();
-    if loss_possible {
-        let faults = if o.backend == Backend::Loopback { Some(Chain::new("F")?) } else { None };
-        for (si, &n) in o.sizes.iter().enumerate() {
-            for sys in order(si) {
-                let base = dir.path().join(format!("{}-{n}-loss", sys.name()));
-                loss_runs.push(measure_loss(sys, n, o, &base, faults.as_ref(), &pb));
-                pb.inc();
-            }
-        }
-    }
+    let loss_runs = if loss_possible {
+        let faults = if o.backend == Backend::Loopback { Some(Chain::on_input("F")?) } else { None };
+        measure_losses(&systems, o, dir.path(), faults.as_ref(), &pb)
+    } else {
+        Vec::new()
+    };
     pb.bar.finish_and_clear();
     let report = CompareReport { stamp, options: o.clone(), systems: infos, rounds, setups, loss_runs, notes };
     if let Some(out) = &o.out_dir {
@@ -421,6 +436,12 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         std::fs::write(out.join(format!("{}.md", o.name)), report.markdown())?;
         crate::plots::write_all(&report, out)?;
         eprintln!("wrote {}/{}.md, .json and plots", out.display(), o.name);
+        if *out == results_dir() {
+            let doc = crate::stamp::benchmarks_doc();
+            if crate::stamp::splice_results(&doc, &o.name, &report.doc_section())? {
+                eprintln!("updated the {} section of {}", o.name, doc.display());
+            }
+        }
     }
     Ok(report)
 }
@@ -511,9 +532,8 @@ fn round_steps(
     }
     step("steady state");
     let ips: Vec<_> = c.nodes.iter().map(|x| x.ip).collect();
-    let net = format!("127.0.{}.0/24", 10 + sys.id());
     if let Some(chain) = acct {
-        iptables::count_gossip(chain, &ips, &net)?;
+        iptables::count_gossip(chain, &ips, &c.loopback_subnet())?;
     }
     let sent0 = c.topology().map(|t| t.sent());
     let cpu0: Vec<_> = (0..n).map(|i| c.agent(i).and_then(|a| a.cpu_time())).collect();
@@ -683,86 +703,142 @@ fn round_steps(
     Ok(())
 }
 
-fn measure_loss(
-    sys: &dyn System,
-    n: usize,
+/// The lossy runs: one further cluster per system and size, all running at once, each on a
+/// network of its own, so that a single window of `loss_secs` puts both systems under the same
+/// loss at the same time (and a 10-minute window costs 10 minutes, not 10 per cluster). Every
+/// `member-failed` event a handler records in the window is false, since nothing failed. With
+/// the namespace backend, each cluster is then partitioned in turn.
+fn measure_losses(
+    systems: &[&dyn System],
     o: &CompareOptions,
-    base: &Path,
+    dir: &Path,
     chain: Option<&Chain>,
     pb: &Progress,
-) -> LossRun {
-    let mut run = LossRun {
-        system: sys.name().into(),
-        nodes: n,
-        loss: o.loss,
-        secs: 0.0,
-        false_failures: 0,
-        members_declared: 0,
-        partition_secs: None,
-        two_primaries_s: None,
-        single_primary_after_heal_s: None,
-        error: None,
-    };
-    let result = (|| -> anyhow::Result<()> {
-        pb.step(format!("{} n={n}: setup for the lossy run", sys.name()));
-        let mut c = Cluster::with_backend(sys, n, base, &o.profile, o.backend)?;
-        c.start_all(setup_timeout(n))?;
-        single_primary(&c, Duration::from_secs(30))?;
-        if o.loss_secs > 0.0 {
-            let before = unix_nanos();
-            let net = format!("127.0.{}.0/24", 10 + sys.id());
-            match (c.topology(), chain) {
-                (Some(t), _) => t.set_loss(o.loss)?,
-                (None, Some(chain)) => iptables::random_loss(chain, &net, o.loss)?,
-                (None, None) => anyhow::bail!("no way to make loss here"),
-            }
-            let t0 = Instant::now();
-            let until = Duration::from_secs_f64(o.loss_secs);
-            while t0.elapsed() < until {
-                pb.step(format!(
-                    "{} n={n}: {:.0}% loss, {:.0}/{:.0} s",
-                    sys.name(),
-                    o.loss * 100.0,
-                    t0.elapsed().as_secs_f64(),
-                    o.loss_secs
-                ));
-                std::thread::sleep(Duration::from_secs(1).min(until.saturating_sub(t0.elapsed())));
-            }
-            run.secs = t0.elapsed().as_secs_f64();
-            if let Some(t) = c.topology() {
-                t.heal()?;
-            }
-            if let Some(chain) = chain {
-                chain.flush()?;
-            }
-            let mut declared = std::collections::BTreeSet::new();
-            for node in &c.nodes {
-                for (kind, name, ts) in read_events(&node.events_file()) {
-                    if kind == "member-failed" && ts >= before {
-                        run.false_failures += 1;
-                        declared.insert(name);
-                    }
+) -> Vec<LossRun> {
+    let mut runs = Vec::new();
+    let mut clusters = Vec::new();
+    for (si, &n) in o.sizes.iter().enumerate() {
+        for &sys in systems {
+            let mut run = LossRun {
+                system: sys.name().into(),
+                nodes: n,
+                loss: o.loss,
+                secs: 0.0,
+                false_failures: 0,
+                members_declared: 0,
+                partition_secs: None,
+                two_primaries_s: None,
+                single_primary_after_heal_s: None,
+                error: None,
+                partition_error: None,
+            };
+            // Networks 10 and 11 are the rounds'; each lossy cluster takes the next free pair.
+            let net = default_net(sys.id()) + 2 * (si as u8 + 1);
+            let base = dir.join(format!("{}-{n}-loss", sys.name()));
+            pb.step(format!("{} n={n}: setup for the lossy run (127.0.{net}.x / 10.213.{net}.x)", sys.name()));
+            let started = Cluster::on_net(sys, n, &base, &o.profile, o.backend, net).and_then(|mut c| {
+                c.start_all(setup_timeout(n))?;
+                single_primary(&c, Duration::from_secs(30))?;
+                Ok(c)
+            });
+            match started {
+                Ok(c) => clusters.push((runs.len(), c)),
+                Err(e) => {
+                    pb.note(format!("{} n={n} lossy run: {e:#}", sys.name()));
+                    run.error = Some(format!("{e:#}"));
                 }
             }
-            run.members_declared = declared.len();
+            runs.push(run);
         }
-        if o.partition_secs > 0.0 && c.topology().is_some() {
-            measure_partition(&c, sys, o, &mut run, pb)?;
+    }
+    if o.loss_secs > 0.0 && !clusters.is_empty() {
+        if let Err(e) = lossy_window(&mut runs, &clusters, o, chain, pb) {
+            pb.note(format!("lossy window: {e:#}"));
+            for (k, _) in &clusters {
+                runs[*k].error.get_or_insert_with(|| format!("{e:#}"));
+            }
         }
-        c.shutdown();
-        Ok(())
-    })();
+    }
     if let Some(chain) = chain {
         let _ = chain.flush();
     }
-    if let Err(e) = result {
-        pb.note(format!("{} n={n} lossy run: {e:#}", sys.name()));
-        run.error = Some(format!("{e:#}"));
+    let not_started = runs.len() - clusters.len();
+    for (k, mut c) in clusters {
+        let run = &mut runs[k];
+        if o.partition_secs > 0.0 && c.topology().is_some() && run.error.is_none() {
+            let sys = c.system();
+            if let Err(e) = measure_partition(&c, sys, o, run, pb) {
+                pb.note(format!("{} n={} partition: {e:#}", sys.name(), run.nodes));
+                run.partition_error = Some(format!("{e:#}"));
+            }
+        }
+        c.shutdown();
+        pb.inc();
+    }
+    // Runs that failed to start still count in the progress total.
+    for _ in 0..not_started {
+        pb.inc();
     }
     if !o.keep {
-        let _ = std::fs::remove_dir_all(base);
+        for r in &runs {
+            let _ = std::fs::remove_dir_all(dir.join(format!("{}-{}-loss", r.system, r.nodes)));
+        }
     }
-    run
+    runs
+}
+
+/// Put every cluster under loss for `loss_secs`, lift it, and count the false failures.
+fn lossy_window(
+    runs: &mut [LossRun],
+    clusters: &[(usize, Cluster<'_>)],
+    o: &CompareOptions,
+    chain: Option<&Chain>,
+    pb: &Progress,
+) -> anyhow::Result<()> {
+    let before = unix_nanos();
+    for (_, c) in clusters {
+        match (c.topology(), chain) {
+            (Some(t), _) => t.set_loss(o.loss)?,
+            (None, Some(chain)) => iptables::random_loss(chain, &c.loopback_subnet(), o.loss)?,
+            (None, None) => anyhow::bail!("no way to make loss here"),
+        }
+    }
+    let t0 = Instant::now();
+    let until = Duration::from_secs_f64(o.loss_secs);
+    while t0.elapsed() < until {
+        pb.step(format!(
+            "{} clusters at {:.0}% loss, {:.0}/{:.0} s",
+            clusters.len(),
+            o.loss * 100.0,
+            t0.elapsed().as_secs_f64(),
+            o.loss_secs
+        ));
+        std::thread::sleep(Duration::from_secs(1).min(until.saturating_sub(t0.elapsed())));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    for (_, c) in clusters {
+        if let Some(t) = c.topology() {
+            t.heal()?;
+        }
+    }
+    if let Some(chain) = chain {
+        chain.flush()?;
+    }
+    for (k, c) in clusters {
+        let run = &mut runs[*k];
+        run.secs = secs;
+        let mut declared = std::collections::BTreeSet::new();
+        for node in &c.nodes {
+            for (kind, name, ts) in read_events(&node.events_file()) {
+                if kind == "member-failed" && ts >= before {
+                    run.false_failures += 1;
+                    declared.insert(name);
+                }
+            }
+        }
+        run.members_declared = declared.len();
+    }
+    Ok(())
 }
 
 /// Cut the first half of the nodes off from the second half for `partition_secs` while a client
@@ -906,8 +982,12 @@ impl CompareReport {
         let o = &self.options;
         let _ = writeln!(
             s,
-            "- {} round(s) per system and size, interleaved; {} setup tries; steady window {:.0} s starting at least {:.0} s after the first start; profile `{}`; {}",
+            "- {} round(s) per system and size{}, interleaved; {} setup tries; steady window {:.0} s starting at least {:.0} s after the first start; profile `{}`; {}",
             o.rounds,
+            match o.small_rounds {
+                Some(k) if k != o.rounds && o.sizes.iter().any(|&n| n <= 5) => format!(" ({k} at 5 nodes)"),
+                _ => String::new(),
+            },
             o.setup_tries,
             o.steady_secs,
             o.steady_after_secs,
@@ -919,6 +999,15 @@ impl CompareReport {
         );
         for i in &self.systems {
             let _ = writeln!(s, "- `{}`: {} — primary failover: {}", i.name, i.version, i.failover);
+        }
+        if let Some(l) = self.loss_runs.iter().find(|l| l.secs > 0.0) {
+            let _ = writeln!(
+                s,
+                "- false failures: one more cluster per system and size, all {} running at once (each on its own network), in one window of {:.0} s at {:.0}% random loss",
+                self.loss_runs.len(),
+                l.secs,
+                l.loss * 100.0
+            );
         }
         for note in &self.notes {
             let _ = writeln!(s, "- **{note}**");
@@ -998,6 +1087,20 @@ impl CompareReport {
              taken by polling every node's member list (see the poll resolution in the JSON) and, for handlers, \
              from timestamps the handler script writes. `ours/theirs` is the ratio of the medians.\n",
         );
+        s
+    }
+
+    /// The report as a section of `docs/benchmarks.md`: where it comes from, then the report
+    /// without its title, its headings two levels down.
+    pub fn doc_section(&self) -> String {
+        let mut s = format!("Generated: `docs/results/{}.md`\n\n", self.options.name);
+        for line in self.markdown().lines().skip_while(|l| l.starts_with("# ") || l.is_empty()) {
+            if line.starts_with("## ") {
+                s.push_str("##");
+            }
+            s.push_str(line);
+            s.push('\n');
+        }
         s
     }
 

@@ -6,9 +6,15 @@
 //! TCP can be counted and dropped by the gossip port but not attributed to an agent or cut
 //! between two groups of agents: partitions need the network-namespace backend.
 //!
-//! Every rule lives in a chain of our own (`CB<pid>A` for accounting, `CB<pid>F` for faults),
-//! jumped to from `OUTPUT`; dropping the guard removes the jumps and the chains. Rules only ever
-//! match source and destination addresses in 127.0.0.0/8 chosen by the harness.
+//! Every rule lives in a chain of our own (`CB<pid>A` for accounting, jumped to from `OUTPUT`;
+//! `CB<pid>F` for faults, jumped to from `INPUT`); dropping the guard removes the jumps and the
+//! chains. Rules only ever match source and destination addresses in 127.0.0.0/8 chosen by the
+//! harness.
+//!
+//! Loss is applied on the way *in*: a packet dropped in `OUTPUT` makes the sender's `sendto`
+//! fail with `EPERM`, which no real network does, and which memberlist (Serf) treats as its own
+//! error and skips the probe instead of suspecting the peer. Dropped in `INPUT`, a packet is
+//! lost silently, as on a wire.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -31,22 +37,38 @@ pub fn available() -> bool {
     crate::process::is_root() && which("iptables").is_some() && iptables(&["-L", "OUTPUT", "-n"]).is_ok()
 }
 
-/// A chain of ours, jumped to from `OUTPUT`; removed when dropped.
+/// The built-in chains ours are jumped to from.
+const HOOKS: [&str; 2] = ["OUTPUT", "INPUT"];
+
+/// A chain of ours, jumped to from `OUTPUT` or `INPUT`; removed when dropped.
 #[derive(Debug)]
 pub struct Chain {
     name: String,
+    hook: &'static str,
 }
 
 impl Chain {
     /// Create chain `CB<pid><suffix>` and jump to it from the top of `OUTPUT`.
     pub fn new(suffix: &str) -> anyhow::Result<Self> {
+        Self::hooked(suffix, "OUTPUT")
+    }
+
+    /// Create chain `CB<pid><suffix>` and jump to it from the top of `INPUT` (for loss: see the
+    /// module doc).
+    pub fn on_input(suffix: &str) -> anyhow::Result<Self> {
+        Self::hooked(suffix, "INPUT")
+    }
+
+    fn hooked(suffix: &str, hook: &'static str) -> anyhow::Result<Self> {
         let name = format!("CB{}{suffix}", std::process::id());
-        let _ = iptables(&["-D", "OUTPUT", "-j", &name]);
+        for h in HOOKS {
+            let _ = iptables(&["-D", h, "-j", &name]);
+        }
         let _ = iptables(&["-F", &name]);
         let _ = iptables(&["-X", &name]);
         iptables(&["-N", &name])?;
-        let chain = Self { name };
-        iptables(&["-I", "OUTPUT", "1", "-j", &chain.name])?;
+        let chain = Self { name, hook };
+        iptables(&["-I", hook, "1", "-j", &chain.name])?;
         Ok(chain)
     }
 
@@ -91,7 +113,7 @@ pub fn count_gossip(chain: &Chain, ips: &[Ipv4Addr], net: &str) -> anyhow::Resul
 }
 
 /// Random loss with probability `p` on the cluster's gossip: UDP between its addresses, TCP to
-/// and from its gossip port.
+/// and from its gossip port (in a chain made with [`Chain::on_input`]).
 pub fn random_loss(chain: &Chain, net: &str, p: f64) -> anyhow::Result<()> {
     let p = format!("{p}");
     let port = crate::system::GOSSIP_PORT.to_string();
@@ -110,7 +132,7 @@ pub fn random_loss(chain: &Chain, net: &str, p: f64) -> anyhow::Result<()> {
 
 impl Drop for Chain {
     fn drop(&mut self) {
-        let _ = iptables(&["-D", "OUTPUT", "-j", &self.name]);
+        let _ = iptables(&["-D", self.hook, "-j", &self.name]);
         let _ = iptables(&["-F", &self.name]);
         let _ = iptables(&["-X", &self.name]);
     }
@@ -120,7 +142,9 @@ impl Drop for Chain {
 pub fn remove_leftovers() {
     for suffix in ["A", "F"] {
         let name = format!("CB{}{suffix}", std::process::id());
-        let _ = iptables(&["-D", "OUTPUT", "-j", &name]);
+        for h in HOOKS {
+            let _ = iptables(&["-D", h, "-j", &name]);
+        }
         let _ = iptables(&["-F", &name]);
         let _ = iptables(&["-X", &name]);
     }

@@ -56,6 +56,10 @@ enum Command {
         /// Full rounds per system and size (default 3, quick 1).
         #[arg(long)]
         rounds: Option<usize>,
+        /// Full rounds at sizes of 5 nodes or fewer (default 5, quick: as --rounds); small
+        /// clusters are cheap and vary most from round to round.
+        #[arg(long)]
+        small_rounds: Option<usize>,
         /// Setup times per system and size, rounds included (default 10, quick 3).
         #[arg(long)]
         setup_tries: Option<usize>,
@@ -66,8 +70,8 @@ enum Command {
         /// 60, quick 0): Serf's first periodic push-pull comes 30 to 60 s after start.
         #[arg(long)]
         steady_after_secs: Option<f64>,
-        /// Seconds under random loss per system and size to count false failures (root and
-        /// iptables; default 120, quick 0; the figure is 600).
+        /// Seconds under random loss to count false failures (root and iptables; default 600,
+        /// quick 0); the lossy clusters of every system and size run at once in this window.
         #[arg(long)]
         loss_secs: Option<f64>,
         /// Loss probability of the lossy run.
@@ -158,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             sizes,
             quick,
             rounds,
+            small_rounds,
             setup_tries,
             steady_secs,
             steady_after_secs,
@@ -177,6 +182,11 @@ fn main() -> anyhow::Result<()> {
             let mut o = cluster_bench::compare::CompareOptions::new(quick);
             o.sizes = sizes;
             o.rounds = rounds.unwrap_or(o.rounds).max(1);
+            if small_rounds.is_some() {
+                o.small_rounds = small_rounds;
+            } else if rounds.is_some() {
+                o.small_rounds = None;
+            }
             o.setup_tries = setup_tries.unwrap_or(o.setup_tries);
             o.steady_secs = steady_secs.unwrap_or(o.steady_secs);
             o.steady_after_secs = steady_after_secs.unwrap_or(o.steady_after_secs);

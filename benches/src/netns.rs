@@ -4,9 +4,11 @@
 //! random loss; this kernel has no netem).
 //!
 //! ```text
-//!   host: bridge cb<tag>br<s> 10.213.<10+s>.1/24 ── veth cb<tag>s<s>n<i> ─┐
-//!                                                                        │ (veth pair)
-//!   namespace cb<tag>-<s>-<i>:  eth0 10.213.<10+s>.<10+i>/24, lo ────────┘   agent i
+//!   host: bridge cb<tag>br<net> 10.213.<net>.1/24 ── veth cb<tag>s<net>n<i> ─┐
+//!                                                                          │ (veth pair)
+//!   namespace cb<tag>-<net>-<i>:  eth0 10.213.<net>.<10+i>/24, lo ─────────┘   agent i
+//!
+//! (`net` is the cluster's network number, [`crate::system::default_net`] of its system.)
 //! ```
 //!
 //! Everything is named after the harness's PID and removed when the [`Topology`] is dropped
@@ -45,11 +47,12 @@ pub fn remove_leftovers() {
             let _ = ip(&["netns", "del", ns]);
         }
     }
-    for system in 0..2u8 {
-        let bridge = format!("cb{}br{system}", tag());
-        if ip(&["link", "show", &bridge]).is_ok() {
-            let _ = ip(&["link", "del", &bridge]);
-            let _ = run("iptables", &["-w", "-D", "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT"]);
+    let bridge_prefix = format!("cb{}br", tag());
+    if let Ok(list) = ip(&["-o", "link", "show", "type", "bridge"]) {
+        // Lines look like `7: cb123br10: <BROADCAST,...> mtu ...`.
+        for bridge in list.lines().filter_map(|l| l.split(": ").nth(1)).filter(|b| b.starts_with(&bridge_prefix)) {
+            let _ = ip(&["link", "del", bridge]);
+            let _ = run("iptables", &["-w", "-D", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]);
         }
     }
 }
@@ -59,15 +62,20 @@ pub fn available() -> bool {
     crate::process::is_root() && crate::system::which("ip").is_some() && crate::system::which("iptables").is_some()
 }
 
-/// The address of node `index` of system `system` in the namespace backend.
-pub fn node_ip(system: u8, index: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 213, 10 + system, 10 + index as u8)
+/// The address of node `index` on network number `net` in the namespace backend.
+pub fn node_ip(net: u8, index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 213, net, 10 + index as u8)
+}
+
+/// The host's address on the bridge of network `net` (where the harness polls from).
+fn gateway(net: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 213, net, 1)
 }
 
 /// A bridge and one namespace per node.
 #[derive(Debug)]
 pub struct Topology {
-    system: u8,
+    net: u8,
     bridge: String,
     namespaces: Vec<String>,
     veths: Vec<String>,
@@ -75,17 +83,17 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Create the bridge and `n` namespaces for system `system` (which selects the subnet).
-    pub fn create(system: u8, n: usize) -> anyhow::Result<Self> {
+    /// Create the bridge and `n` namespaces on network number `net` (10.213.`net`.0/24).
+    pub fn create(net: u8, n: usize) -> anyhow::Result<Self> {
         let tag = tag();
         let mut t = Self {
-            system,
-            bridge: format!("cb{tag}br{system}"),
+            net,
+            bridge: format!("cb{tag}br{net}"),
             namespaces: Vec::new(),
             veths: Vec::new(),
             forward_rule: false,
         };
-        let gateway = format!("{}/24", Ipv4Addr::new(10, 213, 10 + system, 1));
+        let gateway = format!("{}/24", gateway(net));
         let _ = ip(&["link", "del", &t.bridge]);
         ip(&["link", "add", &t.bridge, "type", "bridge"])?;
         ip(&["addr", "add", &gateway, "dev", &t.bridge])?;
@@ -93,8 +101,8 @@ impl Topology {
         run("iptables", &["-w", "-I", "FORWARD", "-i", &t.bridge, "-o", &t.bridge, "-j", "ACCEPT"])?;
         t.forward_rule = true;
         for i in 0..n {
-            let ns = format!("cb{tag}-{system}-{i}");
-            let veth = format!("cb{tag}s{system}n{i}");
+            let ns = format!("cb{tag}-{net}-{i}");
+            let veth = format!("cb{tag}s{net}n{i}");
             let _ = ip(&["netns", "del", &ns]);
             ip(&["netns", "add", &ns])?;
             t.namespaces.push(ns.clone());
@@ -102,7 +110,7 @@ impl Topology {
             t.veths.push(veth.clone());
             ip(&["link", "set", &veth, "master", &t.bridge])?;
             ip(&["link", "set", &veth, "up"])?;
-            let addr = format!("{}/24", node_ip(system, i));
+            let addr = format!("{}/24", node_ip(net, i));
             ip(&["netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", "eth0"])?;
             ip(&["netns", "exec", &ns, "ip", "link", "set", "eth0", "up"])?;
             ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
@@ -137,20 +145,22 @@ impl Topology {
         ip(&full).map(drop)
     }
 
-    /// Drop each packet a node sends to another node with probability `p` (traffic to the host,
-    /// where the harness polls from, is spared).
+    /// Drop each packet a node receives from another node with probability `p` (traffic from
+    /// the host, where the harness polls from, is spared). Packets are dropped on the way in, so
+    /// the sender sees no error, as on a lossy wire (dropped in `OUTPUT`, `sendto` would fail
+    /// with `EPERM`, and memberlist skips a probe whose ping it could not send).
     pub fn set_loss(&self, p: f64) -> anyhow::Result<()> {
-        let subnet = format!("10.213.{}.0/24", 10 + self.system);
-        let gateway = Ipv4Addr::new(10, 213, 10 + self.system, 1).to_string();
+        let subnet = format!("10.213.{}.0/24", self.net);
+        let gateway = gateway(self.net).to_string();
         let p = p.to_string();
         for i in 0..self.namespaces.len() {
-            self.in_ns(i, &["-A", "OUTPUT", "-d", &gateway, "-j", "ACCEPT"])?;
+            self.in_ns(i, &["-A", "INPUT", "-s", &gateway, "-j", "ACCEPT"])?;
             self.in_ns(
                 i,
                 &[
                     "-A",
-                    "OUTPUT",
-                    "-d",
+                    "INPUT",
+                    "-s",
                     &subnet,
                     "-m",
                     "statistic",
@@ -166,13 +176,15 @@ impl Topology {
         Ok(())
     }
 
-    /// Cut every node of `a` off from every node of `b` (both ways).
+    /// Cut every node of `a` off from every node of `b`, both ways: each node silently drops
+    /// what it receives from the other side (TCP included; senders see no error, as when a
+    /// switch between them fails).
     pub fn partition(&self, a: &[usize], b: &[usize]) -> anyhow::Result<()> {
         for (side, other) in [(a, b), (b, a)] {
             for &i in side {
                 for &j in other {
-                    let dst = node_ip(self.system, j).to_string();
-                    self.in_ns(i, &["-A", "OUTPUT", "-d", &dst, "-j", "DROP"])?;
+                    let src = node_ip(self.net, j).to_string();
+                    self.in_ns(i, &["-A", "INPUT", "-s", &src, "-j", "DROP"])?;
                 }
             }
         }
@@ -182,7 +194,7 @@ impl Topology {
     /// Remove every loss and partition rule.
     pub fn heal(&self) -> anyhow::Result<()> {
         for i in 0..self.namespaces.len() {
-            self.in_ns(i, &["-F", "OUTPUT"])?;
+            self.in_ns(i, &["-F", "INPUT"])?;
         }
         Ok(())
     }

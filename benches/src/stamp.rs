@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +61,30 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Replace what lies between the lines `<!-- results:NAME begin -->` and `<!-- results:NAME end -->`
+/// of the Markdown file `doc` with `body`, so the tables in `docs/benchmarks.md` are the ones a
+/// run just wrote. Returns `false` (and leaves the file alone) when the markers are not there.
+pub fn splice_results(doc: &Path, name: &str, body: &str) -> std::io::Result<bool> {
+    let text = std::fs::read_to_string(doc)?;
+    let Some(spliced) = splice(&text, name, body) else { return Ok(false) };
+    std::fs::write(doc, spliced)?;
+    Ok(true)
+}
+
+fn splice(text: &str, name: &str, body: &str) -> Option<String> {
+    let begin = format!("<!-- results:{name} begin -->\n");
+    let end = format!("<!-- results:{name} end -->");
+    let start = text.find(&begin)? + begin.len();
+    let stop = start + text[start..].find(&end)?;
+    let body = body.trim_end();
+    Some(format!("{}{body}\n{}", &text[..start], &text[stop..]))
+}
+
+/// `docs/benchmarks.md` of this workspace.
+pub fn benchmarks_doc() -> PathBuf {
+    workspace_root().join("docs").join("benchmarks.md")
+}
+
 fn run(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -75,26 +99,9 @@ fn git_commit() -> Option<String> {
     Some(if dirty { format!("{head}+dirty") } else { head })
 }
 
-/// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
+/// Now, UTC, as RFC 3339 to the second (`YYYY-MM-DDTHH:MM:SSZ`).
 pub fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 #[cfg(test)]
@@ -102,10 +109,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
+    fn the_date_is_rfc3339_utc_to_the_second() {
+        let d = utc_now();
+        assert_eq!(d.len(), 20, "{d}");
+        assert!(d.ends_with('Z'), "{d}");
+        let parsed = humantime::parse_rfc3339(&d).unwrap();
+        let age = SystemTime::now().duration_since(parsed).unwrap();
+        assert!(age.as_secs() < 5, "{d} is {age:?} old");
+    }
+
+    #[test]
+    fn results_are_spliced_between_their_markers_only() {
+        let doc = "intro\n<!-- results:a begin -->\nold a\n<!-- results:a end -->\n<!-- results:b begin -->\nold b\n<!-- results:b end -->\n";
+        let out = splice(doc, "a", "new a\nline 2\n\n").unwrap();
+        assert_eq!(
+            out,
+            "intro\n<!-- results:a begin -->\nnew a\nline 2\n<!-- results:a end -->\n<!-- results:b begin -->\nold b\n<!-- results:b end -->\n"
+        );
+        assert!(splice(doc, "c", "x").is_none());
+        assert!(splice("<!-- results:a begin -->\nno end", "a", "x").is_none());
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! handler-based failover of the original demo). A third (consul-lite) implements [`System`] the
 //! same way.
 //!
-//! Every node gets its own loopback address (`127.0.<system>.<10 + index>`) with the usual ports
-//! (gossip 7946, RPC 7373, primary web service 8080), so both systems use the same ports and no
-//! agent can collide with a process on 127.0.0.1.
+//! Every node gets its own loopback address (`127.0.<net>.<10 + index>`, where the network
+//! number `net` is [`default_net`] of its system, or another one when several clusters of one
+//! system run at once) with the usual ports (gossip 7946, RPC 7373, primary web service 8080), so
+//! both systems use the same ports and no agent can collide with a process on 127.0.0.1.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -53,10 +54,10 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
-    /// The spec of node `index` of a cluster of the system numbered `system` (which selects the
-    /// address range), with its directory under `base`.
-    pub fn new(system: u8, index: usize, base: &Path, profile: &str) -> Self {
-        let ip = Ipv4Addr::new(127, 0, 10 + system, 10 + index as u8);
+    /// The spec of node `index` of a cluster on network number `net` (`127.0.<net>.<10 +
+    /// index>`), with its directory under `base`.
+    pub fn new(net: u8, index: usize, base: &Path, profile: &str) -> Self {
+        let ip = Ipv4Addr::new(127, 0, net, 10 + index as u8);
         let name = format!("node{index:02}");
         Self {
             index,
@@ -93,11 +94,18 @@ impl NodeSpec {
     }
 }
 
+/// The network number (third octet: `127.0.<net>.x` on loopback, `10.213.<net>.x` in
+/// namespaces) of the clusters of system `id`: 10 for ours, 11 for Serf. Clusters that run at
+/// the same time as another of the same system (the lossy runs) take `default_net(id) + 2 * k`.
+pub fn default_net(id: u8) -> u8 {
+    10 + id
+}
+
 /// A system under test.
 pub trait System: Send + Sync {
     /// Short name for tables: `serf-agent`, `serf`.
     fn name(&self) -> &str;
-    /// Number that selects the address range (`127.0.<10 + id>.x`); distinct per system.
+    /// Number that selects the address range (see [`default_net`]); distinct per system.
     fn id(&self) -> u8;
     /// How the primary role moves, for the report.
     fn failover(&self) -> &str;
@@ -164,6 +172,43 @@ fn handler_command(handler: &Path, node: &NodeSpec, failover: Option<(&Path, Soc
     cmd
 }
 
+/// Start `bin agent` for `node` with the flags both systems share (Serf's names: `-node`,
+/// `-bind`, `-rpc-addr`, `-tag`, `-profile`, `-event-handler`, `-log-level`, `-join`), then
+/// `extra`, inside the node's namespace when it has one.
+fn start_agent(
+    bin: &Path,
+    node: &NodeSpec,
+    join: Option<&NodeSpec>,
+    event_handler: &str,
+    extra: &[String],
+) -> anyhow::Result<Agent> {
+    std::fs::create_dir_all(&node.dir)?;
+    let mut args: Vec<String> = [
+        "agent",
+        "-node",
+        &node.name,
+        "-bind",
+        &node.gossip.to_string(),
+        "-rpc-addr",
+        &node.rpc.to_string(),
+        "-tag",
+        &format!("role={}", node.role),
+        "-profile",
+        &node.profile,
+        "-event-handler",
+        event_handler,
+        "-log-level",
+        "warn",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend_from_slice(extra);
+    if let Some(seed) = join {
+        args.extend(["-join".into(), seed.gossip.to_string()]);
+    }
+    Agent::spawn_in(node.netns.as_deref(), bin, &args, &node.dir.join("agent.log"))
+}
+
 /// Ours: `bins/serf-agent`, with the built-in election and primary web service.
 #[derive(Debug, Clone)]
 pub struct SerfAgent {
@@ -185,30 +230,8 @@ impl System for SerfAgent {
     }
 
     fn start(&self, node: &NodeSpec, join: Option<&NodeSpec>, handler: &Path) -> anyhow::Result<Agent> {
-        std::fs::create_dir_all(&node.dir)?;
-        let mut args: Vec<String> = vec![
-            "agent".into(),
-            "-node".into(),
-            node.name.clone(),
-            "-bind".into(),
-            node.gossip.to_string(),
-            "-rpc-addr".into(),
-            node.rpc.to_string(),
-            "-primary-http".into(),
-            node.http.to_string(),
-            "-tag".into(),
-            format!("role={}", node.role),
-            "-profile".into(),
-            node.profile.clone(),
-            "-event-handler".into(),
-            handler_command(handler, node, None),
-            "-log-level".into(),
-            "warn".into(),
-        ];
-        if let Some(seed) = join {
-            args.extend(["-join".into(), seed.gossip.to_string()]);
-        }
-        Agent::spawn_in(node.netns.as_deref(), &self.bin, &args, &node.dir.join("agent.log"))
+        let primary_http = ["-primary-http".to_owned(), node.http.to_string()];
+        start_agent(&self.bin, node, join, &handler_command(handler, node, None), &primary_http)
     }
 
     fn members(&self, node: &NodeSpec) -> anyhow::Result<Vec<MemberView>> {
@@ -291,28 +314,7 @@ impl System for HashicorpSerf {
     }
 
     fn start(&self, node: &NodeSpec, join: Option<&NodeSpec>, handler: &Path) -> anyhow::Result<Agent> {
-        std::fs::create_dir_all(&node.dir)?;
-        let mut args: Vec<String> = vec![
-            "agent".into(),
-            "-node".into(),
-            node.name.clone(),
-            "-bind".into(),
-            node.gossip.to_string(),
-            "-rpc-addr".into(),
-            node.rpc.to_string(),
-            "-tag".into(),
-            format!("role={}", node.role),
-            "-profile".into(),
-            node.profile.clone(),
-            "-event-handler".into(),
-            handler_command(handler, node, Some((&self.bin, node.rpc))),
-            "-log-level".into(),
-            "warn".into(),
-        ];
-        if let Some(seed) = join {
-            args.extend(["-join".into(), seed.gossip.to_string()]);
-        }
-        Agent::spawn_in(node.netns.as_deref(), &self.bin, &args, &node.dir.join("agent.log"))
+        start_agent(&self.bin, node, join, &handler_command(handler, node, Some((&self.bin, node.rpc))), &[])
     }
 
     fn members(&self, node: &NodeSpec) -> anyhow::Result<Vec<MemberView>> {
@@ -384,12 +386,12 @@ mod tests {
 
     #[test]
     fn node_addresses_and_names() {
-        let n = NodeSpec::new(1, 3, Path::new("/tmp/x"), "lan");
+        let n = NodeSpec::new(default_net(1), 3, Path::new("/tmp/x"), "lan");
         assert_eq!(n.name, "node03");
         assert_eq!(n.gossip.to_string(), "127.0.11.13:7946");
         assert_eq!(n.rpc.to_string(), "127.0.11.13:7373");
         assert_eq!(n.role, "standby");
-        assert_eq!(NodeSpec::new(0, 0, Path::new("/tmp/x"), "lan").role, "primary");
+        assert_eq!(NodeSpec::new(default_net(0), 0, Path::new("/tmp/x"), "lan").role, "primary");
     }
 
     #[test]
