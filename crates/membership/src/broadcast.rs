@@ -6,6 +6,8 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
+use crate::Name;
+
 /// Where a message sits in the queue: fewest transmissions first, then newest first.
 type Slot = (u32, Reverse<u64>);
 
@@ -42,14 +44,14 @@ pub struct BroadcastQueue {
     next_seq: u64,
     queue: BTreeMap<Slot, Queued>,
     /// Slot of the message queued under each key.
-    keys: HashMap<String, Slot>,
+    keys: HashMap<Name, Slot>,
     /// Multiset of queued message lengths, to stop `fill` once nothing can fit.
     lengths: BTreeMap<usize, usize>,
 }
 
 #[derive(Debug, Clone)]
 struct Queued {
-    key: Option<String>,
+    key: Option<Name>,
     message: Bytes,
 }
 
@@ -84,15 +86,15 @@ impl BroadcastQueue {
     /// Queue an encoded message. With `key`, any queued message with the same key is dropped.
     /// Beyond `max_depth` messages, the most-sent ones (the oldest among equals) are dropped.
     pub fn push(&mut self, key: Option<&str>, message: Bytes) {
-        if let Some(old) = key.and_then(|key| self.keys.remove(key)) {
-            self.take(old);
-        }
+        // A replaced message hands its key on, so that a key is allocated once per news subject.
+        let replaced = key.and_then(|key| self.keys.remove(key)).and_then(|old| self.take(old));
+        let key = replaced.and_then(|queued| queued.key).or_else(|| key.map(Name::from));
         let slot = (0, Reverse(self.next_seq));
         self.next_seq += 1;
-        if let Some(key) = key {
-            self.keys.insert(key.to_owned(), slot);
+        if let Some(key) = &key {
+            self.keys.insert(key.clone(), slot);
         }
-        self.put(slot, Queued { key: key.map(str::to_owned), message });
+        self.put(slot, Queued { key, message });
         while self.queue.len() > self.max_depth {
             let Some((_, dropped)) = self.queue.pop_last() else {
                 break;
@@ -166,6 +168,7 @@ impl BroadcastQueue {
             }
             self.put(slot, queued);
         }
+        self.shrink_when_mostly_empty();
         messages
     }
 
@@ -184,6 +187,16 @@ impl BroadcastQueue {
         self.queue.clear();
         self.keys.clear();
         self.lengths.clear();
+        self.shrink_when_mostly_empty();
+    }
+
+    /// Give back the key index's room once the queue has drained to a quarter of it: a burst
+    /// (a node learning a thousand members while it joins) must not leave every node holding a
+    /// table sized for the burst. The B-trees give their nodes back by themselves.
+    fn shrink_when_mostly_empty(&mut self) {
+        if self.keys.capacity() > 64 && self.keys.len() < self.keys.capacity() / 4 {
+            self.keys.shrink_to(self.keys.len() * 2);
+        }
     }
 
     /// Insert at `slot` (the key index is the caller's business).

@@ -126,10 +126,12 @@
 
 mod broadcast;
 mod member;
+mod name;
 mod table;
 mod tags;
 
 pub use broadcast::BroadcastQueue;
 pub use member::{AliveClaim, Incarnation, Member, ProtocolRange, State};
-pub use table::{Applied, MemberTable};
+pub use name::Name;
+pub use table::{Applied, MemberId, MemberTable};
 pub use tags::{Tags, TagsError, MAX_TAGS_ENCODED_LEN};

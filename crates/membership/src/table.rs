@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::{AliveClaim, Incarnation, Member, State, Tags};
+use crate::{AliveClaim, Incarnation, Member, Name, State, Tags};
 
 /// What applying a piece of news did to the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,13 +43,36 @@ pub enum Applied {
 ///
 /// See the crate docs for the ordering rules every `apply_*` method follows.
 ///
-/// Costs: lookups and every `apply_*` are `O(log n)`; [`Self::live_count`] is `O(1)`;
-/// [`Self::reap`] is `O((r + 1) log n)` for `r` members removed.
+/// Costs: lookups and every `apply_*` are `O(log n)`; [`Self::member`] by [`MemberId`] and
+/// [`Self::live_count`] are `O(1)`; [`Self::reap`] is `O((r + 1) log n)` for `r` members removed.
+///
+/// Memory: members live in one vector of records, indexed by name in a B-tree of
+/// `(Name, MemberId)`; each member's name is one shared allocation (see [`Name`]). That is
+/// about 150 bytes per member plus its name (`size_of::<Member>()` for the record, 20 bytes
+/// of index entry with the B-tree's slack, and a little spare room in the vector, which grows
+/// by an eighth at a time). The `table_memory` test bounds it.
 #[derive(Debug, Clone)]
 pub struct MemberTable {
-    local: String,
-    members: BTreeMap<String, Member>,
+    local: MemberId,
+    /// Member records by [`MemberId`]; `None` in a slot freed by a removal (listed in `free`).
+    slots: Vec<Option<Member>>,
+    free: Vec<u32>,
+    by_name: BTreeMap<Name, MemberId>,
     index: StateIndex,
+}
+
+/// Where a member sits in its [`MemberTable`]: stable for as long as the member stays in the
+/// table (through every change of state), reused for another member after it is removed
+/// ([`MemberTable::reap`], [`MemberTable::remove`]). A compact handle for structures that
+/// follow the table, such as a set of peers to choose from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemberId(u32);
+
+impl MemberId {
+    /// The slot number, `0..` the largest table size reached: usable as a vector index.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
 }
 
 impl MemberTable {
@@ -58,42 +81,67 @@ impl MemberTable {
         let member = Member::from_claim(local, State::Alive, now);
         let mut index = StateIndex::default();
         index.add(&member, true);
-        Self { local: member.name.clone(), members: BTreeMap::from([(member.name.clone(), member)]), index }
+        let id = MemberId(0);
+        Self {
+            local: id,
+            by_name: BTreeMap::from([(member.name.clone(), id)]),
+            slots: vec![Some(member)],
+            free: Vec::new(),
+            index,
+        }
     }
 
     /// The local node.
     pub fn local(&self) -> &Member {
-        self.members.get(&self.local).expect("the local node is always in the table")
+        self.member(self.local).expect("the local node is always in the table")
     }
 
     /// The local node's name.
-    pub fn local_name(&self) -> &str {
-        &self.local
+    pub fn local_name(&self) -> &Name {
+        &self.local().name
     }
 
     /// Look a member up by name.
     pub fn get(&self, name: &str) -> Option<&Member> {
-        self.members.get(name)
+        self.member(self.id(name)?)
+    }
+
+    /// The [`MemberId`] of the member called `name`.
+    pub fn id(&self, name: &str) -> Option<MemberId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The member at `id`, if a member is there (it may be another member than the one `id`
+    /// was taken from, if that one has been removed since).
+    pub fn member(&self, id: MemberId) -> Option<&Member> {
+        self.slots.get(id.index())?.as_ref()
     }
 
     /// Whether `name` is in the table (tombstones included).
     pub fn contains(&self, name: &str) -> bool {
-        self.members.contains_key(name)
+        self.by_name.contains_key(name)
     }
 
     /// All members, tombstones included, in name order.
     pub fn iter(&self) -> impl Iterator<Item = &Member> {
-        self.members.values()
+        self.by_name.values().filter_map(|&id| self.member(id))
     }
 
     /// Number of members in the table (tombstones included).
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.by_name.len()
     }
 
     /// Whether the table is empty: never true (the local node is always present).
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.by_name.is_empty()
+    }
+
+    /// Reserve room for `additional` more members (for example before a push-pull merge of a
+    /// large remote state), so that the records grow once.
+    pub fn reserve(&mut self, additional: usize) {
+        let wanted = (self.len() + additional).saturating_sub(self.slots.len() + self.free.len());
+        self.slots.reserve_exact(wanted);
     }
 
     /// Number of members that are alive or suspect (the local node included): the `n` of the
@@ -117,7 +165,7 @@ impl MemberTable {
     /// - Otherwise a strictly newer incarnation wins and the member becomes alive (from dead or
     ///   left: a rejoin); an equal or older one is `Ignored`.
     pub fn apply_alive(&mut self, claim: AliveClaim, now: Instant) -> Applied {
-        if claim.name == self.local {
+        if claim.name == *self.local_name() {
             let local = self.local();
             let newer = claim.incarnation > local.incarnation
                 || (claim.incarnation == local.incarnation && !local.same_content(&claim));
@@ -126,10 +174,10 @@ impl MemberTable {
             }
             return self.refute(claim.incarnation);
         }
-        let Some(member) = self.members.get_mut(&claim.name) else {
+        let Some(member) = self.by_name.get(claim.name.as_str()).and_then(|&id| self.slots[id.index()].as_mut()) else {
             let member = Member::from_claim(claim, State::Alive, now);
             self.index.add(&member, false);
-            self.members.insert(member.name.clone(), member.clone());
+            self.insert(member.clone());
             return Applied::Changed { previous: None, member, tags_changed: false };
         };
         if member.addr != claim.addr && member.is_live() {
@@ -160,10 +208,10 @@ impl MemberTable {
     ///   confirmation apart by looking at the member's state itself.
     /// - Dead or left member, unknown node, older incarnation: `Ignored`, nothing stored.
     pub fn apply_suspect(&mut self, name: &str, incarnation: Incarnation, now: Instant) -> Applied {
-        if name == self.local {
+        if name == self.local_name().as_str() {
             return self.refute_unless_stale(incarnation);
         }
-        let Some(member) = self.members.get_mut(name) else {
+        let Some(member) = self.by_name.get(name).and_then(|&id| self.slots[id.index()].as_mut()) else {
             return Applied::Ignored;
         };
         if incarnation < member.incarnation {
@@ -194,10 +242,10 @@ impl MemberTable {
     /// - Otherwise `Ignored`; a dead or left member remembers a newer `incarnation` (a death at
     ///   `i` outranks an `alive` at `i`).
     pub fn apply_dead(&mut self, name: &str, incarnation: Incarnation, left: bool, now: Instant) -> Applied {
-        if name == self.local {
+        if name == self.local_name().as_str() {
             return self.refute_unless_stale(incarnation);
         }
-        let Some(member) = self.members.get_mut(name) else {
+        let Some(member) = self.by_name.get(name).and_then(|&id| self.slots[id.index()].as_mut()) else {
             return Applied::Ignored;
         };
         if incarnation < member.incarnation {
@@ -288,10 +336,10 @@ impl MemberTable {
     /// `force-leave -prune`); returns it. Without a tombstone, old news about it could bring it
     /// back, so callers first mark it left and spread that.
     pub fn remove(&mut self, name: &str) -> Option<Member> {
-        if name == self.local {
+        if name == self.local_name().as_str() {
             return None;
         }
-        let member = self.members.remove(name)?;
+        let member = self.take(name)?;
         self.index.remove(&member);
         Some(member)
     }
@@ -310,8 +358,11 @@ impl MemberTable {
                 let Some((_, name)) = tombstones.pop_first() else {
                     break;
                 };
-                if let Some(member) = self.members.remove(&name) {
-                    reaped.push(member);
+                if let Some(id) = self.by_name.remove(&name) {
+                    if let Some(member) = self.slots.get_mut(id.index()).and_then(Option::take) {
+                        self.free.push(id.0);
+                        reaped.push(member);
+                    }
                 }
             }
         }
@@ -341,21 +392,57 @@ impl MemberTable {
     }
 
     fn local_mut_and_index(&mut self) -> (&mut Member, &mut StateIndex) {
-        let local = self.members.get_mut(&self.local).expect("the local node is always in the table");
+        let local = self.slots[self.local.index()].as_mut().expect("the local node is always in the table");
         (local, &mut self.index)
+    }
+
+    /// Store a member not yet in the table (the state index is the caller's business).
+    fn insert(&mut self, member: Member) -> MemberId {
+        let name = member.name.clone();
+        let id = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(member);
+                MemberId(slot)
+            }
+            None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grow by an eighth rather than doubling: thousands of tables in one
+                    // simulation would otherwise carry up to half their size as spare room.
+                    self.slots.reserve_exact(self.slots.len() / 8 + 4);
+                }
+                let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 members");
+                self.slots.push(Some(member));
+                MemberId(slot)
+            }
+        };
+        self.by_name.insert(name, id);
+        id
+    }
+
+    /// Take a member out of the table (the state index is the caller's business).
+    fn take(&mut self, name: &str) -> Option<Member> {
+        let id = self.by_name.remove(name)?;
+        let member = self.slots.get_mut(id.index())?.take()?;
+        self.free.push(id.0);
+        Some(member)
     }
 
     /// Recompute the index from scratch and compare (tests only).
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
         let mut index = StateIndex::default();
-        for member in self.members.values() {
-            index.add(member, member.name == self.local);
+        for member in self.iter() {
+            index.add(member, member.name == *self.local_name());
         }
         assert_eq!(index.live, self.index.live, "live count");
         assert_eq!(index.dead, self.index.dead, "dead tombstones");
         assert_eq!(index.left, self.index.left, "left tombstones");
-        assert!(self.members.contains_key(&self.local));
+        assert_eq!(self.local().name, *self.local_name());
+        assert_eq!(self.slots.iter().filter(|s| s.is_some()).count(), self.by_name.len(), "records");
+        assert_eq!(self.slots.len(), self.by_name.len() + self.free.len(), "free slots");
+        for (name, &id) in &self.by_name {
+            assert_eq!(self.member(id).map(|m| &m.name), Some(name), "slot of {name}");
+        }
     }
 }
 
@@ -367,9 +454,9 @@ struct StateIndex {
     /// Members alive or suspect, the local node included.
     live: usize,
     /// Non-local dead members by (state_changed, name).
-    dead: BTreeSet<(Instant, String)>,
+    dead: BTreeSet<(Instant, Name)>,
     /// Non-local left members by (state_changed, name).
-    left: BTreeSet<(Instant, String)>,
+    left: BTreeSet<(Instant, Name)>,
 }
 
 impl StateIndex {
