@@ -468,9 +468,11 @@ impl Simulation {
         self.nodes[node].swim.as_ref()
     }
 
-    /// The members as `node` sees them (tombstones included); empty if it is down.
+    /// The members as `node` sees them (tombstones included), in no particular order (see
+    /// [`Swim::members_unordered`]; [`Swim::members`] is in name order but sorts); empty if it
+    /// is down.
     pub fn view(&self, node: usize) -> impl Iterator<Item = &Member> {
-        self.nodes[node].swim.iter().flat_map(Swim::members)
+        self.nodes[node].swim.iter().flat_map(Swim::members_unordered)
     }
 
     /// How `node` sees `subject`: its state, or `None` if it does not know it (or is down). A

@@ -1,7 +1,11 @@
 //! The member table and the SWIM ordering rules that decide which news wins.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
+
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
 
 use crate::{AliveClaim, Incarnation, Member, Name, State, Tags};
 
@@ -43,22 +47,40 @@ pub enum Applied {
 ///
 /// See the crate docs for the ordering rules every `apply_*` method follows.
 ///
-/// Costs: lookups and every `apply_*` are `O(log n)`; [`Self::member`] by [`MemberId`] and
-/// [`Self::live_count`] are `O(1)`; [`Self::reap`] is `O((r + 1) log n)` for `r` members removed.
+/// Costs: lookups, every `apply_*`, [`Self::member`] by [`MemberId`] and [`Self::live_count`]
+/// are `O(1)`; [`Self::iter`] sorts, `O(n log n)` ([`Self::iter_unordered`] does not);
+/// [`Self::reap`] is `O((r + 1) log t)` for `r` members removed out of `t` tombstones.
 ///
-/// Memory: members live in one vector of records, indexed by name in a B-tree of
-/// `(Name, MemberId)`; each member's name is one shared allocation (see [`Name`]). That is
-/// about 150 bytes per member plus its name (`size_of::<Member>()` for the record, 20 bytes
-/// of index entry with the B-tree's slack, and a little spare room in the vector, which grows
-/// by an eighth at a time). The `table_memory` test bounds it.
-#[derive(Debug, Clone)]
+/// Memory: members live in one vector of records, found by name through a hash table of
+/// [`MemberId`]s (4 bytes and a control byte per bucket; the names stay in the records); each
+/// member's name is one shared allocation (see [`Name`]). That is about 120 bytes per member
+/// plus its name: `size_of::<Member>()` for the record, the hash table with its spare buckets,
+/// and a little spare room in the vector, which grows by an eighth at a time. The
+/// `table_memory` test bounds it.
+#[derive(Clone)]
 pub struct MemberTable {
     local: MemberId,
     /// Member records by [`MemberId`]; `None` in a slot freed by a removal (listed in `free`).
     slots: Vec<Option<Member>>,
     free: Vec<u32>,
-    by_name: BTreeMap<Name, MemberId>,
+    /// The ids of all members, hashed by name.
+    by_name: HashTable<MemberId>,
     index: StateIndex,
+}
+
+impl std::fmt::Debug for MemberTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberTable")
+            .field("local", self.local_name())
+            .field("members", &self.iter().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hash of a name in the index: fixed, so that nothing about the table depends on the
+/// process it runs in.
+fn name_hash(name: &str) -> u64 {
+    FixedState::with_seed(0x6d65_6d62_6572_7321).hash_one(name)
 }
 
 /// Where a member sits in its [`MemberTable`]: stable for as long as the member stays in the
@@ -81,14 +103,10 @@ impl MemberTable {
         let member = Member::from_claim(local, State::Alive, now);
         let mut index = StateIndex::default();
         index.add(&member, true);
-        let id = MemberId(0);
-        Self {
-            local: id,
-            by_name: BTreeMap::from([(member.name.clone(), id)]),
-            slots: vec![Some(member)],
-            free: Vec::new(),
-            index,
-        }
+        let mut table =
+            Self { local: MemberId(0), by_name: HashTable::new(), slots: Vec::new(), free: Vec::new(), index };
+        table.local = table.insert(member);
+        table
     }
 
     /// The local node.
@@ -108,7 +126,14 @@ impl MemberTable {
 
     /// The [`MemberId`] of the member called `name`.
     pub fn id(&self, name: &str) -> Option<MemberId> {
-        self.by_name.get(name).copied()
+        let slots = &self.slots;
+        self.by_name.find(name_hash(name), |&id| named(slots, id, name)).copied()
+    }
+
+    /// The member called `name`, with the state index to keep in step with it.
+    fn get_mut(&mut self, name: &str) -> Option<(&mut Member, &mut StateIndex)> {
+        let id = self.id(name)?;
+        Some((self.slots[id.index()].as_mut()?, &mut self.index))
     }
 
     /// The member at `id`, if a member is there (it may be another member than the one `id`
@@ -119,12 +144,26 @@ impl MemberTable {
 
     /// Whether `name` is in the table (tombstones included).
     pub fn contains(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
+        self.id(name).is_some()
     }
 
-    /// All members, tombstones included, in name order.
+    /// All members, tombstones included, in name order. Sorts: `O(n log n)`.
     pub fn iter(&self) -> impl Iterator<Item = &Member> {
-        self.by_name.values().filter_map(|&id| self.member(id))
+        let mut members: Vec<&Member> = self.iter_unordered().collect();
+        members.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        members.into_iter()
+    }
+
+    /// All members, tombstones included, in [`MemberId`] order: the same order for the same
+    /// history of changes, but not name order. `O(n)`.
+    pub fn iter_unordered(&self) -> impl Iterator<Item = &Member> {
+        self.slots.iter().flatten()
+    }
+
+    /// The dead members (tombstones of failed members, not of members that left), in the order
+    /// they were declared dead. `O(d)` for `d` dead members.
+    pub fn dead(&self) -> impl Iterator<Item = &Member> {
+        self.index.dead.iter().filter_map(|(_, name)| self.get(name))
     }
 
     /// Number of members in the table (tombstones included).
@@ -142,6 +181,8 @@ impl MemberTable {
     pub fn reserve(&mut self, additional: usize) {
         let wanted = (self.len() + additional).saturating_sub(self.slots.len() + self.free.len());
         self.slots.reserve_exact(wanted);
+        let slots = &self.slots;
+        self.by_name.reserve(additional, |&id| slot_hash(slots, id));
     }
 
     /// Number of members that are alive or suspect (the local node included): the `n` of the
@@ -174,7 +215,7 @@ impl MemberTable {
             }
             return self.refute(claim.incarnation);
         }
-        let Some(member) = self.by_name.get(claim.name.as_str()).and_then(|&id| self.slots[id.index()].as_mut()) else {
+        let Some((member, index)) = self.get_mut(&claim.name) else {
             let member = Member::from_claim(claim, State::Alive, now);
             self.index.add(&member, false);
             self.insert(member.clone());
@@ -192,7 +233,7 @@ impl MemberTable {
         member.incarnation = claim.incarnation;
         member.tags = claim.tags;
         member.protocol = claim.protocol;
-        self.index.transition(member, false, State::Alive, now);
+        index.transition(member, false, State::Alive, now);
         Applied::Changed { previous: Some(previous), member: member.clone(), tags_changed }
     }
 
@@ -211,7 +252,7 @@ impl MemberTable {
         if name == self.local_name().as_str() {
             return self.refute_unless_stale(incarnation);
         }
-        let Some(member) = self.by_name.get(name).and_then(|&id| self.slots[id.index()].as_mut()) else {
+        let Some((member, index)) = self.get_mut(name) else {
             return Applied::Ignored;
         };
         if incarnation < member.incarnation {
@@ -220,7 +261,7 @@ impl MemberTable {
         match member.state {
             State::Alive => {
                 member.incarnation = incarnation;
-                self.index.transition(member, false, State::Suspect, now);
+                index.transition(member, false, State::Suspect, now);
                 Applied::Changed { previous: Some(State::Alive), member: member.clone(), tags_changed: false }
             }
             State::Suspect => {
@@ -245,7 +286,7 @@ impl MemberTable {
         if name == self.local_name().as_str() {
             return self.refute_unless_stale(incarnation);
         }
-        let Some(member) = self.by_name.get(name).and_then(|&id| self.slots[id.index()].as_mut()) else {
+        let Some((member, index)) = self.get_mut(name) else {
             return Applied::Ignored;
         };
         if incarnation < member.incarnation {
@@ -258,7 +299,7 @@ impl MemberTable {
             (State::Alive | State::Suspect | State::Dead, true) => State::Left,
             (State::Dead, false) | (State::Left, _) => return Applied::Ignored,
         };
-        self.index.transition(member, false, next, now);
+        index.transition(member, false, next, now);
         Applied::Changed { previous: Some(previous), member: member.clone(), tags_changed: false }
     }
 
@@ -358,11 +399,8 @@ impl MemberTable {
                 let Some((_, name)) = tombstones.pop_first() else {
                     break;
                 };
-                if let Some(id) = self.by_name.remove(&name) {
-                    if let Some(member) = self.slots.get_mut(id.index()).and_then(Option::take) {
-                        self.free.push(id.0);
-                        reaped.push(member);
-                    }
+                if let Some(member) = take(&mut self.by_name, &mut self.slots, &mut self.free, &name) {
+                    reaped.push(member);
                 }
             }
         }
@@ -398,7 +436,7 @@ impl MemberTable {
 
     /// Store a member not yet in the table (the state index is the caller's business).
     fn insert(&mut self, member: Member) -> MemberId {
-        let name = member.name.clone();
+        let hash = name_hash(&member.name);
         let id = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(member);
@@ -415,16 +453,14 @@ impl MemberTable {
                 MemberId(slot)
             }
         };
-        self.by_name.insert(name, id);
+        let slots = &self.slots;
+        self.by_name.insert_unique(hash, id, |&id| slot_hash(slots, id));
         id
     }
 
     /// Take a member out of the table (the state index is the caller's business).
     fn take(&mut self, name: &str) -> Option<Member> {
-        let id = self.by_name.remove(name)?;
-        let member = self.slots.get_mut(id.index())?.take()?;
-        self.free.push(id.0);
-        Some(member)
+        take(&mut self.by_name, &mut self.slots, &mut self.free, name)
     }
 
     /// Recompute the index from scratch and compare (tests only).
@@ -440,10 +476,36 @@ impl MemberTable {
         assert_eq!(self.local().name, *self.local_name());
         assert_eq!(self.slots.iter().filter(|s| s.is_some()).count(), self.by_name.len(), "records");
         assert_eq!(self.slots.len(), self.by_name.len() + self.free.len(), "free slots");
-        for (name, &id) in &self.by_name {
-            assert_eq!(self.member(id).map(|m| &m.name), Some(name), "slot of {name}");
+        for member in self.iter_unordered() {
+            let id = self.id(&member.name).expect("every member is indexed");
+            assert_eq!(self.member(id).map(|m| &m.name), Some(&member.name), "slot of {}", member.name);
         }
+        let names: Vec<&Name> = self.iter().map(|m| &m.name).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "iter is in name order");
     }
+}
+
+/// Whether the slot `id` holds the member called `name`.
+fn named(slots: &[Option<Member>], id: MemberId, name: &str) -> bool {
+    slots.get(id.index()).and_then(Option::as_ref).is_some_and(|m| m.name == name)
+}
+
+/// The index hash of the member in slot `id` (every indexed slot is occupied).
+fn slot_hash(slots: &[Option<Member>], id: MemberId) -> u64 {
+    slots.get(id.index()).and_then(Option::as_ref).map_or(0, |m| name_hash(&m.name))
+}
+
+/// Remove the member called `name` from the index and free its slot.
+fn take(
+    by_name: &mut HashTable<MemberId>,
+    slots: &mut [Option<Member>],
+    free: &mut Vec<u32>,
+    name: &str,
+) -> Option<Member> {
+    let entry = by_name.find_entry(name_hash(name), |&id| named(slots, id, name)).ok()?;
+    let (id, _) = entry.remove();
+    free.push(id.0);
+    slots.get_mut(id.index())?.take()
 }
 
 /// Derived views kept in step with every state change, so that `live_count` is `O(1)` and `reap`

@@ -656,9 +656,15 @@ impl Swim {
         Some(next)
     }
 
-    /// All members, tombstones included, in name order.
+    /// All members, tombstones included, in name order (sorted on each call: `O(n log n)`).
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.table.iter()
+    }
+
+    /// All members, tombstones included, in no particular order (a deterministic one): `O(n)`,
+    /// where [`Swim::members`] sorts by name.
+    pub fn members_unordered(&self) -> impl Iterator<Item = &Member> {
+        self.table.iter_unordered()
     }
 
     /// One member by name.
@@ -1221,7 +1227,9 @@ impl Swim {
         if self.left {
             return;
         }
-        let failed: Vec<SocketAddr> = self.table.iter().filter(|m| m.state == State::Dead).map(|m| m.addr).collect();
+        let mut failed: Vec<&Member> = self.table.dead().collect();
+        failed.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let failed: Vec<SocketAddr> = failed.into_iter().map(|m| m.addr).collect();
         if failed.is_empty() {
             return;
         }

@@ -621,7 +621,7 @@ proptest! {
             c
         };
         for op in ops {
-            let before: BTreeMap<String, Incarnation> =
+            let before: std::collections::BTreeMap<String, Incarnation> =
                 t.iter().map(|m| (m.name.to_string(), m.incarnation)).collect();
             let mut reaped = Vec::new();
             // (outcome, incarnation the news claimed about the local node)
