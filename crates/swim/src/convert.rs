@@ -7,7 +7,7 @@ use gossip_transport::wire;
 use membership::{AliveClaim, Incarnation, Member, ProtocolRange, State, Tags};
 
 /// Protocol versions this build speaks.
-pub(crate) const PROTOCOL: ProtocolRange = ProtocolRange { min: 1, max: 1, cur: 1 };
+pub const PROTOCOL: ProtocolRange = ProtocolRange { min: 1, max: 1, cur: 1 };
 
 /// Why a message could not be turned into a claim; counted as a drop reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

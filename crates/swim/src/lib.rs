@@ -65,16 +65,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gossip_transport::wire::{self, message::Body, stream_message::Body as StreamBody};
 use gossip_transport::{encode_message, Codec, Keyring, PacketBuilder};
-use membership::{AliveClaim, Applied, BroadcastQueue, MemberId, MemberTable};
+use membership::{Applied, BroadcastQueue, MemberId, MemberTable};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub use membership::{Incarnation, Member, Name, ProtocolRange, State, Tags, TagsError};
+pub use membership::{AliveClaim, Incarnation, Member, Name, ProtocolRange, State, Tags, TagsError};
 
 pub use api::{Event, LocalNode, StreamId, Transmit, TransmitKind};
 pub use config::{Config, ConfigError, Lifeguard};
-pub use convert::MAX_NAME_LEN;
+pub use convert::{MAX_NAME_LEN, PROTOCOL};
 
 use convert::ConvertError;
 use peers::PeerSet;
@@ -214,7 +214,7 @@ impl Swim {
             addr: local.addr,
             incarnation: Incarnation { generation: local.generation, incarnation: 0 },
             tags: local.tags,
-            protocol: convert::PROTOCOL,
+            protocol: PROTOCOL,
         };
         let own_alive = encode_message(&wire::Message { body: Some(Body::Alive(convert::alive_to_wire(&claim))) });
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -260,6 +260,30 @@ impl Swim {
             local_state: Bytes::new(),
             config,
         })
+    }
+
+    /// Start from a known membership: add every claim as an alive member, as if this node had
+    /// learned of it and the news had long since spread. Nothing is reported or gossiped (no
+    /// [`Event::MemberJoined`], nothing queued), and each member joins the probe rotation at the
+    /// next round. Claims about this node, and claims the table would not take as new (a
+    /// duplicate, a name known at another address), are skipped.
+    ///
+    /// For simulations and tests that begin from a formed cluster (`gossip-sim scenario
+    /// --preformed`); a real node learns its members by [`Swim::join`]. Give every node the same
+    /// [`Name`]s and the cluster's names are held once, not once per node.
+    pub fn preload(&mut self, members: impl IntoIterator<Item = AliveClaim>, now: Instant) {
+        let members = members.into_iter();
+        self.table.reserve(members.size_hint().0);
+        for claim in members {
+            if claim.name == *self.table.local_name() {
+                continue;
+            }
+            if let Applied::Changed { member, previous: None, .. } = self.table.apply_alive(claim, now) {
+                if let Some(id) = self.table.id(&member.name) {
+                    self.live.insert(id);
+                }
+            }
+        }
     }
 
     /// Encrypt with this keyring from now on (every installed key is tried on receive, the
