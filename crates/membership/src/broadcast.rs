@@ -2,7 +2,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 
 use bytes::Bytes;
 
@@ -17,10 +16,10 @@ type Slot = (u32, Reverse<u64>);
 /// Each message is sent `retransmit_mult × ceil(log10(n + 1))` times (at least once), least-sent
 /// first; the queue holds at most `max_depth` messages and drops the most-sent ones beyond that.
 ///
-/// Costs, for `n` queued messages: [`Self::push`] is `O(log n)`; [`Self::fill`] is
-/// `O((k + s + 1) log n)` for `k` messages picked and `s` skipped because they did not fit the
-/// remaining budget (it stops as soon as the smallest queued message cannot fit any more, so `s`
-/// stays small unless message sizes vary widely).
+/// Costs, for `n` queued messages: [`Self::push`] is `O(log n)`; [`Self::fill`] is one pass over
+/// the first `k + s` messages in queue order and `O(k log n)` to requeue the `k` picked, with `s`
+/// skipped because they did not fit the remaining budget (it stops as soon as the smallest
+/// message still unpicked cannot fit, so `s` stays small unless message sizes vary widely).
 ///
 /// ```
 /// use bytes::Bytes;
@@ -130,17 +129,17 @@ impl BroadcastQueue {
     ) -> Vec<Bytes> {
         let cost = |len: usize| overhead(len).saturating_add(len);
         let limit = self.retransmit_limit(cluster_size);
+        let skip = skip_key.and_then(|key| self.keys.get(key).copied());
         let mut remaining = budget;
-        // Picked messages leave the queue until the pass is over, so none is picked twice.
-        let mut picked: Vec<(Slot, Queued)> = Vec::new();
-        let mut cursor = Bound::Unbounded;
-        // Stop as soon as not even the smallest queued message fits.
-        while self.lengths.first_key_value().is_some_and(|(&smallest, _)| cost(smallest) <= remaining) {
-            let Some((&slot, queued)) = self.queue.range((cursor, Bound::Unbounded)).next() else {
+        // One pass in queue order. A picked message leaves the length multiset at once, so that
+        // the pass stops as soon as not even the smallest message still unpicked fits; the picked
+        // ones leave the queue after the pass.
+        let mut picked: Vec<Slot> = Vec::new();
+        for (&slot, queued) in &self.queue {
+            if self.lengths.first_key_value().is_none_or(|(&smallest, _)| cost(smallest) > remaining) {
                 break;
-            };
-            cursor = Bound::Excluded(slot);
-            if skip_key.is_some() && queued.key.as_deref() == skip_key {
+            }
+            if Some(slot) == skip {
                 continue;
             }
             let price = cost(queued.message.len());
@@ -148,20 +147,22 @@ impl BroadcastQueue {
                 continue;
             }
             remaining -= price;
-            if let Some(queued) = self.take(slot) {
-                picked.push((slot, queued));
-            }
+            forget_len(&mut self.lengths, queued.message.len());
+            picked.push(slot);
         }
         let mut messages = Vec::with_capacity(picked.len());
-        for ((transmits, seq), queued) in picked {
-            messages.push(queued.message.clone());
+        for slot in picked {
+            let Some(queued) = self.queue.remove(&slot) else { continue };
+            let (transmits, seq) = slot;
             let transmits = transmits.saturating_add(1);
             if transmits >= limit {
                 if let Some(key) = &queued.key {
                     self.keys.remove(key);
                 }
+                messages.push(queued.message);
                 continue;
             }
+            messages.push(queued.message.clone());
             let slot = (transmits, seq);
             if let Some(entry) = queued.key.as_ref().and_then(|key| self.keys.get_mut(key)) {
                 *entry = slot;
@@ -213,12 +214,7 @@ impl BroadcastQueue {
     }
 
     fn forget_len(&mut self, len: usize) {
-        if let Some(count) = self.lengths.get_mut(&len) {
-            *count -= 1;
-            if *count == 0 {
-                self.lengths.remove(&len);
-            }
-        }
+        forget_len(&mut self.lengths, len);
     }
 
     /// Check the three indexes agree (tests only).
@@ -234,6 +230,16 @@ impl BroadcastQueue {
         assert_eq!(lengths, self.lengths, "length multiset");
         assert_eq!(self.keys.len(), self.queue.values().filter(|q| q.key.is_some()).count(), "stale keys");
         assert!(self.queue.len() <= self.max_depth);
+    }
+}
+
+/// Remove one `len` from the multiset of lengths.
+fn forget_len(lengths: &mut BTreeMap<usize, usize>, len: usize) {
+    if let Some(count) = lengths.get_mut(&len) {
+        *count -= 1;
+        if *count == 0 {
+            lengths.remove(&len);
+        }
     }
 }
 

@@ -732,7 +732,14 @@ impl Swim {
             Body::IndirectPing(req) => self.on_indirect_ping(from, req, now),
             Body::Ack(ack) => self.on_ack(from, ack, now),
             Body::Nack(nack) => self.on_nack(from, nack.seq, now),
-            Body::Alive(alive) if self.is_stale_alive(&alive) => {}
+            Body::Alive(alive)
+                if self.is_stale_alive(
+                    &alive.node,
+                    alive.addr.as_ref(),
+                    alive.generation,
+                    alive.incarnation,
+                    &alive.tags,
+                ) => {}
             Body::Alive(alive) => match convert::alive_from_wire(&alive) {
                 Ok(claim) => self.on_alive(claim, Some(from), now),
                 Err(e) => self.drop_count(e.reason()),
@@ -749,15 +756,22 @@ impl Swim {
     /// at the same address (or not live), at an incarnation not newer than known, and valid
     /// (without tags, so there are none to check). Most `alive` messages are repeats while news
     /// spreads; this answers them without building a claim.
-    fn is_stale_alive(&self, alive: &wire::Alive) -> bool {
-        if !alive.tags.is_empty() || alive.node == *self.table.local_name() {
+    fn is_stale_alive(
+        &self,
+        node: &str,
+        addr: Option<&wire::Address>,
+        generation: u64,
+        incarnation: u64,
+        tags: &[wire::Tag],
+    ) -> bool {
+        if !tags.is_empty() || node == self.table.local_name().as_str() {
             return false;
         }
-        let (Some(member), Ok(addr)) = (self.table.get(&alive.node), convert::socket_addr(alive.addr.as_ref())) else {
+        let (Some(member), Ok(addr)) = (self.table.get(node), convert::socket_addr(addr)) else {
             return false;
         };
         (member.addr == addr || !member.is_live())
-            && convert::incarnation(alive.generation, alive.incarnation) <= member.incarnation
+            && convert::incarnation(generation, incarnation) <= member.incarnation
     }
 
     fn on_ping(&mut self, from: SocketAddr, ping: wire::Ping, now: Instant) {
@@ -1286,6 +1300,12 @@ impl Swim {
         // suspect directly so that a live one refutes at once.
         let local_name = self.table.local().name.clone();
         for m in &pp.members {
+            if m.status == wire::MemberStatus::Alive as i32
+                && self.is_stale_alive(&m.node, m.addr.as_ref(), m.generation, m.incarnation, &m.tags)
+            {
+                // The common case of anti-entropy: nothing new about this one.
+                continue;
+            }
             let (claim, state) = match convert::member_from_wire(m) {
                 Ok(x) => x,
                 Err(e) => {
