@@ -43,7 +43,7 @@ fn tags(i: usize) -> Tags {
 
 fn claim(i: usize) -> AliveClaim {
     AliveClaim {
-        name: format!("node-{i:04}"),
+        name: format!("node-{i:04}").into(),
         addr: addr(i),
         incarnation: Incarnation::new(1_700_000_000_000_000 + i as u64, 3),
         tags: tags(i),
@@ -64,7 +64,7 @@ fn alive_message(i: usize) -> wire::Message {
     let c = claim(i);
     wire::Message {
         body: Some(wire::message::Body::Alive(wire::Alive {
-            node: c.name,
+            node: c.name.to_string(),
             generation: c.incarnation.generation,
             incarnation: c.incarnation.incarnation,
             addr: Some(wire_addr(c.addr)),
@@ -126,7 +126,7 @@ fn push_pull_frame(codec: &Codec, n: usize, rng: &mut ChaCha8Rng) -> Bytes {
         .map(|i| {
             let c = claim(i);
             wire::MemberState {
-                node: c.name,
+                node: c.name.to_string(),
                 generation: c.incarnation.generation,
                 incarnation: c.incarnation.incarnation,
                 addr: Some(wire_addr(c.addr)),

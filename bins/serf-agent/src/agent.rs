@@ -252,7 +252,7 @@ impl Agent {
             settings.handler_concurrency,
             Arc::new(move || {
                 let member = whoami_serf.local_member();
-                SelfInfo { name: member.name, tags: member.tags.as_map().clone() }
+                SelfInfo { name: member.name.to_string(), tags: member.tags.as_map().clone() }
             }),
         );
         let driver = ElectionDriver::new(
@@ -603,7 +603,7 @@ fn deliver(event: SerfEvent, handlers: &HandlerRunner, records: &broadcast::Send
             let lines = members
                 .iter()
                 .map(|member| MemberLine {
-                    name: member.name.clone(),
+                    name: member.name.to_string(),
                     ip: member.addr.ip(),
                     tags: member.tags.as_map().clone(),
                 })

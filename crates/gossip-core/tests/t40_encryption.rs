@@ -43,7 +43,7 @@ async fn same_keyring_forms_a_cluster_and_other_keys_cannot_join() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while tokio::time::Instant::now() < deadline {
         for node in nodes.iter().chain([&rotating]) {
-            let names: Vec<String> = node.members().into_iter().map(|m| m.name).collect();
+            let names: Vec<String> = node.members().into_iter().map(|m| m.name.into()).collect();
             assert!(!names.iter().any(|n| n == "intruder" || n == "plain"), "{names:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -171,7 +171,7 @@ async fn member_events_arrive_in_batches_within_the_coalesce_window() {
         names.extend(event.members().iter().map(|m| m.name.clone()));
         batches.push(event);
     }
-    assert_eq!(names, BTreeSet::from(["mb-0".to_owned(), "mb-1".to_owned(), "mb-2".to_owned()]));
+    assert_eq!(names, BTreeSet::from(["mb-0".into(), "mb-1".into(), "mb-2".into()]));
     assert!(batches.len() <= 2, "three simultaneous joins in {} batches: {batches:?}", batches.len());
 
     // A leave, a failure, a tag update: each its event. Everyone must know everyone first: a

@@ -31,9 +31,9 @@ fn responder(serf: &Serf, seen: Arc<Mutex<Vec<(String, String)>>>) -> JoinHandle
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             if let SerfEvent::Query(query) = event {
-                seen.lock().unwrap().push((name.clone(), query.name.clone()));
+                seen.lock().unwrap().push((name.to_string(), query.name.clone()));
                 if query.name == "whoami" {
-                    query.respond(Bytes::from(name.clone())).await.unwrap();
+                    query.respond(Bytes::from(name.to_string())).await.unwrap();
                 }
             }
         }

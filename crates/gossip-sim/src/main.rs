@@ -66,6 +66,11 @@ struct ScenarioArgs {
     /// Seconds over which node starts are spread during formation.
     #[arg(long, default_value = "5")]
     spread: String,
+    /// Skip formation: every node starts at time zero already knowing every other node as alive,
+    /// as a cluster formed long ago (no joins, no join gossip). For large clusters, where forming
+    /// is most of the work; the fault phase runs as usual.
+    #[arg(long)]
+    preformed: bool,
     /// Start the fault phase right after the last node started instead of waiting for the
     /// formed cluster to converge.
     #[arg(long)]
@@ -108,6 +113,7 @@ impl ScenarioArgs {
             max: ms(self.latency_max_ms, "--latency-max-ms")?,
         };
         cfg.formation.spread = parse_seconds(&self.spread).map_err(|e| format!("--spread: {e}"))?;
+        cfg.formation.preformed = self.preformed;
         cfg.trace = TraceLevel::Off;
         let mut s = Scenario::new(cfg, parse_seconds(&self.duration).map_err(|e| format!("--duration: {e}"))?);
         s.wait_converged = !self.no_wait;

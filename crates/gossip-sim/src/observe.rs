@@ -371,7 +371,7 @@ impl Simulation {
             at: Duration::from_nanos(now),
             observer,
             subject,
-            name: m.name.clone(),
+            name: m.name.to_string(),
             generation,
             current_generation,
             cause,

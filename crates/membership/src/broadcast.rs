@@ -2,9 +2,10 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 
 use bytes::Bytes;
+
+use crate::Name;
 
 /// Where a message sits in the queue: fewest transmissions first, then newest first.
 type Slot = (u32, Reverse<u64>);
@@ -15,10 +16,10 @@ type Slot = (u32, Reverse<u64>);
 /// Each message is sent `retransmit_mult × ceil(log10(n + 1))` times (at least once), least-sent
 /// first; the queue holds at most `max_depth` messages and drops the most-sent ones beyond that.
 ///
-/// Costs, for `n` queued messages: [`Self::push`] is `O(log n)`; [`Self::fill`] is
-/// `O((k + s + 1) log n)` for `k` messages picked and `s` skipped because they did not fit the
-/// remaining budget (it stops as soon as the smallest queued message cannot fit any more, so `s`
-/// stays small unless message sizes vary widely).
+/// Costs, for `n` queued messages: [`Self::push`] is `O(log n)`; [`Self::fill`] is one pass over
+/// the first `k + s` messages in queue order and `O(k log n)` to requeue the `k` picked, with `s`
+/// skipped because they did not fit the remaining budget (it stops as soon as the smallest
+/// message still unpicked cannot fit, so `s` stays small unless message sizes vary widely).
 ///
 /// ```
 /// use bytes::Bytes;
@@ -42,14 +43,14 @@ pub struct BroadcastQueue {
     next_seq: u64,
     queue: BTreeMap<Slot, Queued>,
     /// Slot of the message queued under each key.
-    keys: HashMap<String, Slot>,
+    keys: HashMap<Name, Slot>,
     /// Multiset of queued message lengths, to stop `fill` once nothing can fit.
     lengths: BTreeMap<usize, usize>,
 }
 
 #[derive(Debug, Clone)]
 struct Queued {
-    key: Option<String>,
+    key: Option<Name>,
     message: Bytes,
 }
 
@@ -84,15 +85,15 @@ impl BroadcastQueue {
     /// Queue an encoded message. With `key`, any queued message with the same key is dropped.
     /// Beyond `max_depth` messages, the most-sent ones (the oldest among equals) are dropped.
     pub fn push(&mut self, key: Option<&str>, message: Bytes) {
-        if let Some(old) = key.and_then(|key| self.keys.remove(key)) {
-            self.take(old);
-        }
+        // A replaced message hands its key on, so that a key is allocated once per news subject.
+        let replaced = key.and_then(|key| self.keys.remove(key)).and_then(|old| self.take(old));
+        let key = replaced.and_then(|queued| queued.key).or_else(|| key.map(Name::from));
         let slot = (0, Reverse(self.next_seq));
         self.next_seq += 1;
-        if let Some(key) = key {
-            self.keys.insert(key.to_owned(), slot);
+        if let Some(key) = &key {
+            self.keys.insert(key.clone(), slot);
         }
-        self.put(slot, Queued { key: key.map(str::to_owned), message });
+        self.put(slot, Queued { key, message });
         while self.queue.len() > self.max_depth {
             let Some((_, dropped)) = self.queue.pop_last() else {
                 break;
@@ -128,17 +129,17 @@ impl BroadcastQueue {
     ) -> Vec<Bytes> {
         let cost = |len: usize| overhead(len).saturating_add(len);
         let limit = self.retransmit_limit(cluster_size);
+        let skip = skip_key.and_then(|key| self.keys.get(key).copied());
         let mut remaining = budget;
-        // Picked messages leave the queue until the pass is over, so none is picked twice.
-        let mut picked: Vec<(Slot, Queued)> = Vec::new();
-        let mut cursor = Bound::Unbounded;
-        // Stop as soon as not even the smallest queued message fits.
-        while self.lengths.first_key_value().is_some_and(|(&smallest, _)| cost(smallest) <= remaining) {
-            let Some((&slot, queued)) = self.queue.range((cursor, Bound::Unbounded)).next() else {
+        // One pass in queue order. A picked message leaves the length multiset at once, so that
+        // the pass stops as soon as not even the smallest message still unpicked fits; the picked
+        // ones leave the queue after the pass.
+        let mut picked: Vec<Slot> = Vec::new();
+        for (&slot, queued) in &self.queue {
+            if self.lengths.first_key_value().is_none_or(|(&smallest, _)| cost(smallest) > remaining) {
                 break;
-            };
-            cursor = Bound::Excluded(slot);
-            if skip_key.is_some() && queued.key.as_deref() == skip_key {
+            }
+            if Some(slot) == skip {
                 continue;
             }
             let price = cost(queued.message.len());
@@ -146,26 +147,29 @@ impl BroadcastQueue {
                 continue;
             }
             remaining -= price;
-            if let Some(queued) = self.take(slot) {
-                picked.push((slot, queued));
-            }
+            forget_len(&mut self.lengths, queued.message.len());
+            picked.push(slot);
         }
         let mut messages = Vec::with_capacity(picked.len());
-        for ((transmits, seq), queued) in picked {
-            messages.push(queued.message.clone());
+        for slot in picked {
+            let Some(queued) = self.queue.remove(&slot) else { continue };
+            let (transmits, seq) = slot;
             let transmits = transmits.saturating_add(1);
             if transmits >= limit {
                 if let Some(key) = &queued.key {
                     self.keys.remove(key);
                 }
+                messages.push(queued.message);
                 continue;
             }
+            messages.push(queued.message.clone());
             let slot = (transmits, seq);
             if let Some(entry) = queued.key.as_ref().and_then(|key| self.keys.get_mut(key)) {
                 *entry = slot;
             }
             self.put(slot, queued);
         }
+        self.shrink_when_mostly_empty();
         messages
     }
 
@@ -184,6 +188,16 @@ impl BroadcastQueue {
         self.queue.clear();
         self.keys.clear();
         self.lengths.clear();
+        self.shrink_when_mostly_empty();
+    }
+
+    /// Give back the key index's room once the queue has drained to a quarter of it: a burst
+    /// (a node learning a thousand members while it joins) must not leave every node holding a
+    /// table sized for the burst. The B-trees give their nodes back by themselves.
+    fn shrink_when_mostly_empty(&mut self) {
+        if self.keys.capacity() > 64 && self.keys.len() < self.keys.capacity() / 4 {
+            self.keys.shrink_to(self.keys.len() * 2);
+        }
     }
 
     /// Insert at `slot` (the key index is the caller's business).
@@ -200,12 +214,7 @@ impl BroadcastQueue {
     }
 
     fn forget_len(&mut self, len: usize) {
-        if let Some(count) = self.lengths.get_mut(&len) {
-            *count -= 1;
-            if *count == 0 {
-                self.lengths.remove(&len);
-            }
-        }
+        forget_len(&mut self.lengths, len);
     }
 
     /// Check the three indexes agree (tests only).
@@ -221,6 +230,16 @@ impl BroadcastQueue {
         assert_eq!(lengths, self.lengths, "length multiset");
         assert_eq!(self.keys.len(), self.queue.values().filter(|q| q.key.is_some()).count(), "stale keys");
         assert!(self.queue.len() <= self.max_depth);
+    }
+}
+
+/// Remove one `len` from the multiset of lengths.
+fn forget_len(lengths: &mut BTreeMap<usize, usize>, len: usize) {
+    if let Some(count) = lengths.get_mut(&len) {
+        *count -= 1;
+        if *count == 0 {
+            lengths.remove(&len);
+        }
     }
 }
 

@@ -13,6 +13,11 @@
 //!   each one `retransmit_mult × ceil(log10(n + 1))` times, least-sent first, and lets a newer
 //!   message replace an older one with the same key.
 //! - [`Tags`] are bounded: at most [`MAX_TAGS_ENCODED_LEN`] bytes by a fixed formula.
+//! - It stays small, because a simulation holds thousands of tables of thousands of members: a
+//!   member's [`Name`] is one shared allocation wherever it appears (table, events, claims,
+//!   broadcast keys), empty [`Tags`] allocate nothing and others are shared between clones, and
+//!   the table is a vector of records found through a hash table of [`MemberId`]s: about
+//!   120 bytes per member plus the name's 32 (see [`MemberTable`] and the `table_memory` test).
 //!
 //! # What it does not do
 //!
@@ -81,8 +86,9 @@
 //!
 //! # Entry types
 //!
-//! - [`MemberTable`]: the table; [`Member`] its entries; [`AliveClaim`] an `alive` message;
-//!   [`Applied`] what a piece of news did.
+//! - [`MemberTable`]: the table; [`Member`] its entries; [`MemberId`] a member's place in it;
+//!   [`AliveClaim`] an `alive` message; [`Applied`] what a piece of news did.
+//! - [`Name`]: a node's name, shared rather than copied.
 //! - [`Incarnation`], [`State`], [`ProtocolRange`], [`Tags`] / [`TagsError`].
 //! - [`BroadcastQueue`]: the piggyback queue.
 //!
@@ -126,10 +132,12 @@
 
 mod broadcast;
 mod member;
+mod name;
 mod table;
 mod tags;
 
 pub use broadcast::BroadcastQueue;
 pub use member::{AliveClaim, Incarnation, Member, ProtocolRange, State};
-pub use table::{Applied, MemberTable};
+pub use name::Name;
+pub use table::{Applied, MemberId, MemberTable};
 pub use tags::{Tags, TagsError, MAX_TAGS_ENCODED_LEN};

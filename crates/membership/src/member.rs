@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::Tags;
+use crate::{Name, Tags};
 
 /// Which life of a node a piece of news is about, and how fresh it is within that life.
 ///
@@ -112,7 +112,7 @@ pub struct ProtocolRange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// Unique name.
-    pub name: String,
+    pub name: Name,
     /// Gossip address (UDP and TCP).
     pub addr: SocketAddr,
     /// Life and freshness.
@@ -162,7 +162,7 @@ impl Member {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AliveClaim {
     /// Node name.
-    pub name: String,
+    pub name: Name,
     /// Claimed address.
     pub addr: SocketAddr,
     /// Claimed life and freshness.

@@ -1,9 +1,13 @@
 //! The member table and the SWIM ordering rules that decide which news wins.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
-use crate::{AliveClaim, Incarnation, Member, State, Tags};
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+
+use crate::{AliveClaim, Incarnation, Member, Name, State, Tags};
 
 /// What applying a piece of news did to the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,13 +47,54 @@ pub enum Applied {
 ///
 /// See the crate docs for the ordering rules every `apply_*` method follows.
 ///
-/// Costs: lookups and every `apply_*` are `O(log n)`; [`Self::live_count`] is `O(1)`;
-/// [`Self::reap`] is `O((r + 1) log n)` for `r` members removed.
-#[derive(Debug, Clone)]
+/// Costs: lookups, every `apply_*`, [`Self::member`] by [`MemberId`] and [`Self::live_count`]
+/// are `O(1)`; [`Self::iter`] sorts, `O(n log n)` ([`Self::iter_unordered`] does not);
+/// [`Self::reap`] is `O((r + 1) log t)` for `r` members removed out of `t` tombstones.
+///
+/// Memory: members live in one vector of records, found by name through a hash table of
+/// [`MemberId`]s (4 bytes and a control byte per bucket; the names stay in the records); each
+/// member's name is one shared allocation (see [`Name`]). That is about 120 bytes per member
+/// plus its name: `size_of::<Member>()` for the record, the hash table with its spare buckets,
+/// and a little spare room in the vector, which grows by an eighth at a time. The
+/// `table_memory` test bounds it.
+#[derive(Clone)]
 pub struct MemberTable {
-    local: String,
-    members: BTreeMap<String, Member>,
+    local: MemberId,
+    /// Member records by [`MemberId`]; `None` in a slot freed by a removal (listed in `free`).
+    slots: Vec<Option<Member>>,
+    free: Vec<u32>,
+    /// The ids of all members, hashed by name.
+    by_name: HashTable<MemberId>,
     index: StateIndex,
+}
+
+impl std::fmt::Debug for MemberTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberTable")
+            .field("local", self.local_name())
+            .field("members", &self.iter().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hash of a name in the index: fixed, so that nothing about the table depends on the
+/// process it runs in.
+fn name_hash(name: &str) -> u64 {
+    FixedState::with_seed(0x6d65_6d62_6572_7321).hash_one(name)
+}
+
+/// Where a member sits in its [`MemberTable`]: stable for as long as the member stays in the
+/// table (through every change of state), reused for another member after it is removed
+/// ([`MemberTable::reap`], [`MemberTable::remove`]). A compact handle for structures that
+/// follow the table, such as a set of peers to choose from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemberId(u32);
+
+impl MemberId {
+    /// The slot number, `0..` the largest table size reached: usable as a vector index.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
 }
 
 impl MemberTable {
@@ -58,42 +103,86 @@ impl MemberTable {
         let member = Member::from_claim(local, State::Alive, now);
         let mut index = StateIndex::default();
         index.add(&member, true);
-        Self { local: member.name.clone(), members: BTreeMap::from([(member.name.clone(), member)]), index }
+        let mut table =
+            Self { local: MemberId(0), by_name: HashTable::new(), slots: Vec::new(), free: Vec::new(), index };
+        table.local = table.insert(member);
+        table
     }
 
     /// The local node.
     pub fn local(&self) -> &Member {
-        self.members.get(&self.local).expect("the local node is always in the table")
+        self.member(self.local).expect("the local node is always in the table")
     }
 
     /// The local node's name.
-    pub fn local_name(&self) -> &str {
-        &self.local
+    pub fn local_name(&self) -> &Name {
+        &self.local().name
     }
 
     /// Look a member up by name.
     pub fn get(&self, name: &str) -> Option<&Member> {
-        self.members.get(name)
+        self.member(self.id(name)?)
+    }
+
+    /// The [`MemberId`] of the member called `name`.
+    pub fn id(&self, name: &str) -> Option<MemberId> {
+        let slots = &self.slots;
+        self.by_name.find(name_hash(name), |&id| named(slots, id, name)).copied()
+    }
+
+    /// The member called `name`, with the state index to keep in step with it.
+    fn get_mut(&mut self, name: &str) -> Option<(&mut Member, &mut StateIndex)> {
+        let id = self.id(name)?;
+        Some((self.slots[id.index()].as_mut()?, &mut self.index))
+    }
+
+    /// The member at `id`, if a member is there (it may be another member than the one `id`
+    /// was taken from, if that one has been removed since).
+    pub fn member(&self, id: MemberId) -> Option<&Member> {
+        self.slots.get(id.index())?.as_ref()
     }
 
     /// Whether `name` is in the table (tombstones included).
     pub fn contains(&self, name: &str) -> bool {
-        self.members.contains_key(name)
+        self.id(name).is_some()
     }
 
-    /// All members, tombstones included, in name order.
+    /// All members, tombstones included, in name order. Sorts: `O(n log n)`.
     pub fn iter(&self) -> impl Iterator<Item = &Member> {
-        self.members.values()
+        let mut members: Vec<&Member> = self.iter_unordered().collect();
+        members.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        members.into_iter()
+    }
+
+    /// All members, tombstones included, in [`MemberId`] order: the same order for the same
+    /// history of changes, but not name order. `O(n)`.
+    pub fn iter_unordered(&self) -> impl Iterator<Item = &Member> {
+        self.slots.iter().flatten()
+    }
+
+    /// The dead members (tombstones of failed members, not of members that left), in the order
+    /// they were declared dead. `O(d)` for `d` dead members.
+    pub fn dead(&self) -> impl Iterator<Item = &Member> {
+        self.index.dead.iter().filter_map(|(_, name)| self.get(name))
     }
 
     /// Number of members in the table (tombstones included).
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.by_name.len()
     }
 
     /// Whether the table is empty: never true (the local node is always present).
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.by_name.is_empty()
+    }
+
+    /// Reserve room for `additional` more members (for example before a push-pull merge of a
+    /// large remote state), so that the records grow once.
+    pub fn reserve(&mut self, additional: usize) {
+        let wanted = (self.len() + additional).saturating_sub(self.slots.len() + self.free.len());
+        self.slots.reserve_exact(wanted);
+        let slots = &self.slots;
+        self.by_name.reserve(additional, |&id| slot_hash(slots, id));
     }
 
     /// Number of members that are alive or suspect (the local node included): the `n` of the
@@ -117,7 +206,7 @@ impl MemberTable {
     /// - Otherwise a strictly newer incarnation wins and the member becomes alive (from dead or
     ///   left: a rejoin); an equal or older one is `Ignored`.
     pub fn apply_alive(&mut self, claim: AliveClaim, now: Instant) -> Applied {
-        if claim.name == self.local {
+        if claim.name == *self.local_name() {
             let local = self.local();
             let newer = claim.incarnation > local.incarnation
                 || (claim.incarnation == local.incarnation && !local.same_content(&claim));
@@ -126,10 +215,10 @@ impl MemberTable {
             }
             return self.refute(claim.incarnation);
         }
-        let Some(member) = self.members.get_mut(&claim.name) else {
+        let Some((member, index)) = self.get_mut(&claim.name) else {
             let member = Member::from_claim(claim, State::Alive, now);
             self.index.add(&member, false);
-            self.members.insert(member.name.clone(), member.clone());
+            self.insert(member.clone());
             return Applied::Changed { previous: None, member, tags_changed: false };
         };
         if member.addr != claim.addr && member.is_live() {
@@ -144,7 +233,7 @@ impl MemberTable {
         member.incarnation = claim.incarnation;
         member.tags = claim.tags;
         member.protocol = claim.protocol;
-        self.index.transition(member, false, State::Alive, now);
+        index.transition(member, false, State::Alive, now);
         Applied::Changed { previous: Some(previous), member: member.clone(), tags_changed }
     }
 
@@ -160,10 +249,10 @@ impl MemberTable {
     ///   confirmation apart by looking at the member's state itself.
     /// - Dead or left member, unknown node, older incarnation: `Ignored`, nothing stored.
     pub fn apply_suspect(&mut self, name: &str, incarnation: Incarnation, now: Instant) -> Applied {
-        if name == self.local {
+        if name == self.local_name().as_str() {
             return self.refute_unless_stale(incarnation);
         }
-        let Some(member) = self.members.get_mut(name) else {
+        let Some((member, index)) = self.get_mut(name) else {
             return Applied::Ignored;
         };
         if incarnation < member.incarnation {
@@ -172,7 +261,7 @@ impl MemberTable {
         match member.state {
             State::Alive => {
                 member.incarnation = incarnation;
-                self.index.transition(member, false, State::Suspect, now);
+                index.transition(member, false, State::Suspect, now);
                 Applied::Changed { previous: Some(State::Alive), member: member.clone(), tags_changed: false }
             }
             State::Suspect => {
@@ -194,10 +283,10 @@ impl MemberTable {
     /// - Otherwise `Ignored`; a dead or left member remembers a newer `incarnation` (a death at
     ///   `i` outranks an `alive` at `i`).
     pub fn apply_dead(&mut self, name: &str, incarnation: Incarnation, left: bool, now: Instant) -> Applied {
-        if name == self.local {
+        if name == self.local_name().as_str() {
             return self.refute_unless_stale(incarnation);
         }
-        let Some(member) = self.members.get_mut(name) else {
+        let Some((member, index)) = self.get_mut(name) else {
             return Applied::Ignored;
         };
         if incarnation < member.incarnation {
@@ -210,7 +299,7 @@ impl MemberTable {
             (State::Alive | State::Suspect | State::Dead, true) => State::Left,
             (State::Dead, false) | (State::Left, _) => return Applied::Ignored,
         };
-        self.index.transition(member, false, next, now);
+        index.transition(member, false, next, now);
         Applied::Changed { previous: Some(previous), member: member.clone(), tags_changed: false }
     }
 
@@ -288,10 +377,10 @@ impl MemberTable {
     /// `force-leave -prune`); returns it. Without a tombstone, old news about it could bring it
     /// back, so callers first mark it left and spread that.
     pub fn remove(&mut self, name: &str) -> Option<Member> {
-        if name == self.local {
+        if name == self.local_name().as_str() {
             return None;
         }
-        let member = self.members.remove(name)?;
+        let member = self.take(name)?;
         self.index.remove(&member);
         Some(member)
     }
@@ -310,7 +399,7 @@ impl MemberTable {
                 let Some((_, name)) = tombstones.pop_first() else {
                     break;
                 };
-                if let Some(member) = self.members.remove(&name) {
+                if let Some(member) = take(&mut self.by_name, &mut self.slots, &mut self.free, &name) {
                     reaped.push(member);
                 }
             }
@@ -341,22 +430,82 @@ impl MemberTable {
     }
 
     fn local_mut_and_index(&mut self) -> (&mut Member, &mut StateIndex) {
-        let local = self.members.get_mut(&self.local).expect("the local node is always in the table");
+        let local = self.slots[self.local.index()].as_mut().expect("the local node is always in the table");
         (local, &mut self.index)
+    }
+
+    /// Store a member not yet in the table (the state index is the caller's business).
+    fn insert(&mut self, member: Member) -> MemberId {
+        let hash = name_hash(&member.name);
+        let id = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(member);
+                MemberId(slot)
+            }
+            None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grow by an eighth rather than doubling: thousands of tables in one
+                    // simulation would otherwise carry up to half their size as spare room.
+                    self.slots.reserve_exact(self.slots.len() / 8 + 4);
+                }
+                let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 members");
+                self.slots.push(Some(member));
+                MemberId(slot)
+            }
+        };
+        let slots = &self.slots;
+        self.by_name.insert_unique(hash, id, |&id| slot_hash(slots, id));
+        id
+    }
+
+    /// Take a member out of the table (the state index is the caller's business).
+    fn take(&mut self, name: &str) -> Option<Member> {
+        take(&mut self.by_name, &mut self.slots, &mut self.free, name)
     }
 
     /// Recompute the index from scratch and compare (tests only).
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
         let mut index = StateIndex::default();
-        for member in self.members.values() {
-            index.add(member, member.name == self.local);
+        for member in self.iter() {
+            index.add(member, member.name == *self.local_name());
         }
         assert_eq!(index.live, self.index.live, "live count");
         assert_eq!(index.dead, self.index.dead, "dead tombstones");
         assert_eq!(index.left, self.index.left, "left tombstones");
-        assert!(self.members.contains_key(&self.local));
+        assert_eq!(self.local().name, *self.local_name());
+        assert_eq!(self.slots.iter().filter(|s| s.is_some()).count(), self.by_name.len(), "records");
+        assert_eq!(self.slots.len(), self.by_name.len() + self.free.len(), "free slots");
+        for member in self.iter_unordered() {
+            let id = self.id(&member.name).expect("every member is indexed");
+            assert_eq!(self.member(id).map(|m| &m.name), Some(&member.name), "slot of {}", member.name);
+        }
+        let names: Vec<&Name> = self.iter().map(|m| &m.name).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "iter is in name order");
     }
+}
+
+/// Whether the slot `id` holds the member called `name`.
+fn named(slots: &[Option<Member>], id: MemberId, name: &str) -> bool {
+    slots.get(id.index()).and_then(Option::as_ref).is_some_and(|m| m.name == name)
+}
+
+/// The index hash of the member in slot `id` (every indexed slot is occupied).
+fn slot_hash(slots: &[Option<Member>], id: MemberId) -> u64 {
+    slots.get(id.index()).and_then(Option::as_ref).map_or(0, |m| name_hash(&m.name))
+}
+
+/// Remove the member called `name` from the index and free its slot.
+fn take(
+    by_name: &mut HashTable<MemberId>,
+    slots: &mut [Option<Member>],
+    free: &mut Vec<u32>,
+    name: &str,
+) -> Option<Member> {
+    let entry = by_name.find_entry(name_hash(name), |&id| named(slots, id, name)).ok()?;
+    let (id, _) = entry.remove();
+    free.push(id.0);
+    slots.get_mut(id.index())?.take()
 }
 
 /// Derived views kept in step with every state change, so that `live_count` is `O(1)` and `reap`
@@ -367,9 +516,9 @@ struct StateIndex {
     /// Members alive or suspect, the local node included.
     live: usize,
     /// Non-local dead members by (state_changed, name).
-    dead: BTreeSet<(Instant, String)>,
+    dead: BTreeSet<(Instant, Name)>,
     /// Non-local left members by (state_changed, name).
-    left: BTreeSet<(Instant, String)>,
+    left: BTreeSet<(Instant, Name)>,
 }
 
 impl StateIndex {

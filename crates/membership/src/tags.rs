@@ -1,6 +1,7 @@
 //! A node's tags and their size limit.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Maximum encoded size of a node's tags, in bytes (as Serf's 512-byte meta limit).
 pub const MAX_TAGS_ENCODED_LEN: usize = 512;
@@ -18,6 +19,10 @@ pub const MAX_TAGS_ENCODED_LEN: usize = 512;
 /// value, as in Serf's msgpack encoding of tags. Empty tags measure 1 byte. Every constructor and
 /// mutator checks the limit, so a `Tags` value is always within it.
 ///
+/// Empty tags (the common case) take one pointer and no allocation; non-empty tags are shared
+/// between clones (every member record, event and claim about a node holds the same map) and
+/// copied only when changed.
+///
 /// ```
 /// use membership::{Tags, TagsError};
 ///
@@ -32,7 +37,10 @@ pub const MAX_TAGS_ENCODED_LEN: usize = 512;
 /// # Ok::<(), TagsError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Tags(BTreeMap<String, String>);
+pub struct Tags(Option<Arc<BTreeMap<String, String>>>);
+
+/// What empty tags show through [`Tags::as_map`].
+static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
 /// Errors building [`Tags`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,7 +60,7 @@ impl Tags {
     /// Tags holding `map`, if it encodes to at most [`MAX_TAGS_ENCODED_LEN`] bytes.
     pub fn new(map: BTreeMap<String, String>) -> Result<Self, TagsError> {
         check(encoded_len_of(&map))?;
-        Ok(Self(map))
+        Ok(Self((!map.is_empty()).then(|| Arc::new(map))))
     }
 
     /// Tags from key/value pairs (a later duplicate key wins), if they fit the limit.
@@ -68,50 +76,58 @@ impl Tags {
     /// if the result would be over the limit.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Result<Option<String>, TagsError> {
         let (key, value) = (key.into(), value.into());
-        let removed = self.0.get(&key).map_or(0, |old| pair_len(&key, old));
+        let removed = self.as_map().get(&key).map_or(0, |old| pair_len(&key, old));
         let len = self.encoded_len() - removed + pair_len(&key, &value);
         check(len)?;
-        Ok(self.0.insert(key, value))
+        Ok(Arc::make_mut(self.0.get_or_insert_with(Default::default)).insert(key, value))
     }
 
     /// Remove `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.0.remove(key)
+        let map = self.0.as_mut()?;
+        if !map.contains_key(key) {
+            return None;
+        }
+        let removed = Arc::make_mut(map).remove(key);
+        if map.is_empty() {
+            self.0 = None;
+        }
+        removed
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.as_map().get(key).map(String::as_str)
     }
 
     /// The pairs, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.as_map().iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_map().len()
     }
 
     /// Whether there are no pairs.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
     /// The encoded size (see the type docs for the formula); at most [`MAX_TAGS_ENCODED_LEN`].
     pub fn encoded_len(&self) -> usize {
-        encoded_len_of(&self.0)
+        encoded_len_of(self.as_map())
     }
 
     /// The pairs as a map.
     pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.0
+        self.0.as_deref().unwrap_or(&EMPTY)
     }
 
-    /// The pairs as a map, consuming the tags.
+    /// The pairs as a map, consuming the tags (copied if other clones share them).
     pub fn into_inner(self) -> BTreeMap<String, String> {
-        self.0
+        self.0.map(Arc::unwrap_or_clone).unwrap_or_default()
     }
 }
 
@@ -125,7 +141,7 @@ impl TryFrom<BTreeMap<String, String>> for Tags {
 
 impl From<Tags> for BTreeMap<String, String> {
     fn from(tags: Tags) -> Self {
-        tags.0
+        tags.into_inner()
     }
 }
 
@@ -181,6 +197,21 @@ mod tests {
         assert_eq!(tags.encoded_len(), MAX_TAGS_ENCODED_LEN);
         assert_eq!(tags.remove("k"), Some("w".repeat(508)));
         assert!(tags.is_empty());
+    }
+
+    #[test]
+    fn empty_tags_allocate_nothing_and_clones_share_the_map() {
+        assert_eq!(size_of::<Tags>(), size_of::<usize>());
+        let mut tags = Tags::from_pairs([("a", "1")]).unwrap();
+        let shared = tags.clone();
+        assert!(std::ptr::eq(tags.as_map(), shared.as_map()));
+        tags.insert("b", "2").unwrap();
+        assert_eq!((tags.len(), shared.len()), (2, 1));
+        tags.remove("a");
+        tags.remove("b");
+        assert_eq!(tags, Tags::default());
+        assert!(tags.is_empty() && tags.0.is_none());
+        assert_eq!(Tags::new(BTreeMap::new()).unwrap().0, None);
     }
 
     #[test]

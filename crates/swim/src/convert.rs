@@ -7,7 +7,7 @@ use gossip_transport::wire;
 use membership::{AliveClaim, Incarnation, Member, ProtocolRange, State, Tags};
 
 /// Protocol versions this build speaks.
-pub(crate) const PROTOCOL: ProtocolRange = ProtocolRange { min: 1, max: 1, cur: 1 };
+pub const PROTOCOL: ProtocolRange = ProtocolRange { min: 1, max: 1, cur: 1 };
 
 /// Why a message could not be turned into a claim; counted as a drop reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ pub(crate) fn incarnation(generation: u64, incarnation: u64) -> Incarnation {
 
 pub(crate) fn alive_to_wire(claim: &AliveClaim) -> wire::Alive {
     wire::Alive {
-        node: claim.name.clone(),
+        node: claim.name.to_string(),
         generation: claim.incarnation.generation,
         incarnation: claim.incarnation.incarnation,
         addr: Some(address(claim.addr)),
@@ -91,7 +91,7 @@ pub(crate) fn alive_to_wire(claim: &AliveClaim) -> wire::Alive {
 pub(crate) fn alive_from_wire(alive: &wire::Alive) -> Result<AliveClaim, ConvertError> {
     check_name(&alive.node)?;
     Ok(AliveClaim {
-        name: alive.node.clone(),
+        name: alive.node.as_str().into(),
         addr: socket_addr(alive.addr.as_ref())?,
         incarnation: incarnation(alive.generation, alive.incarnation),
         tags: tags_from_wire(&alive.tags)?,
@@ -107,7 +107,7 @@ pub(crate) fn member_to_wire(m: &Member) -> wire::MemberState {
         State::Left => wire::MemberStatus::Left,
     };
     wire::MemberState {
-        node: m.name.clone(),
+        node: m.name.to_string(),
         generation: m.incarnation.generation,
         incarnation: m.incarnation.incarnation,
         addr: Some(address(m.addr)),
@@ -129,7 +129,7 @@ pub(crate) fn member_from_wire(m: &wire::MemberState) -> Result<(AliveClaim, Sta
         Err(_) => return Err(ConvertError::Name),
     };
     let claim = AliveClaim {
-        name: m.node.clone(),
+        name: m.node.as_str().into(),
         addr: socket_addr(m.addr.as_ref())?,
         incarnation: incarnation(m.generation, m.incarnation),
         tags: tags_from_wire(&m.tags)?,

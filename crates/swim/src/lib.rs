@@ -65,16 +65,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gossip_transport::wire::{self, message::Body, stream_message::Body as StreamBody};
 use gossip_transport::{encode_message, Codec, Keyring, PacketBuilder};
-use membership::{AliveClaim, Applied, BroadcastQueue, MemberTable};
+use membership::{Applied, BroadcastQueue, MemberId, MemberTable};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub use membership::{Incarnation, Member, ProtocolRange, State, Tags, TagsError};
+pub use membership::{AliveClaim, Incarnation, Member, Name, ProtocolRange, State, Tags, TagsError};
 
 pub use api::{Event, LocalNode, StreamId, Transmit, TransmitKind};
 pub use config::{Config, ConfigError, Lifeguard};
-pub use convert::MAX_NAME_LEN;
+pub use convert::{MAX_NAME_LEN, PROTOCOL};
 
 use convert::ConvertError;
 use peers::PeerSet;
@@ -165,13 +165,15 @@ pub struct Swim {
     /// Alive and suspect members other than this node.
     live: PeerSet,
     /// Members declared dead, still sent gossip until the instant given.
-    recently_dead: Vec<(String, SocketAddr, Instant)>,
+    recently_dead: Vec<(Name, SocketAddr, Instant)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
     awareness: Awareness,
     seq: u32,
-    probe_order: Vec<String>,
+    /// This round's probe targets, in order; a member removed from the table is replaced by
+    /// the local node's id (skipped), so that a reused id never stands for another member.
+    probe_order: Vec<MemberId>,
     probe_cursor: usize,
     next_probe: Instant,
     probe: Option<Probe>,
@@ -208,11 +210,11 @@ impl Swim {
             });
         }
         let claim = AliveClaim {
-            name: local.name,
+            name: local.name.into(),
             addr: local.addr,
             incarnation: Incarnation { generation: local.generation, incarnation: 0 },
             tags: local.tags,
-            protocol: convert::PROTOCOL,
+            protocol: PROTOCOL,
         };
         let own_alive = encode_message(&wire::Message { body: Some(Body::Alive(convert::alive_to_wire(&claim))) });
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -260,6 +262,30 @@ impl Swim {
         })
     }
 
+    /// Start from a known membership: add every claim as an alive member, as if this node had
+    /// learned of it and the news had long since spread. Nothing is reported or gossiped (no
+    /// [`Event::MemberJoined`], nothing queued), and each member joins the probe rotation at the
+    /// next round. Claims about this node, and claims the table would not take as new (a
+    /// duplicate, a name known at another address), are skipped.
+    ///
+    /// For simulations and tests that begin from a formed cluster (`gossip-sim scenario
+    /// --preformed`); a real node learns its members by [`Swim::join`]. Give every node the same
+    /// [`Name`]s and the cluster's names are held once, not once per node.
+    pub fn preload(&mut self, members: impl IntoIterator<Item = AliveClaim>, now: Instant) {
+        let members = members.into_iter();
+        self.table.reserve(members.size_hint().0);
+        for claim in members {
+            if claim.name == *self.table.local_name() {
+                continue;
+            }
+            if let Applied::Changed { member, previous: None, .. } = self.table.apply_alive(claim, now) {
+                if let Some(id) = self.table.id(&member.name) {
+                    self.live.insert(id);
+                }
+            }
+        }
+    }
+
     /// Encrypt with this keyring from now on (every installed key is tried on receive, the
     /// primary key seals).
     pub fn set_keyring(&mut self, keyring: Keyring) {
@@ -294,7 +320,7 @@ impl Swim {
         self.left = true;
         self.probe = None;
         let incarnation = self.table.leave_local(now);
-        let name = self.table.local().name.clone();
+        let name = self.table.local().name.to_string();
         let msg = Body::Dead(wire::Dead {
             node: name.clone(),
             generation: incarnation.generation,
@@ -327,7 +353,7 @@ impl Swim {
             node: name.to_owned(),
             generation: member.incarnation.generation,
             incarnation: member.incarnation.incarnation,
-            from: self.table.local().name.clone(),
+            from: self.table.local().name.to_string(),
             left: true,
         };
         let addr = member.addr;
@@ -335,8 +361,11 @@ impl Swim {
         // Tell the member itself: if it is alive after all, it refutes at once.
         self.send(addr, vec![Body::Dead(dead)]);
         if prune {
+            if let Some(id) = self.table.id(name) {
+                self.live.remove(id);
+            }
             if let Some(member) = self.table.remove(name) {
-                self.live.remove(name);
+                self.forget_removed_probe_targets();
                 self.recently_dead.retain(|(n, _, _)| n != name);
                 self.suspicions.remove(name);
                 self.events.push_back(Event::MemberReaped(member));
@@ -592,13 +621,21 @@ impl Swim {
     /// The next thing to send. Call until `None` after every `handle_*` and command.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let next = self.transmits.pop_front();
+        if next.is_none() {
+            shrink_drained(&mut self.transmits);
+        }
+        next
     }
 
     /// The next event. Call until `None` after every `handle_*` and command.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let next = self.events.pop_front();
+        if next.is_none() {
+            shrink_drained(&mut self.events);
+        }
+        next
     }
 
     /// When [`Swim::handle_timeout`] must be called next (it may be in the past: call it now).
@@ -643,9 +680,15 @@ impl Swim {
         Some(next)
     }
 
-    /// All members, tombstones included, in name order.
+    /// All members, tombstones included, in name order (sorted on each call: `O(n log n)`).
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.table.iter()
+    }
+
+    /// All members, tombstones included, in no particular order (a deterministic one): `O(n)`,
+    /// where [`Swim::members`] sorts by name.
+    pub fn members_unordered(&self) -> impl Iterator<Item = &Member> {
+        self.table.iter_unordered()
     }
 
     /// One member by name.
@@ -689,6 +732,14 @@ impl Swim {
             Body::IndirectPing(req) => self.on_indirect_ping(from, req, now),
             Body::Ack(ack) => self.on_ack(from, ack, now),
             Body::Nack(nack) => self.on_nack(from, nack.seq, now),
+            Body::Alive(alive)
+                if self.is_stale_alive(
+                    &alive.node,
+                    alive.addr.as_ref(),
+                    alive.generation,
+                    alive.incarnation,
+                    &alive.tags,
+                ) => {}
             Body::Alive(alive) => match convert::alive_from_wire(&alive) {
                 Ok(claim) => self.on_alive(claim, Some(from), now),
                 Err(e) => self.drop_count(e.reason()),
@@ -699,6 +750,28 @@ impl Swim {
             }
             Body::User(user) => self.events.push_back(Event::User(user.payload)),
         }
+    }
+
+    /// Whether an `alive` message is one the table would ignore: about another member, known,
+    /// at the same address (or not live), at an incarnation not newer than known, and valid
+    /// (without tags, so there are none to check). Most `alive` messages are repeats while news
+    /// spreads; this answers them without building a claim.
+    fn is_stale_alive(
+        &self,
+        node: &str,
+        addr: Option<&wire::Address>,
+        generation: u64,
+        incarnation: u64,
+        tags: &[wire::Tag],
+    ) -> bool {
+        if !tags.is_empty() || node == self.table.local_name().as_str() {
+            return false;
+        }
+        let (Some(member), Ok(addr)) = (self.table.get(node), convert::socket_addr(addr)) else {
+            return false;
+        };
+        (member.addr == addr || !member.is_live())
+            && convert::incarnation(generation, incarnation) <= member.incarnation
     }
 
     fn on_ping(&mut self, from: SocketAddr, ping: wire::Ping, now: Instant) {
@@ -729,7 +802,7 @@ impl Swim {
                 deadline: now + self.config.probe_timeout.mul_f64(RELAY_TIMEOUT_FRACTION),
             },
         );
-        let ping = wire::Ping { seq, target: req.target, source: self.table.local().name.clone(), buddy: None };
+        let ping = wire::Ping { seq, target: req.target, source: self.table.local().name.to_string(), buddy: None };
         self.send(target_addr, vec![Body::Ping(ping)]);
     }
 
@@ -744,7 +817,7 @@ impl Swim {
             probe.phase = ProbePhase::Acked;
             if from == probe.target_addr {
                 let event =
-                    Event::ProbeAck { node: probe.target.clone(), rtt: now - probe.sent_at, payload: ack.payload };
+                    Event::ProbeAck { node: probe.target.to_string(), rtt: now - probe.sent_at, payload: ack.payload };
                 self.events.push_back(event);
             }
             return;
@@ -770,18 +843,19 @@ impl Swim {
     }
 
     fn on_alive(&mut self, claim: AliveClaim, from: Option<SocketAddr>, now: Instant) {
-        let wire_alive = convert::alive_to_wire(&claim);
-        match self.table.apply_alive(claim, now) {
+        match self.table.apply_alive(claim.clone(), now) {
             Applied::Changed { previous, member, tags_changed } => {
+                let wire_alive = convert::alive_to_wire(&claim);
                 let name = member.name.clone();
-                if self.suspicions.get(&name).is_some_and(|s| s.incarnation < member.incarnation) {
-                    self.suspicions.remove(&name);
+                if self.suspicions.get(name.as_str()).is_some_and(|s| s.incarnation < member.incarnation) {
+                    self.suspicions.remove(name.as_str());
                 }
-                self.live.insert(&name, member.addr);
+                let id = self.table.id(&name).expect("a member just added or changed is in the table");
+                self.live.insert(id);
                 self.recently_dead.retain(|(n, _, _)| *n != name);
                 let event = match previous {
                     None | Some(State::Dead | State::Left) => {
-                        self.add_probe_target(&name);
+                        self.add_probe_target(id);
                         Event::MemberJoined(member)
                     }
                     Some(State::Suspect) => Event::MemberRecovered(member),
@@ -883,7 +957,7 @@ impl Swim {
         if !still_suspect {
             return;
         }
-        let local = self.table.local().name.clone();
+        let local = self.table.local().name.to_string();
         let dead = wire::Dead {
             node: name.to_owned(),
             generation: suspicion.incarnation.generation,
@@ -905,8 +979,10 @@ impl Swim {
         let incarnation = convert::incarnation(d.generation, d.incarnation);
         match self.table.apply_dead(&d.node, incarnation, d.left, now) {
             Applied::Changed { member, .. } => {
-                self.suspicions.remove(&member.name);
-                self.live.remove(&member.name);
+                self.suspicions.remove(member.name.as_str());
+                if let Some(id) = self.table.id(&member.name) {
+                    self.live.remove(id);
+                }
                 if member.state == State::Dead {
                     self.recently_dead.push((member.name.clone(), member.addr, now + self.config.gossip_to_dead));
                 }
@@ -973,15 +1049,15 @@ impl Swim {
         let Some(member) = self.table.get(&target) else { return };
         let (addr, state, incarnation) = (member.addr, member.state, member.incarnation);
         let seq = self.next_seq();
-        let local = self.table.local().name.clone();
+        let local = self.table.local().name.to_string();
         let buddy = (self.config.lifeguard.buddy && state == State::Suspect).then(|| wire::Suspect {
-            node: target.clone(),
+            node: target.to_string(),
             generation: incarnation.generation,
             incarnation: incarnation.incarnation,
             from: local.clone(),
         });
         self.stats.probes += 1;
-        self.send(addr, vec![Body::Ping(wire::Ping { seq, target: target.clone(), source: local, buddy })]);
+        self.send(addr, vec![Body::Ping(wire::Ping { seq, target: target.to_string(), source: local, buddy })]);
         self.probe = Some(Probe {
             seq,
             target,
@@ -997,44 +1073,59 @@ impl Swim {
         });
     }
 
-    fn next_probe_target(&mut self) -> Option<String> {
+    fn next_probe_target(&mut self) -> Option<Name> {
+        let local = self.table.id(self.table.local_name());
         for _ in 0..2 {
             while self.probe_cursor < self.probe_order.len() {
-                let name = &self.probe_order[self.probe_cursor];
+                let id = self.probe_order[self.probe_cursor];
                 self.probe_cursor += 1;
-                if self.table.get(name).is_some_and(|m| matches!(m.state, State::Alive | State::Suspect))
-                    && *name != self.table.local().name
-                {
-                    return Some(name.clone());
+                if let Some(m) = self.table.member(id).filter(|m| m.is_live() && Some(id) != local) {
+                    return Some(m.name.clone());
                 }
             }
             // A round is over: start a new one in a new random order.
-            self.probe_order = self.live.iter().map(|(n, _)| n.clone()).collect();
+            self.probe_order = self.live.iter().collect();
             self.probe_order.shuffle(&mut self.rng);
             self.probe_cursor = 0;
         }
         None
     }
 
-    fn add_probe_target(&mut self, name: &str) {
+    fn add_probe_target(&mut self, id: MemberId) {
         // Insert at a random place of the rest of the round, as memberlist does.
         let lo = self.probe_cursor.min(self.probe_order.len());
         let at = self.rng.random_range(lo..=self.probe_order.len());
-        self.probe_order.insert(at, name.to_owned());
+        self.probe_order.insert(at, id);
+    }
+
+    /// After members left the table: point their entries of this round at the local node (which
+    /// the round skips), before their ids can be given to new members. The length of the round
+    /// is kept, and with it every random draw that depends on it.
+    fn forget_removed_probe_targets(&mut self) {
+        let Some(local) = self.table.id(self.table.local_name()) else { return };
+        for id in &mut self.probe_order {
+            if self.table.member(*id).is_none() {
+                *id = local;
+            }
+        }
     }
 
     fn start_indirect(&mut self) {
         let Some(probe) = self.probe.as_ref() else { return };
         let (seq, target, target_addr) = (probe.seq, probe.target.clone(), probe.target_addr);
         let k = self.config.indirect_checks;
-        let candidates = self.live.choose(k + 3, &[target.as_str()], &mut self.rng);
-        let relays: Vec<(String, SocketAddr)> = candidates
+        let exclude: Vec<MemberId> = self.table.id(&target).into_iter().collect();
+        let candidates = self.live.choose(k + 3, &exclude, &mut self.rng);
+        let relays: Vec<(Name, SocketAddr)> = candidates
             .into_iter()
-            .filter(|(n, _)| self.table.get(n).is_some_and(|m| m.state == State::Alive))
+            .filter_map(|id| self.table.member(id))
+            .filter(|m| m.state == State::Alive)
+            .map(|m| (m.name.clone(), m.addr))
             .take(k)
             .collect();
         let local = self.table.local();
-        let (source, source_addr) = (local.name.clone(), local.addr);
+        let (source, source_addr) = (local.name.to_string(), local.addr);
+        let target = target.to_string();
         for (_, relay_addr) in &relays {
             let req = wire::IndirectPing {
                 seq,
@@ -1087,8 +1178,11 @@ impl Swim {
             return;
         }
         let incarnation = member.incarnation;
-        let confirmers: Vec<String> =
-            if self.config.lifeguard.nack_confirms { probe.nacks.into_iter().collect() } else { Vec::new() };
+        let confirmers: Vec<String> = if self.config.lifeguard.nack_confirms {
+            probe.nacks.into_iter().map(String::from).collect()
+        } else {
+            Vec::new()
+        };
         let local = self.table.local().name.clone();
         self.suspect(&probe.target, incarnation, &local, &confirmers, None, now);
     }
@@ -1118,7 +1212,10 @@ impl Swim {
         }
         self.recently_dead.retain(|(_, _, until)| *until > now);
         let k = self.config.gossip_nodes;
-        let mut targets = self.live.choose(k, &[], &mut self.rng);
+        let mut targets: Vec<(Name, SocketAddr)> = (self.live.choose(k, &[], &mut self.rng).into_iter())
+            .filter_map(|id| self.table.member(id))
+            .map(|m| (m.name.clone(), m.addr))
+            .collect();
         if !self.recently_dead.is_empty() {
             // The recently dead get a chance at one extra slot, after the live targets: they must
             // hear news so that a live one wrongly declared dead can refute, but never at the
@@ -1152,7 +1249,11 @@ impl Swim {
         if self.left {
             return;
         }
-        let Some((_, addr)) = self.live.choose(1, &[], &mut self.rng).into_iter().next() else { return };
+        let Some(addr) =
+            self.live.choose(1, &[], &mut self.rng).into_iter().find_map(|id| self.table.member(id)).map(|m| m.addr)
+        else {
+            return;
+        };
         let msg = self.push_pull_message(false);
         self.stream_request(addr, &msg, StreamPurpose::PushPull);
     }
@@ -1164,7 +1265,9 @@ impl Swim {
         if self.left {
             return;
         }
-        let failed: Vec<SocketAddr> = self.table.iter().filter(|m| m.state == State::Dead).map(|m| m.addr).collect();
+        let mut failed: Vec<&Member> = self.table.dead().collect();
+        failed.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let failed: Vec<SocketAddr> = failed.into_iter().map(|m| m.addr).collect();
         if failed.is_empty() {
             return;
         }
@@ -1197,6 +1300,12 @@ impl Swim {
         // suspect directly so that a live one refutes at once.
         let local_name = self.table.local().name.clone();
         for m in &pp.members {
+            if m.status == wire::MemberStatus::Alive as i32
+                && self.is_stale_alive(&m.node, m.addr.as_ref(), m.generation, m.incarnation, &m.tags)
+            {
+                // The common case of anti-entropy: nothing new about this one.
+                continue;
+            }
             let (claim, state) = match convert::member_from_wire(m) {
                 Ok(x) => x,
                 Err(e) => {
@@ -1214,10 +1323,10 @@ impl Swim {
                 State::Dead => self.suspect(&name, incarnation, &local_name, &[], None, now),
                 State::Left => {
                     let d = wire::Dead {
-                        node: name.clone(),
+                        node: name.to_string(),
                         generation: incarnation.generation,
                         incarnation: incarnation.incarnation,
-                        from: name,
+                        from: name.to_string(),
                         left: true,
                     };
                     self.on_dead(&d, SocketAddr::from(([0, 0, 0, 0], 0)), now);
@@ -1227,8 +1336,14 @@ impl Swim {
     }
 
     fn reap(&mut self, now: Instant) {
-        for member in self.table.reap(now, self.config.dead_reap, self.config.left_reap) {
-            self.live.remove(&member.name);
+        // Only dead and left members are reaped, and those are never in `live`.
+        let reaped = self.table.reap(now, self.config.dead_reap, self.config.left_reap);
+        if reaped.is_empty() {
+            return;
+        }
+        self.forget_removed_probe_targets();
+        debug_assert!(self.live.iter().all(|id| self.table.member(id).is_some_and(Member::is_live)));
+        for member in reaped {
             self.recently_dead.retain(|(n, _, _)| *n != member.name);
             self.events.push_back(Event::MemberReaped(member));
         }
@@ -1308,6 +1423,14 @@ impl Swim {
 
     fn count_received(&mut self, kind: &'static str) {
         *self.stats.messages_received.entry(kind).or_default() += 1;
+    }
+}
+
+/// Give back a drained queue's room when a burst (a join's thousand `MemberJoined`, say) grew it:
+/// thousands of simulated nodes would otherwise each keep the largest burst they ever saw.
+fn shrink_drained<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > 64 {
+        *queue = VecDeque::new();
     }
 }
 

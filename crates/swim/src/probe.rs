@@ -4,11 +4,13 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use membership::Name;
+
 /// This node's current probe of one member.
 #[derive(Debug, Clone)]
 pub(crate) struct Probe {
     pub(crate) seq: u32,
-    pub(crate) target: String,
+    pub(crate) target: Name,
     pub(crate) target_addr: SocketAddr,
     pub(crate) phase: ProbePhase,
     /// When the direct ack is given up on and relays are asked.
@@ -16,9 +18,9 @@ pub(crate) struct Probe {
     /// When the probe ends (the end of the probe period).
     pub(crate) ends_at: Instant,
     /// Relays asked, by address, with their names.
-    pub(crate) relays: Vec<(String, SocketAddr)>,
+    pub(crate) relays: Vec<(Name, SocketAddr)>,
     /// Relays that answered with a nack.
-    pub(crate) nacks: BTreeSet<String>,
+    pub(crate) nacks: BTreeSet<Name>,
     /// Stream id of a TCP fallback ping, if one is out.
     pub(crate) tcp_ping: Option<u64>,
     /// The TCP fallback ping failed.

@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use swim::{Config, State};
 
 fn snapshot(c: &Cluster, i: usize) -> Vec<(String, State, swim::Incarnation)> {
-    c.nodes[i].members().map(|m| (m.name.clone(), m.state, m.incarnation)).collect()
+    c.nodes[i].members().map(|m| (m.name.to_string(), m.state, m.incarnation)).collect()
 }
 
 #[test]

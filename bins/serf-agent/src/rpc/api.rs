@@ -39,7 +39,7 @@ pub(crate) struct ProtocolInfo {
 impl MemberInfo {
     pub(crate) fn from_member(member: &gossip_core::Member) -> Self {
         Self {
-            name: member.name.clone(),
+            name: member.name.to_string(),
             addr: member.addr.to_string(),
             status: status_name(member.state).to_owned(),
             tags: member.tags.as_map().clone(),

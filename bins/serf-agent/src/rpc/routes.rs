@@ -424,7 +424,7 @@ async fn reachability(context: &AgentContext) -> Result<Reply, ApiError> {
     acks.sort();
     acks.dedup();
     let live: Vec<String> =
-        context.serf.members().into_iter().filter(|member| member.is_live()).map(|member| member.name).collect();
+        context.serf.members().into_iter().filter(|member| member.is_live()).map(|member| member.name.into()).collect();
     let missing = live.iter().filter(|name| !acks.contains(name)).cloned().collect();
     let unknown = acks.iter().filter(|name| !live.contains(name)).cloned().collect();
     Ok(Reply::json(&ReachabilityResponse { members: live.len(), acks, missing, unknown, timeout_ms }))

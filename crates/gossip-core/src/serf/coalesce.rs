@@ -83,7 +83,7 @@ impl MemberCoalescer {
     /// [`MemberCoalescer::deadline`].
     pub(crate) fn push(&mut self, kind: MemberEventKind, member: Member, now: Instant) {
         self.window.touch(now);
-        self.latest.insert(member.name.clone(), (kind, member));
+        self.latest.insert(member.name.to_string(), (kind, member));
     }
 
     /// When the pending batch is due (`None`: nothing pending).

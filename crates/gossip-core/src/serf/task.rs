@@ -181,7 +181,7 @@ impl Running {
     /// out with the first acks and push-pulls.
     async fn start(&mut self) {
         let local = self.task.shared.node.local_member();
-        self.record(Record::Alive { name: local.name.clone(), addr: local.addr });
+        self.record(Record::Alive { name: local.name.to_string(), addr: local.addr });
         self.task.members.push(MemberEventKind::Join, local, now());
         if let Some(client) = &self.task.vivaldi {
             let payload = messages::encode_coordinate(client.coordinate());
@@ -201,19 +201,19 @@ impl Running {
             Event::ProbeAck { node, rtt, payload } => self.probe_ack(&node, rtt, &payload).await,
             Event::RemoteState { join, state } => self.remote_state(join, &state),
             Event::MemberJoined(member) => {
-                self.record(Record::Alive { name: member.name.clone(), addr: member.addr });
+                self.record(Record::Alive { name: member.name.to_string(), addr: member.addr });
                 self.task.members.push(MemberEventKind::Join, member, now);
             }
             Event::MemberUpdated(member) => {
-                self.record(Record::Alive { name: member.name.clone(), addr: member.addr });
+                self.record(Record::Alive { name: member.name.to_string(), addr: member.addr });
                 self.task.members.push(MemberEventKind::Update, member, now);
             }
             Event::MemberLeft(member) => {
-                self.record(Record::NotAlive { name: member.name.clone() });
+                self.record(Record::NotAlive { name: member.name.to_string() });
                 self.task.members.push(MemberEventKind::Leave, member, now);
             }
             Event::MemberFailed(member) => {
-                self.record(Record::NotAlive { name: member.name.clone() });
+                self.record(Record::NotAlive { name: member.name.to_string() });
                 self.task.members.push(MemberEventKind::Failed, member, now);
             }
             Event::MemberReaped(member) => {
@@ -395,7 +395,7 @@ impl Running {
         let timeout = Duration::from_millis(query.timeout_ms).min(MAX_QUERY_TIMEOUT);
         let responder = Arc::new(Responder {
             shared: Arc::clone(&shared),
-            local_name: local.name,
+            local_name: local.name.to_string(),
             source_name: query.source_node.clone(),
             source_addr,
             relay_factor: u8::try_from(query.relay_factor).unwrap_or(u8::MAX),

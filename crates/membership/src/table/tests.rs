@@ -21,7 +21,7 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 fn claim(name: &str, port: u16, incarnation: Incarnation) -> AliveClaim {
-    AliveClaim { name: name.to_owned(), addr: addr(port), incarnation, tags: Tags::default(), protocol: PROTOCOL }
+    AliveClaim { name: name.into(), addr: addr(port), incarnation, tags: Tags::default(), protocol: PROTOCOL }
 }
 
 fn local_claim() -> AliveClaim {
@@ -621,8 +621,8 @@ proptest! {
             c
         };
         for op in ops {
-            let before: BTreeMap<String, Incarnation> =
-                t.iter().map(|m| (m.name.clone(), m.incarnation)).collect();
+            let before: std::collections::BTreeMap<String, Incarnation> =
+                t.iter().map(|m| (m.name.to_string(), m.incarnation)).collect();
             let mut reaped = Vec::new();
             // (outcome, incarnation the news claimed about the local node)
             let mut outcomes: Vec<(Applied, Option<Incarnation>)> = Vec::new();
@@ -717,7 +717,7 @@ fn remove_drops_a_member_and_its_tombstone_but_never_the_local_node() {
     t.apply_alive(claim("b", 2, inc(1, 0)), t0);
     t.apply_dead("b", inc(1, 0), true, t0);
     assert_eq!(t.live_count(), 2);
-    assert_eq!(t.remove("a").map(|m| m.name), Some("a".to_owned()));
+    assert_eq!(t.remove("a").map(|m| m.name), Some("a".into()));
     assert_eq!(t.remove("b").map(|m| m.state), Some(State::Left));
     assert!(t.remove(LOCAL).is_none());
     assert!(t.remove("nobody").is_none());
