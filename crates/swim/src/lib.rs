@@ -764,10 +764,13 @@ impl Swim {
         incarnation: u64,
         tags: &[wire::Tag],
     ) -> bool {
-        if !tags.is_empty() || node == self.table.local_name().as_str() {
+        if !tags.is_empty() {
             return false;
         }
-        let (Some(member), Ok(addr)) = (self.table.get(node), convert::socket_addr(addr)) else {
+        let Some(id) = self.table.id(node).filter(|&id| id != self.table.local_id()) else {
+            return false;
+        };
+        let (Some(member), Ok(addr)) = (self.table.member(id), convert::socket_addr(addr)) else {
             return false;
         };
         (member.addr == addr || !member.is_live())
@@ -1074,12 +1077,12 @@ impl Swim {
     }
 
     fn next_probe_target(&mut self) -> Option<Name> {
-        let local = self.table.id(self.table.local_name());
+        let local = self.table.local_id();
         for _ in 0..2 {
             while self.probe_cursor < self.probe_order.len() {
                 let id = self.probe_order[self.probe_cursor];
                 self.probe_cursor += 1;
-                if let Some(m) = self.table.member(id).filter(|m| m.is_live() && Some(id) != local) {
+                if let Some(m) = self.table.member(id).filter(|m| m.is_live() && id != local) {
                     return Some(m.name.clone());
                 }
             }
@@ -1102,7 +1105,7 @@ impl Swim {
     /// the round skips), before their ids can be given to new members. The length of the round
     /// is kept, and with it every random draw that depends on it.
     fn forget_removed_probe_targets(&mut self) {
-        let Some(local) = self.table.id(self.table.local_name()) else { return };
+        let local = self.table.local_id();
         for id in &mut self.probe_order {
             if self.table.member(*id).is_none() {
                 *id = local;
