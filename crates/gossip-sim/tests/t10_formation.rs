@@ -47,3 +47,35 @@ fn tiny_clusters() {
     sim.run_until(secs(10));
     assert!(sim.is_converged(), "{:?}", sim.convergence());
 }
+
+/// A preformed cluster is converged at time zero, with no join, no `MemberJoined` and every name
+/// held once for the whole simulation; it then behaves as a formed one: a crash is detected by
+/// everyone, nobody else is declared failed, and a restarted node joins the usual way.
+#[test]
+fn a_preformed_cluster_starts_converged_and_detects_a_crash() {
+    let n = 200;
+    let mut cfg = SimConfig::preset("lan", n, 7).unwrap();
+    cfg.formation.preformed = true;
+    let mut sim = Simulation::new(cfg).unwrap();
+    sim.run_until(secs(0));
+    assert_eq!(sim.live_nodes().count(), n, "every node starts at time zero");
+    assert!(sim.is_converged(), "{:?}", sim.convergence());
+    for o in [0, 99, 199] {
+        assert_eq!(sim.view(o).filter(|m| m.state == State::Alive).count(), n);
+        let stats = sim.swim(o).unwrap().stats();
+        assert_eq!((stats.streams_sent, stats.packets_received), (0, 0), "node {o} did not join");
+    }
+    // Node 5's name in node 0's table and in node 150's is one allocation.
+    let name = |o: usize| sim.swim(o).unwrap().member(sim.name(5)).unwrap().name.clone();
+    assert!(name(0).ptr_eq(&name(150)));
+
+    sim.crash(42, secs(20));
+    sim.restart(17, secs(30));
+    sim.run_until(secs(90));
+    assert!(sim.is_converged(), "{:?}", sim.convergence());
+    // Everyone but the restarted node, which never heard of node 42 alive, holds it dead.
+    assert!((0..n).filter(|&o| o != 42 && o != 17).all(|o| sim.state_of(o, 42) == Some(State::Dead)));
+    assert_eq!(sim.state_of(0, 17), Some(State::Alive));
+    assert!(sim.false_failures().next().is_none(), "{:?}", sim.failures());
+    assert_eq!(sim.failures().len(), n - 1, "only the crash is reported, once per live node");
+}

@@ -4,6 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+use foldhash::fast::FixedState;
 
 use crate::Name;
 
@@ -42,8 +43,8 @@ pub struct BroadcastQueue {
     max_depth: usize,
     next_seq: u64,
     queue: BTreeMap<Slot, Queued>,
-    /// Slot of the message queued under each key.
-    keys: HashMap<Name, Slot>,
+    /// Slot of the message queued under each key (a fixed hash: nothing depends on the process).
+    keys: HashMap<Name, Slot, FixedState>,
     /// Multiset of queued message lengths, to stop `fill` once nothing can fit.
     lengths: BTreeMap<usize, usize>,
 }
@@ -63,7 +64,7 @@ impl BroadcastQueue {
             max_depth,
             next_seq: 0,
             queue: BTreeMap::new(),
-            keys: HashMap::new(),
+            keys: HashMap::with_hasher(FixedState::with_seed(0x6b65_7973)),
             lengths: BTreeMap::new(),
         }
     }

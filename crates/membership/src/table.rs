@@ -114,6 +114,11 @@ impl MemberTable {
         self.member(self.local).expect("the local node is always in the table")
     }
 
+    /// The local node's [`MemberId`].
+    pub fn local_id(&self) -> MemberId {
+        self.local
+    }
+
     /// The local node's name.
     pub fn local_name(&self) -> &Name {
         &self.local().name
