@@ -28,7 +28,7 @@ use crate::iptables::{self, Chain};
 use crate::process::{RunDir, Signal};
 use crate::stamp::{results_dir, Stamp};
 use crate::stats::{ratio, Stat};
-use crate::system::{default_net, locate_serf_agent, HashicorpSerf, SerfAgent, System};
+use crate::system::{default_net, locate_serf_agent, HashicorpSerf, SerfAgent, System, AGENT_BUILD};
 
 /// Progress on stderr: an indicatif bar on a terminal, plain timestamped lines otherwise (a
 /// hidden bar would swallow them).
@@ -318,6 +318,9 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
     let stamp = Stamp::new(&o.command);
     let mut notes = Vec::new();
     let ours = SerfAgent { bin: locate_serf_agent(o.agent_bin.as_deref(), o.build)? };
+    if o.agent_bin.is_none() {
+        notes.push(format!("serf-agent as the harness builds it: `{AGENT_BUILD}`"));
+    }
     let serf = if o.ours_only {
         notes.push("HashiCorp Serf not measured (--ours-only).".to_owned());
         None

@@ -36,7 +36,7 @@ pub struct DemoOptions {
     pub profile: String,
     /// The serf-agent binary; found (and built) in the workspace when not given.
     pub agent_bin: Option<PathBuf>,
-    /// Run `cargo build --release -p serf-agent` first.
+    /// Build serf-agent first (`cluster_bench::system::AGENT_BUILD`).
     pub build: bool,
     /// Also run the scenario with HashiCorp Serf and compare.
     pub serf: bool,

@@ -24,10 +24,11 @@ enum Command {
         /// Timing profile of the agents (lan, local).
         #[arg(long, default_value = "lan")]
         profile: String,
-        /// The serf-agent binary (default: build and use target/release/serf-agent).
+        /// The serf-agent binary (default: build it as `cluster_bench::system::AGENT_BUILD` says and
+        /// use target/<arch>-unknown-linux-gnu/agent/serf-agent).
         #[arg(long)]
         agent_bin: Option<PathBuf>,
-        /// Do not run `cargo build --release -p serf-agent` first.
+        /// Do not build serf-agent first.
         #[arg(long)]
         no_build: bool,
         /// Do not run the scenario with HashiCorp Serf afterwards (by default it runs when `serf` is
@@ -88,10 +89,11 @@ enum Command {
         /// Timing profile of both systems.
         #[arg(long, default_value = "lan")]
         profile: String,
-        /// The serf-agent binary (default: build and use target/release/serf-agent).
+        /// The serf-agent binary (default: build it as `cluster_bench::system::AGENT_BUILD` says and
+        /// use target/<arch>-unknown-linux-gnu/agent/serf-agent).
         #[arg(long)]
         agent_bin: Option<PathBuf>,
-        /// Do not run `cargo build --release -p serf-agent` first.
+        /// Do not build serf-agent first.
         #[arg(long)]
         no_build: bool,
         /// The HashiCorp Serf binary (default: `serf` on PATH).

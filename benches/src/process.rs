@@ -49,8 +49,8 @@ pub fn on_stop_signal(cleanup: fn()) {
         }
         eprintln!("\ncluster-bench: signal {sig}: killing the agents it started and removing its network set-up");
         for pid in running().iter() {
-            let _ = send_signal(*pid, Signal::Cont);
-            let _ = send_signal(*pid, Signal::Kill);
+            let _ = send_group_signal(*pid, Signal::Cont);
+            let _ = send_group_signal(*pid, Signal::Kill);
         }
         cleanup();
         std::process::exit(128 + sig);
@@ -94,6 +94,20 @@ pub fn send_signal(pid: u32, signal: Signal) -> std::io::Result<()> {
     }
 }
 
+/// Send `signal` to every process of the process group `pgid` (an agent and its handlers: each
+/// agent leads a group of its own).
+pub fn send_group_signal(pgid: u32, signal: Signal) -> std::io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid).map_err(|_| std::io::Error::other("pid out of range"))?;
+    // SAFETY: kill(2) on a process group the harness created (led by a child it spawned); no
+    // memory is shared with the call.
+    let rc = unsafe { libc::kill(-pgid, signal.number()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// A running agent process, killed (by PID) and reaped when dropped.
 #[derive(Debug)]
 pub struct Agent {
@@ -128,6 +142,11 @@ impl Agent {
                 let mut empty: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut empty);
                 libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                // A process group of its own, led by the agent: its event handlers (children
+                // that outlive it when it is killed) are stopped with it (see `Agent::kill`).
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -184,12 +203,19 @@ impl Agent {
     }
 
     /// SIGKILL and reap (bounded: a killed process is reaped within milliseconds).
+    ///
+    /// The whole process group the agent leads goes with it: event handlers it started and
+    /// that are still running would otherwise outlive it and take CPU from whatever the harness
+    /// measures next (HashiCorp Serf runs its handlers a second after a member change, so a
+    /// cluster torn down right after its setup left 50 handlers, each running `serf members`,
+    /// in the next cluster's setup). The group's ID is the agent's PID, which the harness
+    /// started; a group is not signalled once the agent has been reaped (it may have emptied).
     pub fn kill(&mut self) {
         if self.exited {
             return;
         }
-        let _ = send_signal(self.pid(), Signal::Cont);
-        let _ = send_signal(self.pid(), Signal::Kill);
+        let _ = send_group_signal(self.pid(), Signal::Cont);
+        let _ = send_group_signal(self.pid(), Signal::Kill);
         let _ = self.wait_exit(Duration::from_secs(5));
     }
 
@@ -329,5 +355,35 @@ mod tests {
         assert!(!agent.has_exited());
         drop(agent);
         assert!(rss_bytes(pid).is_none(), "process {pid} still exists");
+    }
+
+    #[test]
+    fn killing_an_agent_stops_the_children_it_started() {
+        let dir = RunDir::new("process-group-test", false).unwrap();
+        let log = dir.path().join("sh.log");
+        let pid_file = dir.path().join("child.pid");
+        // An "agent" that starts a long-running child (as a handler would) and waits for it.
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let agent = Agent::spawn(Path::new("/bin/sh"), &["-c".into(), script], &log).unwrap();
+        let child = poll(|| std::fs::read_to_string(&pid_file).ok()?.trim().parse::<u32>().ok());
+        assert!(rss_bytes(child).is_some(), "the child {child} did not start");
+        drop(agent);
+        // The child is killed with the group; once dead it is reaped by init, so /proc goes too.
+        let gone = (0..250).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            // Gone from /proc, or a zombie waiting for init.
+            std::fs::read_to_string(format!("/proc/{child}/stat")).map_or(true, |s| s.contains(") Z "))
+        });
+        assert!(gone, "the child {child} outlived its killed parent");
+    }
+
+    fn poll<T>(mut f: impl FnMut() -> Option<T>) -> T {
+        for _ in 0..250 {
+            if let Some(v) = f() {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out");
     }
 }

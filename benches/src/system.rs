@@ -348,9 +348,25 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Locate `serf-agent`: `explicit` if given, else build it with `cargo build --release -p
-/// serf-agent` (when cargo is available; a no-op when it is up to date) and use
-/// `target/release/serf-agent` of this workspace (or `$CARGO_TARGET_DIR`).
+/// How the harness builds the serf-agent it measures and runs (the demo too): the `agent` profile
+/// of the workspace (release, optimised for size), linked statically against glibc and not
+/// position-independent, for the host's architecture. Each of the three makes the agent's
+/// resident set smaller (its RSS is mostly the pages of its own code): see `docs/benchmarks.md`.
+pub const AGENT_BUILD: &str = "RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --profile agent -p serf-agent --target <arch>-unknown-linux-gnu";
+
+/// The flags of [`AGENT_BUILD`].
+const AGENT_RUSTFLAGS: [&str; 4] = ["-C", "target-feature=+crt-static", "-C", "relocation-model=static"];
+
+/// The target triple of [`AGENT_BUILD`]: an explicit target, so that the static flags apply to
+/// the agent and not to build scripts and proc-macros.
+fn agent_target() -> String {
+    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
+}
+
+/// Locate `serf-agent`: `explicit` if given, else build it as [`AGENT_BUILD`] says (when cargo
+/// is available; a no-op when it is up to date) and use
+/// `target/<arch>-unknown-linux-gnu/agent/serf-agent` of this workspace (or of
+/// `$CARGO_TARGET_DIR`).
 pub fn locate_serf_agent(explicit: Option<&Path>, build: bool) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         anyhow::ensure!(is_executable(p), "{} is not an executable", p.display());
@@ -358,25 +374,24 @@ pub fn locate_serf_agent(explicit: Option<&Path>, build: bool) -> anyhow::Result
     }
     let root = crate::stamp::workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let bin = target.join("release").join("serf-agent");
+    let triple = agent_target();
+    let bin = target.join(&triple).join("agent").join("serf-agent");
     if build {
         let cargo = std::env::var_os("CARGO").map(PathBuf::from).or_else(|| which("cargo"));
         if let Some(cargo) = cargo {
-            eprintln!("building serf-agent: cargo build --release -p serf-agent");
+            eprintln!("building serf-agent: {AGENT_BUILD}");
             let status = std::process::Command::new(cargo)
-                .args(["build", "--release", "-p", "serf-agent"])
+                .args(["build", "--profile", "agent", "-p", "serf-agent", "--target", &triple])
+                .env("CARGO_ENCODED_RUSTFLAGS", AGENT_RUSTFLAGS.join("\x1f"))
+                .env_remove("RUSTFLAGS")
                 .current_dir(&root)
                 .status()?;
-            anyhow::ensure!(status.success(), "cargo build --release -p serf-agent failed ({status})");
+            anyhow::ensure!(status.success(), "building serf-agent failed ({status}): {AGENT_BUILD}");
         } else if !bin.exists() {
             anyhow::bail!("cargo not found and {} does not exist", bin.display());
         }
     }
-    anyhow::ensure!(
-        is_executable(&bin),
-        "{} not found; build it with cargo build --release -p serf-agent",
-        bin.display()
-    );
+    anyhow::ensure!(is_executable(&bin), "{} not found; build it with {AGENT_BUILD}", bin.display());
     Ok(bin)
 }
 
