@@ -56,6 +56,10 @@ pub struct Options {
     pub jobs: usize,
     /// Where to write the Markdown and JSON files; `None` writes nothing.
     pub out_dir: Option<PathBuf>,
+    /// Clusters larger than this start preformed (every node knowing all others alive, as
+    /// `gossip-sim scenario --preformed`) instead of forming by joins: 10,000 joins gossiped to
+    /// 10,000 nodes take far longer than the measurement. Default 1,000.
+    pub preformed_above: usize,
 }
 
 impl Default for Options {
@@ -69,6 +73,7 @@ impl Default for Options {
             seed: 1,
             jobs: 2,
             out_dir: Some(results_dir()),
+            preformed_above: 1000,
         }
     }
 }
@@ -134,7 +139,8 @@ pub struct RunResult {
     pub preset: String,
     /// Cluster size.
     pub nodes: usize,
-    /// Virtual time until the formed cluster converged, if it did.
+    /// Virtual time until the cluster formed by joins converged; `None` if it did not, or if it
+    /// started preformed (see [`Options::preformed_above`]).
     pub formation_secs: Option<f64>,
     /// The three phases.
     pub phases: Vec<PhaseResult>,
@@ -224,11 +230,17 @@ fn run_one(options: &Options, preset: &str, n: usize) -> anyhow::Result<RunResul
     let wall = Instant::now();
     let mut cfg = SimConfig::preset(preset, n, options.seed).ok_or_else(|| anyhow::anyhow!("unknown preset"))?;
     cfg.trace = TraceLevel::Off;
+    let preformed = n > options.preformed_above;
+    cfg.formation.preformed = preformed;
     let swim_cfg = cfg.swim.clone();
     let spread = cfg.formation.spread;
     let mut sim = Simulation::new(cfg)?;
-    sim.run_until(spread);
-    let formation = sim.run_until_converged(spread + Duration::from_secs(300), Duration::from_secs(1));
+    let formation = if preformed {
+        None
+    } else {
+        sim.run_until(spread);
+        sim.run_until_converged(spread + Duration::from_secs(300), Duration::from_secs(1))
+    };
     sim.reset_traffic();
     let bound = bounds::crash_detection_bound(&swim_cfg, n, 10) + Duration::from_secs(5);
     let settle = bound.max(Duration::from_secs(60));
@@ -477,7 +489,8 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 /// Parse the detection flags (shared by the `detection` bench and `cluster-bench detection`):
 /// `--nodes 10,100,1000`, `--presets a,b`, `--events K`, `--loss 0.1`, `--loss-window SECS`,
-/// `--seed S`, `--jobs J`, `--no-write`, `--quick` (10 and 100 nodes, 3 events, 60 s window).
+/// `--seed S`, `--jobs J`, `--preformed-above N` (larger clusters start preformed; default
+/// 1000), `--no-write`, `--quick` (10 and 100 nodes, 3 events, 60 s window).
 /// The environment variable `DETECTION_NODES` (for example `10,100,1000,10000`) sets the sizes
 /// when `--nodes` is not given. Unknown arguments (such as cargo's `--bench`) are ignored.
 pub fn parse_args(args: &[String]) -> anyhow::Result<Options> {
@@ -502,6 +515,7 @@ pub fn parse_args(args: &[String]) -> anyhow::Result<Options> {
             "--loss-window" => o.loss_window = Duration::from_secs_f64(value(flag)?.parse()?),
             "--seed" => o.seed = value(flag)?.parse()?,
             "--jobs" => o.jobs = value(flag)?.parse()?,
+            "--preformed-above" => o.preformed_above = value(flag)?.parse()?,
             "--no-write" => o.out_dir = None,
             "--quick" => {
                 o.nodes = vec![10, 100];
@@ -548,6 +562,13 @@ mod tests {
         }
         let md = report.markdown();
         assert!(md.contains("| lan | 8 | crash, 0% loss | 2 |"), "{md}");
+        assert!(run.formation_secs.is_some(), "{run:?}");
+
+        // Started preformed: no formation, the same detection.
+        let report = super::run(&Options { preformed_above: 4, ..options }, "test").unwrap();
+        let preformed = &report.runs[0];
+        assert_eq!(preformed.formation_secs, None, "{preformed:?}");
+        assert!(preformed.phases.iter().all(|p| p.undetected == 0 && p.first.count == 2), "{preformed:?}");
     }
 
     #[test]
@@ -556,6 +577,8 @@ mod tests {
         assert_eq!(o.nodes, vec![10, 20]);
         assert!((o.loss - 0.05).abs() < 1e-9);
         assert_eq!(file_base(&o), "detection-10-20");
+        assert_eq!(o.preformed_above, 1000);
+        assert_eq!(parse_args(&["--preformed-above".into(), "5".into()]).unwrap().preformed_above, 5);
         assert!(parse_args(&["--nodes".into(), "x".into()]).is_err());
     }
 
