@@ -5,41 +5,13 @@
 //! so that a change that makes the table fatter fails here rather than in a 10,000-node run.
 //! One test per binary: the allocator counts every thread's allocations.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use membership::{AliveClaim, Incarnation, MemberTable, Name, ProtocolRange, Tags};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 const PROTOCOL: ProtocolRange = ProtocolRange { min: 1, max: 1, cur: 1 };
 
@@ -57,7 +29,7 @@ fn claim(name: Name, i: u32) -> AliveClaim {
 /// order (as gossip delivers them), with names given as `names(i)`.
 fn table_heap(n: u32, names: impl Fn(u32) -> Name) -> usize {
     let now = Instant::now();
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting_alloc::live();
     let mut table = MemberTable::new(claim("local".into(), 0), now);
     for k in 0..n {
         // A fixed permutation of 0..n (n is prime to 7919).
@@ -65,7 +37,7 @@ fn table_heap(n: u32, names: impl Fn(u32) -> Name) -> usize {
         let _ = table.apply_alive(claim(names(i), i + 1), now);
     }
     assert_eq!(table.len(), n as usize + 1);
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = counting_alloc::live() - before;
     drop(table);
     held
 }

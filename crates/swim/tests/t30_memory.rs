@@ -6,41 +6,13 @@
 //! nodes hold 10^8 of these. One test per binary: the allocator counts every thread's
 //! allocations.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use swim::{AliveClaim, Config, Incarnation, LocalNode, Name, Swim, Tags, TransmitKind, PROTOCOL};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "../../membership/tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 fn addr(i: u32) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::from(u32::from_be_bytes([10, 0, 0, 1]) + i), 7946))
@@ -76,12 +48,12 @@ fn settle(node: &mut Swim, until: Instant) {
 /// Heap held by a node that was handed `names` with [`Swim::preload`] and ran its first probe.
 fn preloaded(names: &[Name]) -> usize {
     let now = Instant::now();
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting_alloc::live();
     let mut a = node("a", 0, now);
     a.preload(claims(names), now);
     settle(&mut a, now + Duration::from_secs(2));
     assert_eq!(a.live_count(), names.len() + 1);
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = counting_alloc::live() - before;
     drop(a);
     held
 }
@@ -92,7 +64,7 @@ fn joined(names: &[Name]) -> usize {
     let now = Instant::now();
     let mut seed = node("seed", 1, now);
     seed.preload(claims(names), now);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting_alloc::live();
     let mut a = node("a", 0, now);
     a.join(&[addr(1)], now);
     let request = a.poll_transmit().unwrap();
@@ -102,7 +74,7 @@ fn joined(names: &[Name]) -> usize {
     drop((request, answer));
     settle(&mut a, now + Duration::from_secs(2));
     assert_eq!(a.live_count(), names.len() + 2);
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = counting_alloc::live() - before;
     drop(a);
     held
 }
