@@ -25,7 +25,9 @@
 //!   distribution (default uniform 0.2–1 ms, so datagrams can overtake each other), independent
 //!   random loss, optional duplication, partitions between two sets of nodes over a time window.
 //!   Streams (the TCP exchanges of push-pull and join) take one latency each way and are not lossy;
-//!   a stream to a crashed, paused or cut-off node fails after [`NetworkModel::stream_timeout`].
+//!   a stream to a crashed, paused or cut-off node fails after [`NetworkModel::stream_timeout`]
+//!   (or, with [`NetworkModel::crash_refuses_streams`], a stream to a crashed process on a live
+//!   host is refused after one latency).
 //! - **Faults** ([`Fault`]): crash (the node stops; datagrams to it vanish), pause (a stalled
 //!   process: no timers; datagrams are buffered up to [`NetworkModel::pause_buffer`] and handed
 //!   over on resume, followed by `handle_timeout`), partition, restart (a new `Swim` with the same

@@ -48,6 +48,10 @@ struct ScenarioArgs {
     /// alone rarely fails a probe).
     #[arg(long)]
     no_tcp_fallback: bool,
+    /// Crashes kill the process, not the host: a TCP connection to a crashed node is refused at
+    /// once (as after a SIGKILL), instead of timing out (a host that went away).
+    #[arg(long)]
+    process_crash: bool,
     /// Datagram loss probability (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -101,6 +105,7 @@ impl ScenarioArgs {
             format!("unknown preset {:?}: expected lan, wan, local, memberlist-lan or swim-paper", self.preset)
         })?;
         cfg.network.loss = self.loss;
+        cfg.network.crash_refuses_streams = self.process_crash;
         if self.no_tcp_fallback {
             cfg.swim.tcp_fallback_ping = false;
         }

@@ -84,6 +84,10 @@ pub struct NetworkModel {
     pub duplicate: f64,
     /// How long a stream to a crashed, paused or unreachable node takes to fail.
     pub stream_timeout: Duration,
+    /// A crash is a process that died on a host that is still up (SIGKILL, a panic, the OOM
+    /// killer): its host refuses a stream to it after one latency, as a TCP RST, instead of
+    /// letting it time out. Off by default: a crash takes the whole host away.
+    pub crash_refuses_streams: bool,
     /// Datagrams held for a paused node (its socket buffer); more are dropped.
     pub pause_buffer: usize,
 }
@@ -95,6 +99,7 @@ impl Default for NetworkModel {
             loss: 0.0,
             duplicate: 0.0,
             stream_timeout: Duration::from_secs(1),
+            crash_refuses_streams: false,
             pause_buffer: 2000,
         }
     }

@@ -776,9 +776,15 @@ impl Simulation {
         let i = to as usize;
         let reachable = self.nodes[i].status == NodeStatus::Running && !self.partitions.cut(from as usize, i, self.now);
         if !reachable {
-            let at = (sent_at + nanos(self.cfg.network.stream_timeout)).max(self.now);
-            self.queue
-                .push(at, Action::StreamResponse { to: from, life: from_life, id, result: Err("stream timed out") });
+            let refused = self.cfg.network.crash_refuses_streams
+                && self.nodes[i].status == NodeStatus::Crashed
+                && !self.partitions.cut(from as usize, i, self.now);
+            let (at, result) = if refused {
+                (self.now + self.cfg.network.latency.sample(&mut self.net_rng), Err("connection refused"))
+            } else {
+                ((sent_at + nanos(self.cfg.network.stream_timeout)).max(self.now), Err("stream timed out"))
+            };
+            self.queue.push(at, Action::StreamResponse { to: from, life: from_life, id, result });
             return;
         }
         let from_addr = self.nodes[from as usize].addr;

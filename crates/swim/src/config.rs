@@ -47,9 +47,15 @@ pub struct Config {
     pub label: String,
     /// Time between two probes of this node (before health-awareness stretching). LAN: 1 s.
     pub probe_interval: Duration,
-    /// How long to wait for a direct ack before asking relays. LAN: 500 ms. Must be less than
-    /// `probe_interval`.
+    /// How long to wait for a direct ack before asking relays, at most. LAN: 500 ms. Must be less
+    /// than `probe_interval`.
     pub probe_timeout: Duration,
+    /// The least the direct-ack wait can adapt down to. The wait is the round-trip estimate of
+    /// this node's acks (smoothed mean plus four deviations, as TCP's retransmission timer),
+    /// clamped to `probe_timeout_min..=probe_timeout`; equal to `probe_timeout` keeps it fixed, as
+    /// memberlist does. A short wait only asks relays (and tries TCP) sooner: a late ack still
+    /// counts until the probe period ends. LAN: 100 ms.
+    pub probe_timeout_min: Duration,
     /// Number of relays asked to probe indirectly after a missed ack. LAN: 3.
     pub indirect_checks: usize,
     /// Try a TCP ping when the direct and indirect UDP probes all fail.
@@ -104,6 +110,7 @@ impl Config {
             label: String::new(),
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
+            probe_timeout_min: Duration::from_millis(100),
             indirect_checks: 3,
             tcp_fallback_ping: true,
             gossip_interval: Duration::from_millis(200),
@@ -136,6 +143,7 @@ impl Config {
         Self {
             probe_interval: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(3),
+            probe_timeout_min: Duration::from_millis(500),
             gossip_interval: Duration::from_millis(500),
             gossip_nodes: 4,
             gossip_to_dead: Duration::from_secs(60),
@@ -155,6 +163,7 @@ impl Config {
         Self {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(200),
+            probe_timeout_min: Duration::from_millis(50),
             indirect_checks: 1,
             gossip_interval: Duration::from_millis(100),
             gossip_to_dead: Duration::from_secs(15),
@@ -171,10 +180,11 @@ impl Config {
     }
 
     /// memberlist's LAN configuration exactly (Serf's default), for like-for-like comparisons:
-    /// the LAN timings with the suspicion unit set to the probe interval and relay nacks not
-    /// counted as confirmations.
+    /// the LAN timings with a fixed probe timeout, the suspicion unit set to the probe interval
+    /// and relay nacks not counted as confirmations.
     pub fn memberlist_lan() -> Self {
         let mut config = Self::lan();
+        config.probe_timeout_min = config.probe_timeout;
         config.suspicion_unit = config.probe_interval;
         config.lifeguard.nack_confirms = false;
         config
@@ -224,6 +234,10 @@ impl Config {
         nonzero("probe_timeout", self.probe_timeout)?;
         if self.probe_timeout >= self.probe_interval {
             return Err(invalid("probe_timeout", self.probe_timeout, "must be less than probe_interval"));
+        }
+        nonzero("probe_timeout_min", self.probe_timeout_min)?;
+        if self.probe_timeout_min > self.probe_timeout {
+            return Err(invalid("probe_timeout_min", self.probe_timeout_min, "must be at most probe_timeout"));
         }
         nonzero("gossip_interval", self.gossip_interval)?;
         nonzero("suspicion_unit", self.suspicion_unit)?;
@@ -283,5 +297,9 @@ mod tests {
         let mut c = Config::lan();
         c.gossip_nodes = 0;
         assert!(c.validate().unwrap_err().to_string().starts_with("gossip_nodes"));
+        let mut c = Config::lan();
+        c.probe_timeout_min = Duration::from_millis(600);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("probe_timeout_min") && err.contains("at most probe_timeout"), "{err}");
     }
 }

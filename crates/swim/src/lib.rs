@@ -83,7 +83,7 @@ pub use convert::{MAX_NAME_LEN, PROTOCOL};
 
 use convert::ConvertError;
 use peers::PeerSet;
-use probe::{Awareness, Probe, ProbePhase, Relay};
+use probe::{Awareness, Probe, ProbePhase, Relay, RttEstimate};
 use suspicion::Suspicion;
 
 /// Counters of what the node did; read with [`Swim::stats`].
@@ -155,7 +155,7 @@ enum StreamPurpose {
 /// node names.
 const USER_KEY_PREFIX: char = '\u{0}';
 
-/// A relay gives up on the target after this fraction of the probe timeout, so that its nack
+/// A relay gives up on the target after this fraction of its direct-ack wait, so that its nack
 /// reaches the requester before the requester's probe period ends.
 const RELAY_TIMEOUT_FRACTION: f64 = 0.8;
 
@@ -175,6 +175,8 @@ pub struct Swim {
     events: VecDeque<Event>,
     stats: Stats,
     awareness: Awareness,
+    /// Round trips of direct acks: how long a probe waits before asking relays.
+    rtt: RttEstimate,
     seq: u32,
     /// This round's probe targets, in order; a member removed from the table is replaced by
     /// the local node's id (skipped), so that a reused id never stands for another member.
@@ -238,6 +240,7 @@ impl Swim {
         Ok(Self {
             broadcasts,
             awareness: Awareness::new(config.lifeguard.awareness_max_multiplier),
+            rtt: RttEstimate::new(config.probe_timeout_min, config.probe_timeout),
             table: MemberTable::new(claim, now),
             codec,
             rng,
@@ -807,7 +810,7 @@ impl Swim {
                 want_nack: req.want_nack && self.config.lifeguard.nack,
                 // Answer within the requester's window: it asked after its own probe timeout and
                 // decides at the end of its probe period, one probe timeout or more later.
-                deadline: now + self.config.probe_timeout.mul_f64(RELAY_TIMEOUT_FRACTION),
+                deadline: now + self.rtt.timeout().mul_f64(RELAY_TIMEOUT_FRACTION),
             },
         );
         let ping = wire::Ping { seq, target: req.target, source: self.table.local().name.to_string(), buddy: None };
@@ -824,8 +827,9 @@ impl Swim {
             }
             probe.phase = ProbePhase::Acked;
             if from == probe.target_addr {
-                let event =
-                    Event::ProbeAck { node: probe.target.to_string(), rtt: now - probe.sent_at, payload: ack.payload };
+                let rtt = now - probe.sent_at;
+                self.rtt.sample(rtt);
+                let event = Event::ProbeAck { node: probe.target.to_string(), rtt, payload: ack.payload };
                 self.events.push_back(event);
             }
             return;
@@ -1071,7 +1075,7 @@ impl Swim {
             target,
             target_addr: addr,
             phase: ProbePhase::Direct,
-            indirect_at: now + self.config.probe_timeout * multiplier,
+            indirect_at: now + self.rtt.timeout() * multiplier,
             ends_at: self.next_probe,
             relays: Vec::new(),
             nacks: Default::default(),

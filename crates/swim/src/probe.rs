@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use membership::Name;
 
@@ -72,9 +72,73 @@ impl Awareness {
     }
 }
 
+/// Round-trip estimate of this node's direct acks, as TCP's retransmission timer (RFC 6298):
+/// a smoothed mean and mean deviation, and a timeout of the mean plus four deviations, clamped.
+/// Before the first sample the timeout is the upper bound.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RttEstimate {
+    /// Smoothed round-trip time and its mean deviation, once there is a sample.
+    smoothed: Option<(Duration, Duration)>,
+    min: Duration,
+    max: Duration,
+}
+
+impl RttEstimate {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Self { smoothed: None, min, max: max.max(min) }
+    }
+
+    /// Take in one round trip (late acks too, so that a slow spell raises the estimate).
+    pub(crate) fn sample(&mut self, rtt: Duration) {
+        // An ack later than the bound says only "at least the bound": cap it, so that one stall
+        // does not keep the estimate up for long after.
+        let rtt = rtt.min(self.max);
+        self.smoothed = Some(match self.smoothed {
+            None => (rtt, rtt / 2),
+            Some((srtt, dev)) => {
+                let err = if rtt > srtt { rtt - srtt } else { srtt - rtt };
+                (srtt * 7 / 8 + rtt / 8, dev * 3 / 4 + err / 4)
+            }
+        });
+    }
+
+    /// How long to wait for a direct ack.
+    pub(crate) fn timeout(&self) -> Duration {
+        match self.smoothed {
+            None => self.max,
+            Some((srtt, dev)) => (srtt + dev * 4).clamp(self.min, self.max),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtt_estimate_adapts_within_bounds() {
+        let ms = Duration::from_millis;
+        let mut e = RttEstimate::new(ms(100), ms(500));
+        assert_eq!(e.timeout(), ms(500), "no sample: the upper bound");
+        for _ in 0..20 {
+            e.sample(ms(1));
+        }
+        assert_eq!(e.timeout(), ms(100), "a fast network: the lower bound");
+        e.sample(ms(2_000));
+        assert_eq!(e.timeout(), ms(500), "one stall: back to the upper bound at once");
+        for _ in 0..40 {
+            e.sample(ms(1));
+        }
+        assert_eq!(e.timeout(), ms(100), "and down again once acks are fast");
+        for _ in 0..40 {
+            e.sample(ms(200));
+        }
+        let t = e.timeout();
+        assert!(t > ms(200) && t < ms(250), "a steady 200 ms: a little above it, {t:?}");
+        let mut fixed = RttEstimate::new(ms(500), ms(500));
+        fixed.sample(ms(1));
+        assert_eq!(fixed.timeout(), ms(500), "min = max: fixed");
+    }
 
     #[test]
     fn awareness_is_bounded() {
