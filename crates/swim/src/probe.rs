@@ -96,7 +96,7 @@ impl RttEstimate {
         self.smoothed = Some(match self.smoothed {
             None => (rtt, rtt / 2),
             Some((srtt, dev)) => {
-                let err = if rtt > srtt { rtt - srtt } else { srtt - rtt };
+                let err = rtt.abs_diff(srtt);
                 (srtt * 7 / 8 + rtt / 8, dev * 3 / 4 + err / 4)
             }
         });
