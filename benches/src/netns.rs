@@ -14,6 +14,20 @@
 //! Everything is named after the harness's PID and removed when the [`Topology`] is dropped
 //! (after the agents in it were killed): namespaces (which takes their veths along), the bridge,
 //! and the `FORWARD` rule that lets bridged traffic through a host firewall whose policy drops.
+//!
+//! **No ARP: every neighbour is entered permanently.** Linux keeps one IPv4 neighbour table for
+//! all network namespaces together, and its limits (`net.ipv4.neigh.default.gc_thresh1/2/3`,
+//! 128/512/1024 by default, settable only in the host's namespace) count the entries of every
+//! namespace. A cluster of n nodes that all talk to each other needs about n² entries (each
+//! namespace resolves the other n - 1 nodes and the host), so 50 nodes need some 2,550: past
+//! 1,024 the kernel refuses new entries ("neighbour: arp_cache: neighbor table overflow!"),
+//! datagrams to a node whose address was not resolved yet are dropped, each namespace ends up
+//! knowing only some twenty of its peers, and the host cannot reach most agents' RPC; neither
+//! Serf nor serf-agent then forms a 50-node cluster. So each veth end and the bridge get a MAC
+//! address derived from their IPv4 address ([`mac`]), and every namespace (and the host, on the
+//! bridge) gets a `PERMANENT` entry for every other address of the network. Permanent entries
+//! are exempt from those limits, no ARP is sent, and nothing outside our namespaces changes (no
+//! host-wide sysctl). The veth counters therefore hold the agents' own IP traffic and no ARP.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -31,6 +45,25 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
 
 fn ip(args: &[&str]) -> anyhow::Result<String> {
     run("ip", args)
+}
+
+/// `ip [-n netns] -batch -` with `commands` (one `ip` command per line, without the `ip`) on its
+/// standard input: one process for many commands; it stops at the first that fails.
+fn ip_batch(netns: Option<&str>, commands: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut args = Vec::new();
+    if let Some(ns) = netns {
+        args.extend(["-n", ns]);
+    }
+    args.extend(["-batch", "-"]);
+    let mut child =
+        Command::new("ip").args(&args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    // Taken out of the child, the pipe closes when written, so that `ip` sees the end of input.
+    child.stdin.take().ok_or_else(|| anyhow::anyhow!("ip -batch: no stdin"))?.write_all(commands.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    Ok(())
 }
 
 /// The short tag of this process in every name (interface names are at most 15 bytes).
@@ -72,6 +105,20 @@ fn gateway(net: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 213, net, 1)
 }
 
+/// The MAC address of the interface that has IPv4 address `addr` (a node's `eth0`, or the
+/// bridge for the host's address): `02:cb` (locally administered, unicast) and the four bytes
+/// of the address, so that every neighbour entry can be written before anything runs.
+pub fn mac(addr: Ipv4Addr) -> String {
+    let [a, b, c, d] = addr.octets();
+    format!("02:cb:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// `ip neigh` commands (for [`ip_batch`]) that enter each of `addrs` as a permanent neighbour on
+/// `dev`.
+fn permanent_neighbours(addrs: impl IntoIterator<Item = Ipv4Addr>, dev: &str) -> String {
+    addrs.into_iter().map(|a| format!("neigh replace {a} lladdr {} dev {dev} nud permanent\n", mac(a))).collect()
+}
+
 /// A bridge and one namespace per node.
 #[derive(Debug)]
 pub struct Topology {
@@ -93,9 +140,12 @@ impl Topology {
             veths: Vec::new(),
             forward_rule: false,
         };
-        let gateway = format!("{}/24", gateway(net));
+        let gateway_addr = gateway(net);
+        let gateway = format!("{gateway_addr}/24");
         let _ = ip(&["link", "del", &t.bridge]);
-        ip(&["link", "add", &t.bridge, "type", "bridge"])?;
+        // A fixed address: a bridge otherwise takes the lowest of its ports' and changes it as
+        // ports come, which would break the namespaces' permanent entry for the host.
+        ip(&["link", "add", &t.bridge, "address", &mac(gateway_addr), "type", "bridge"])?;
         ip(&["addr", "add", &gateway, "dev", &t.bridge])?;
         ip(&["link", "set", &t.bridge, "up"])?;
         run("iptables", &["-w", "-I", "FORWARD", "-i", &t.bridge, "-o", &t.bridge, "-j", "ACCEPT"])?;
@@ -106,15 +156,20 @@ impl Topology {
             let _ = ip(&["netns", "del", &ns]);
             ip(&["netns", "add", &ns])?;
             t.namespaces.push(ns.clone());
-            ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            let eth0_mac = mac(node_ip(net, i));
+            ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "address", &eth0_mac, "netns", &ns])?;
             t.veths.push(veth.clone());
             ip(&["link", "set", &veth, "master", &t.bridge])?;
             ip(&["link", "set", &veth, "up"])?;
-            let addr = format!("{}/24", node_ip(net, i));
-            ip(&["netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", "eth0"])?;
-            ip(&["netns", "exec", &ns, "ip", "link", "set", "eth0", "up"])?;
-            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
+            // Addresses, links up, then the neighbours (taking a link down would flush them):
+            // the host and every other node, permanently (see the module doc).
+            let mut commands = format!("addr add {}/24 dev eth0\nlink set eth0 up\nlink set lo up\n", node_ip(net, i));
+            let others = (0..n).filter(|&j| j != i).map(|j| node_ip(net, j));
+            commands.push_str(&permanent_neighbours(std::iter::once(gateway_addr).chain(others), "eth0"));
+            ip_batch(Some(&ns), &commands)?;
         }
+        // The host's side: every node, for the harness's polls.
+        ip_batch(None, &permanent_neighbours((0..n).map(|i| node_ip(net, i)), &t.bridge))?;
         Ok(t)
     }
 
@@ -209,5 +264,30 @@ impl Drop for Topology {
         if self.forward_rule {
             let _ = run("iptables", &["-w", "-D", "FORWARD", "-i", &self.bridge, "-o", &self.bridge, "-j", "ACCEPT"]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_follow_addresses() {
+        assert_eq!(mac(node_ip(10, 0)), "02:cb:0a:d5:0a:0a");
+        assert_eq!(mac(node_ip(17, 49)), "02:cb:0a:d5:11:3b");
+        assert_eq!(mac(gateway(11)), "02:cb:0a:d5:0b:01");
+        // Locally administered (bit 1) and unicast (bit 0 clear) in the first byte.
+        let first = u8::from_str_radix(&mac(node_ip(10, 3))[..2], 16).unwrap();
+        assert_eq!(first & 0b11, 0b10);
+    }
+
+    #[test]
+    fn neighbour_commands() {
+        let text = permanent_neighbours([gateway(10), node_ip(10, 1)], "eth0");
+        assert_eq!(
+            text,
+            "neigh replace 10.213.10.1 lladdr 02:cb:0a:d5:0a:01 dev eth0 nud permanent\n\
+             neigh replace 10.213.10.11 lladdr 02:cb:0a:d5:0a:0b dev eth0 nud permanent\n"
+        );
     }
 }
