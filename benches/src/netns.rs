@@ -47,23 +47,33 @@ fn ip(args: &[&str]) -> anyhow::Result<String> {
     run("ip", args)
 }
 
+/// Start `program args` with `input` on its standard input (written at once; the pipe is closed
+/// after it, so that the program sees the end of its input).
+fn spawn_with_input(program: &str, args: &[&str], input: &str) -> anyhow::Result<std::process::Child> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child =
+        Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().ok_or_else(|| anyhow::anyhow!("{program}: no stdin"))?.write_all(input.as_bytes())?;
+    Ok(child)
+}
+
+/// Wait for a child of [`spawn_with_input`]; an error names it and gives its stderr.
+fn finish(child: std::process::Child, what: &str) -> anyhow::Result<()> {
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    Ok(())
+}
+
 /// `ip [-n netns] -batch -` with `commands` (one `ip` command per line, without the `ip`) on its
 /// standard input: one process for many commands; it stops at the first that fails.
 fn ip_batch(netns: Option<&str>, commands: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::process::Stdio;
     let mut args = Vec::new();
     if let Some(ns) = netns {
         args.extend(["-n", ns]);
     }
     args.extend(["-batch", "-"]);
-    let mut child =
-        Command::new("ip").args(&args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-    // Taken out of the child, the pipe closes when written, so that `ip` sees the end of input.
-    child.stdin.take().ok_or_else(|| anyhow::anyhow!("ip -batch: no stdin"))?.write_all(commands.as_bytes())?;
-    let out = child.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    Ok(())
+    finish(spawn_with_input("ip", &args, commands)?, &format!("ip {}", args.join(" ")))
 }
 
 /// The short tag of this process in every name (interface names are at most 15 bytes).
@@ -194,10 +204,28 @@ impl Topology {
             .collect()
     }
 
-    fn in_ns(&self, i: usize, args: &[&str]) -> anyhow::Result<()> {
-        let mut full = vec!["netns", "exec", self.namespaces[i].as_str(), "iptables", "-w"];
-        full.extend_from_slice(args);
-        ip(&full).map(drop)
+    /// Apply iptables rules (lines of `iptables-restore` for the filter table, e.g. `-A INPUT
+    /// ...` or `-F INPUT`) in several namespaces at once: one `iptables-restore --noflush` per
+    /// namespace, all started before any is waited for, so that a partition of 50 nodes is cut
+    /// in a fraction of a second rather than by 1,250 `iptables` calls one after the other
+    /// (which took 7 to 13 s of a 20 s partition on this machine).
+    fn apply_rules(&self, rules: impl IntoIterator<Item = (usize, Vec<String>)>) -> anyhow::Result<()> {
+        let mut children = Vec::new();
+        for (i, lines) in rules {
+            let input = format!("*filter\n{}\nCOMMIT\n", lines.join("\n"));
+            let ns = self.namespaces[i].as_str();
+            let args = ["netns", "exec", ns, "iptables-restore", "-w", "--noflush"];
+            children.push((ns, spawn_with_input("ip", &args, &input)));
+        }
+        // Wait for every child, even after an error, so that none is left unreaped.
+        let mut first_error = None;
+        for (ns, child) in children {
+            let result = child.and_then(|c| finish(c, &format!("iptables-restore in {ns}")));
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Drop each packet a node receives from another node with probability `p` (traffic from
@@ -205,54 +233,39 @@ impl Topology {
     /// the sender sees no error, as on a lossy wire (dropped in `OUTPUT`, `sendto` would fail
     /// with `EPERM`, and memberlist skips a probe whose ping it could not send).
     pub fn set_loss(&self, p: f64) -> anyhow::Result<()> {
-        let subnet = format!("10.213.{}.0/24", self.net);
-        let gateway = gateway(self.net).to_string();
-        let p = p.to_string();
-        for i in 0..self.namespaces.len() {
-            self.in_ns(i, &["-A", "INPUT", "-s", &gateway, "-j", "ACCEPT"])?;
-            self.in_ns(
-                i,
-                &[
-                    "-A",
-                    "INPUT",
-                    "-s",
-                    &subnet,
-                    "-m",
-                    "statistic",
-                    "--mode",
-                    "random",
-                    "--probability",
-                    &p,
-                    "-j",
-                    "DROP",
-                ],
-            )?;
-        }
-        Ok(())
+        let lines = loss_rules(self.net, p);
+        self.apply_rules((0..self.namespaces.len()).map(|i| (i, lines.clone())))
     }
 
     /// Cut every node of `a` off from every node of `b`, both ways: each node silently drops
     /// what it receives from the other side (TCP included; senders see no error, as when a
     /// switch between them fails).
     pub fn partition(&self, a: &[usize], b: &[usize]) -> anyhow::Result<()> {
-        for (side, other) in [(a, b), (b, a)] {
-            for &i in side {
-                for &j in other {
-                    let src = node_ip(self.net, j).to_string();
-                    self.in_ns(i, &["-A", "INPUT", "-s", &src, "-j", "DROP"])?;
-                }
-            }
-        }
-        Ok(())
+        let net = self.net;
+        let rules = [(a, b), (b, a)]
+            .into_iter()
+            .flat_map(|(side, other)| side.iter().map(move |&i| (i, partition_rules(net, other))));
+        self.apply_rules(rules)
     }
 
     /// Remove every loss and partition rule.
     pub fn heal(&self) -> anyhow::Result<()> {
-        for i in 0..self.namespaces.len() {
-            self.in_ns(i, &["-F", "INPUT"])?;
-        }
-        Ok(())
+        self.apply_rules((0..self.namespaces.len()).map(|i| (i, vec!["-F INPUT".to_owned()])))
     }
+}
+
+/// The `iptables-restore` lines of [`Topology::set_loss`] on network `net`.
+fn loss_rules(net: u8, p: f64) -> Vec<String> {
+    vec![
+        format!("-A INPUT -s {} -j ACCEPT", gateway(net)),
+        format!("-A INPUT -s 10.213.{net}.0/24 -m statistic --mode random --probability {p} -j DROP"),
+    ]
+}
+
+/// The `iptables-restore` lines that make a node of network `net` drop what it receives from
+/// each of the nodes `other`.
+fn partition_rules(net: u8, other: &[usize]) -> Vec<String> {
+    other.iter().map(|&j| format!("-A INPUT -s {} -j DROP", node_ip(net, j))).collect()
 }
 
 impl Drop for Topology {
@@ -279,6 +292,21 @@ mod tests {
         // Locally administered (bit 1) and unicast (bit 0 clear) in the first byte.
         let first = u8::from_str_radix(&mac(node_ip(10, 3))[..2], 16).unwrap();
         assert_eq!(first & 0b11, 0b10);
+    }
+
+    #[test]
+    fn iptables_restore_lines() {
+        assert_eq!(
+            loss_rules(12, 0.1),
+            [
+                "-A INPUT -s 10.213.12.1 -j ACCEPT",
+                "-A INPUT -s 10.213.12.0/24 -m statistic --mode random --probability 0.1 -j DROP"
+            ]
+        );
+        assert_eq!(
+            partition_rules(10, &[2, 3]),
+            ["-A INPUT -s 10.213.10.12 -j DROP", "-A INPUT -s 10.213.10.13 -j DROP"]
+        );
     }
 
     #[test]
