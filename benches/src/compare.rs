@@ -866,7 +866,9 @@ fn measure_partition(
     let healed = std::thread::scope(|scope| -> anyhow::Result<(f64, Option<f64>)> {
         scope.spawn(|| probe.run(sys, &nodes, t0, Duration::from_millis(50), Duration::from_secs(600), |_, _| {}));
         let result = (|| -> anyhow::Result<(f64, Option<f64>)> {
+            let cut = Instant::now();
             t.partition(&a, &b)?;
+            pb.note(format!("{} n={n}: partition cut in {:.2} s", sys.name(), cut.elapsed().as_secs_f64()));
             let until = Duration::from_secs_f64(o.partition_secs);
             while t0.elapsed() < until {
                 pb.step(format!(
