@@ -42,7 +42,9 @@ pub struct SerfConfig {
     pub query_timeout_mult: u32,
     /// Member events are delivered in batches: at most this long after the first event of a
     /// batch. Default 50 ms, so that a handler runs within about 100 ms of a change (Serf's agent:
-    /// 3 s). Zero: no batching.
+    /// 3 s). In a burst (a batch that opens within one window of the last one's close) this and
+    /// the quiescent period double per batch, up to a period of 1 s, so that a join storm does
+    /// not start a handler per gossip packet; one quiet window restores them. Zero: no batching.
     pub member_coalesce_period: Duration,
     /// ... or as soon as no member event came for this long. Default 20 ms (Serf's agent: 1 s).
     pub member_quiescent_period: Duration,
