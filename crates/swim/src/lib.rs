@@ -514,6 +514,7 @@ impl Swim {
                 // The answer to our own join: a join for the layer above too, whatever the flag
                 // of the answer says (it describes the answering side's message).
                 self.merge(&pp, true, now);
+                self.schedule_settle_push_pull(now);
                 self.events.push_back(Event::JoinSucceeded { seed });
             }
             (StreamPurpose::Join(seed), Ok(other)) => {
@@ -1243,6 +1244,21 @@ impl Swim {
                 break;
             }
             self.send_to_member(addr, Some(&name), Vec::new());
+        }
+    }
+
+    /// After a join, one push-pull with a random member as soon as the gossip of joins made at
+    /// the same time has run its course (one retransmit limit of gossip rounds, jittered), unless
+    /// one is due sooner. In a join storm most nodes know only part of the cluster when news of
+    /// a joiner reaches them, so they spend its retransmissions on the few members they know, and
+    /// the news can die out before it reaches everyone; the periodic push-pull would repair that
+    /// only 15 to 45 s later (memberlist and Serf have no such step). One exchange per join.
+    fn schedule_settle_push_pull(&mut self, now: Instant) {
+        let Some(next) = self.next_push_pull else { return };
+        let rounds = self.broadcasts.retransmit_limit(self.table.live_count());
+        let settle = now + (self.config.gossip_interval * rounds).mul_f64(1.0 + 0.5 * self.rng.random::<f64>());
+        if settle < next {
+            self.next_push_pull = Some(settle);
         }
     }
 
