@@ -117,6 +117,9 @@ pub(crate) struct Actor {
     pub(crate) inbound: mpsc::Receiver<InboundRequest>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) snapshot: Arc<RwLock<Snapshot>>,
+    /// Bumped after every refresh of `snapshot` that follows a membership change (not after the
+    /// periodic refreshes), so that a reader can wait for changes instead of polling.
+    pub(crate) members_changed: watch::Sender<u64>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) stream_timeout: Duration,
@@ -257,7 +260,7 @@ impl Driver {
             Command::SetTags { tags, done } => {
                 swim.set_tags(tags, now);
                 // The caller reads `local_member()` next: refresh before answering.
-                *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Snapshot::of(swim);
+                self.publish_snapshot(now, true);
                 let _ = done.send(());
             }
             Command::BroadcastUser { key, payload, done } => {
@@ -278,7 +281,7 @@ impl Driver {
             }
             Command::ForceLeave { name, prune, done } => {
                 let result = swim.force_leave(&name, prune, now);
-                *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Snapshot::of(swim);
+                self.publish_snapshot(now, true);
                 let _ = done.send(result);
             }
             Command::Keyring { op, done } => {
@@ -335,15 +338,24 @@ impl Driver {
         }
         let now = now();
         if self.snapshot_dirty || now.saturating_duration_since(self.snapshot_taken) >= SNAPSHOT_MAX_AGE {
-            let snapshot = Snapshot::of(&self.actor.swim);
-            *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
-            self.snapshot_dirty = false;
-            self.snapshot_taken = now;
+            self.publish_snapshot(now, self.snapshot_dirty);
         }
         for event in events.drain(..) {
             self.dispatch(event);
         }
         self.events = events;
+    }
+
+    /// Refresh the members snapshot; `changed`: after a membership change or a command, which
+    /// the watchers of [`Actor::members_changed`] hear of.
+    fn publish_snapshot(&mut self, now: Instant, changed: bool) {
+        let snapshot = Snapshot::of(&self.actor.swim);
+        *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
+        self.snapshot_dirty = false;
+        self.snapshot_taken = now;
+        if changed {
+            self.actor.members_changed.send_modify(|version| *version = version.wrapping_add(1));
+        }
     }
 
     fn spawn_stream_request(&mut self, stream_id: StreamId, to: SocketAddr, payload: Bytes) {
