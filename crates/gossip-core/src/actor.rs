@@ -20,6 +20,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{self, JoinSet};
 
+use crate::timer::Timer;
 use crate::NodeError;
 
 /// Largest datagram accepted (the UDP maximum); the receive buffer is reused.
@@ -89,6 +90,7 @@ impl Snapshot {
     pub(crate) fn of(swim: &Swim) -> Self {
         Self { members: swim.members().cloned().collect(), local: swim.local_member().clone() }
     }
+
 }
 
 /// Counters kept by the driver tasks (the state machine keeps its own, see [`swim::Stats`]).
@@ -195,22 +197,19 @@ impl Actor {
 impl Driver {
     async fn run(&mut self) {
         let mut buf = vec![0u8; RECV_BUFFER_LEN];
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(timer);
+        let mut timer = Timer::new();
         // Whatever the state machine wants to do from the start.
         self.drain().await;
         loop {
             let deadline = self.actor.swim.poll_timeout();
-            if let Some(deadline) = deadline {
-                timer.as_mut().reset(tokio::time::Instant::from_std(deadline));
-            }
+            timer.set(deadline, now());
             let actor = &mut self.actor;
             let input = tokio::select! {
                 received = actor.udp.recv_from(&mut buf) => Input::Datagram(received),
                 Some(command) = actor.commands.recv() => Input::Command(command),
                 Some(request) = actor.inbound.recv() => Input::Inbound(request),
                 Some(done) = self.outbound.join_next_with_id(), if !self.outbound.is_empty() => Input::StreamDone(done),
-                () = &mut timer, if deadline.is_some() => Input::Timer,
+                () = timer.fired(), if deadline.is_some() => Input::Timer,
                 _ = actor.shutdown.changed() => Input::Shutdown,
             };
             match input {
@@ -434,3 +433,4 @@ fn is_membership_change(event: &Event) -> bool {
             | Event::MemberReaped(_)
     )
 }
+
