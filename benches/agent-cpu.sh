@@ -80,7 +80,7 @@ native() { # over every agent but the two measured ones: CPU ns, times scheduled
     for p in "${PIDS[@]}"; do
         [[ $p == "$VG" || $p == "$TRACED" ]] && continue
         echo "$(cat "/proc/$p/schedstat") $(awk '{print $14, $15}' "/proc/$p/stat")"
-    done | awk '{c += $1; w += $3; u += $4; s += $5} END {printf "%d %d %d %d\n", c, w, u, s}'
+    done | awk '{c += $1; w += $3; u += $4; s += $5} END {printf "%.0f %.0f %.0f %.0f\n", c, w, u, s}'
 }
 callgrind_control --instr=on "$VG" >/dev/null
 callgrind_control --zero "$VG" >/dev/null
