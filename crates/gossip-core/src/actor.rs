@@ -90,29 +90,6 @@ impl Snapshot {
     pub(crate) fn of(swim: &Swim) -> Self {
         Self { members: swim.members().cloned().collect(), local: swim.local_member().clone() }
     }
-
-    /// As [`Snapshot::of`], reusing the name order of the last call when the table holds the same
-    /// names in the same places (the common case: the periodic refresh of a steady cluster), so
-    /// that a refresh is a copy rather than a sort by name.
-    fn with_order(swim: &Swim, order: &mut NameOrder) -> Self {
-        let unordered: Vec<&Member> = swim.members_unordered().collect();
-        let same = unordered.len() == order.names.len()
-            && unordered.iter().zip(&order.names).all(|(member, name)| member.name == *name);
-        if !same {
-            order.names = unordered.iter().map(|member| member.name.clone()).collect();
-            order.sorted = (0..unordered.len()).collect();
-            order.sorted.sort_unstable_by(|&a, &b| unordered[a].name.cmp(&unordered[b].name));
-        }
-        let members = order.sorted.iter().map(|&at| unordered[at].clone()).collect();
-        Self { members, local: swim.local_member().clone() }
-    }
-}
-
-/// The names of the member table in its own order, and the permutation that sorts them.
-#[derive(Default)]
-struct NameOrder {
-    names: Vec<swim::Name>,
-    sorted: Vec<usize>,
 }
 
 /// Counters kept by the driver tasks (the state machine keeps its own, see [`swim::Stats`]).
@@ -176,8 +153,6 @@ struct Driver {
     snapshot_taken: Instant,
     /// Events drained from the state machine, waiting for dispatch (reused buffer).
     events: Vec<Event>,
-    /// The name order of the last snapshot.
-    order: NameOrder,
 }
 
 /// Where the node is in a graceful leave: a second `leave` joins the first one's wait, or returns
@@ -213,7 +188,6 @@ impl Actor {
             snapshot_dirty: false,
             snapshot_taken: now(),
             events: Vec::new(),
-            order: NameOrder::default(),
         };
         driver.run().await;
     }
@@ -373,7 +347,7 @@ impl Driver {
     /// Refresh the members snapshot; `changed`: after a membership change or a command, which
     /// the watchers of [`Actor::members_changed`] hear of.
     fn publish_snapshot(&mut self, now: Instant, changed: bool) {
-        let snapshot = Snapshot::with_order(&self.actor.swim, &mut self.order);
+        let snapshot = Snapshot::of(&self.actor.swim);
         *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
         self.snapshot_dirty = false;
         self.snapshot_taken = now;
@@ -457,51 +431,4 @@ fn is_membership_change(event: &Event) -> bool {
             | Event::MemberLeft(_)
             | Event::MemberReaped(_)
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use swim::{AliveClaim, Incarnation, LocalNode, State};
-
-    fn claim(name: &str, port: u16) -> AliveClaim {
-        AliveClaim {
-            name: name.into(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            incarnation: Incarnation::new(1, 0),
-            tags: Tags::default(),
-            protocol: swim::PROTOCOL,
-        }
-    }
-
-    fn names(snapshot: &Snapshot) -> Vec<String> {
-        snapshot.members.iter().map(|member| member.name.to_string()).collect()
-    }
-
-    /// The reused name order gives the same snapshot as a sort, before and after the table
-    /// changes.
-    #[test]
-    fn snapshots_with_a_reused_order_match_sorted_ones() {
-        let start = Instant::now();
-        let local = LocalNode {
-            name: "m".into(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
-            tags: Tags::default(),
-            generation: 1,
-        };
-        let mut swim = Swim::new(swim::Config::default(), local, 7, start).unwrap();
-        swim.preload(["q", "b", "z", "a"].into_iter().enumerate().map(|(i, n)| claim(n, 10 + i as u16)), start);
-        let mut order = NameOrder::default();
-        for _ in 0..2 {
-            let reused = Snapshot::with_order(&swim, &mut order);
-            assert_eq!(names(&reused), names(&Snapshot::of(&swim)));
-            assert_eq!(names(&reused), ["a", "b", "m", "q", "z"]);
-        }
-        swim.preload([claim("c", 20)], start);
-        assert_eq!(names(&Snapshot::with_order(&swim, &mut order)), ["a", "b", "c", "m", "q", "z"]);
-        swim.force_leave("b", true, start).unwrap();
-        let after = Snapshot::with_order(&swim, &mut order);
-        assert_eq!(names(&after), names(&Snapshot::of(&swim)));
-        assert!(after.members.iter().all(|member| member.name != "b" || member.state == State::Left));
-    }
 }
