@@ -8,7 +8,7 @@
 //!  tasks:
 //!   event loop ◄── SerfEventStream ──► HandlerRunner::dispatch (never waits)
 //!              │                   └─► broadcast of EventRecords ──► GET /v1/stream
-//!              └── ElectionDriver::update (member events, 500 ms tick, deadlines) ──► tags, hooks, view
+//!              └── ElectionDriver::update (member changes and events, deadlines) ──► tags, hooks, view
 //!   RPC server (AgentContext as Routes)      primary web service      retry-join
 //!  main task: signals ── SIGINT: leave, exit 0 ── SIGTERM: exit (leave with leave_on_terminate)
 //!                     ── SIGHUP: reload handlers, tags, log level ── POST /v1/leave: exit 0
@@ -38,9 +38,11 @@ use crate::tags::TagPublisher;
 /// The gossip wire protocol version this agent speaks: (major, minor).
 pub(crate) const WIRE_VERSION: (u8, u8) = (gossip_transport::PROTOCOL_MAJOR, gossip_transport::PROTOCOL_MINOR);
 
-/// How often the election looks at the member list even without a member event (a stream that
-/// fell behind, a suspect that recovered).
-const ELECTION_TICK: Duration = Duration::from_millis(500);
+/// How often the election looks at the member list even when nothing says it changed: a safety
+/// net only. The election runs on every change of the member list (`member_changes`, which also
+/// covers suspects, recoveries and an event stream that fell behind), at its own deadlines, and on
+/// member events; a timer that fires often would cost every idle agent wake-ups.
+const ELECTION_TICK: Duration = Duration::from_secs(10);
 /// Event records buffered per `/v1/stream` client.
 const EVENT_STREAM_BUFFER: usize = 1024;
 /// Bound on stopping the tasks at exit.
@@ -287,7 +289,8 @@ impl Agent {
         });
 
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(event_loop(events, handlers, records, driver, election_rx, stopping.clone())));
+        let changes = handle.member_changes();
+        tasks.push(tokio::spawn(event_loop(events, changes, handlers, records, driver, election_rx, stopping.clone())));
         tasks.push(tokio::spawn(crate::rpc::server::serve(
             rpc_listener,
             Arc::clone(&context),
@@ -500,6 +503,7 @@ async fn retry_join(
 /// The event loop: events to handlers and streams, membership to the election.
 async fn event_loop(
     mut events: SerfEventStream,
+    mut changes: watch::Receiver<u64>,
     handlers: HandlerRunner,
     records: broadcast::Sender<Arc<EventRecord>>,
     mut election: ElectionDriver,
@@ -508,6 +512,7 @@ async fn event_loop(
 ) {
     let mut tick = tokio::time::interval(ELECTION_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut watching = true;
     loop {
         let deadline = election.next_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
@@ -520,6 +525,11 @@ async fn event_loop(
                     }
                 }
                 None => break,
+            },
+            changed = changes.changed(), if watching => match changed {
+                Ok(()) => election.update().await,
+                // The node stopped: the event stream ends next.
+                Err(_) => watching = false,
             },
             _ = tick.tick() => election.update().await,
             () = sleep_until(deadline) => election.update().await,

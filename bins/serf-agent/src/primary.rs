@@ -3,7 +3,7 @@
 //! the web service and the RPC API.
 //!
 //! ```text
-//!  member events / tick / deadline ──► ElectionDriver::update(serf.members())
+//!  member changes / events / deadline ──► ElectionDriver::update(serf.members())
 //!        ├── view ──► watch ──► primary web service (-primary-http), GET /v1/primary, metrics
 //!        └── RoleChange ──► TagPublisher (role=primary|standby, role_since, role_pref)
 //!                       └─► HookRunner (-primary-acquire / -primary-release)

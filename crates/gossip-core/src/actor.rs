@@ -20,6 +20,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{self, JoinSet};
 
+use crate::timer::Timer;
 use crate::NodeError;
 
 /// Largest datagram accepted (the UDP maximum); the receive buffer is reused.
@@ -117,6 +118,9 @@ pub(crate) struct Actor {
     pub(crate) inbound: mpsc::Receiver<InboundRequest>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) snapshot: Arc<RwLock<Snapshot>>,
+    /// Bumped after every refresh of `snapshot` that follows a membership change (not after the
+    /// periodic refreshes), so that a reader can wait for changes instead of polling.
+    pub(crate) members_changed: watch::Sender<u64>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) stream_timeout: Duration,
@@ -192,22 +196,19 @@ impl Actor {
 impl Driver {
     async fn run(&mut self) {
         let mut buf = vec![0u8; RECV_BUFFER_LEN];
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(timer);
+        let mut timer = Timer::new();
         // Whatever the state machine wants to do from the start.
         self.drain().await;
         loop {
             let deadline = self.actor.swim.poll_timeout();
-            if let Some(deadline) = deadline {
-                timer.as_mut().reset(tokio::time::Instant::from_std(deadline));
-            }
+            timer.set(deadline, now());
             let actor = &mut self.actor;
             let input = tokio::select! {
                 received = actor.udp.recv_from(&mut buf) => Input::Datagram(received),
                 Some(command) = actor.commands.recv() => Input::Command(command),
                 Some(request) = actor.inbound.recv() => Input::Inbound(request),
                 Some(done) = self.outbound.join_next_with_id(), if !self.outbound.is_empty() => Input::StreamDone(done),
-                () = &mut timer, if deadline.is_some() => Input::Timer,
+                () = timer.fired(), if deadline.is_some() => Input::Timer,
                 _ = actor.shutdown.changed() => Input::Shutdown,
             };
             match input {
@@ -257,7 +258,7 @@ impl Driver {
             Command::SetTags { tags, done } => {
                 swim.set_tags(tags, now);
                 // The caller reads `local_member()` next: refresh before answering.
-                *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Snapshot::of(swim);
+                self.publish_snapshot(now, true);
                 let _ = done.send(());
             }
             Command::BroadcastUser { key, payload, done } => {
@@ -278,7 +279,7 @@ impl Driver {
             }
             Command::ForceLeave { name, prune, done } => {
                 let result = swim.force_leave(&name, prune, now);
-                *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Snapshot::of(swim);
+                self.publish_snapshot(now, true);
                 let _ = done.send(result);
             }
             Command::Keyring { op, done } => {
@@ -335,15 +336,24 @@ impl Driver {
         }
         let now = now();
         if self.snapshot_dirty || now.saturating_duration_since(self.snapshot_taken) >= SNAPSHOT_MAX_AGE {
-            let snapshot = Snapshot::of(&self.actor.swim);
-            *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
-            self.snapshot_dirty = false;
-            self.snapshot_taken = now;
+            self.publish_snapshot(now, self.snapshot_dirty);
         }
         for event in events.drain(..) {
             self.dispatch(event);
         }
         self.events = events;
+    }
+
+    /// Refresh the members snapshot; `changed`: after a membership change or a command, which
+    /// the watchers of [`Actor::members_changed`] hear of.
+    fn publish_snapshot(&mut self, now: Instant, changed: bool) {
+        let snapshot = Snapshot::of(&self.actor.swim);
+        *self.actor.snapshot.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
+        self.snapshot_dirty = false;
+        self.snapshot_taken = now;
+        if changed {
+            self.actor.members_changed.send_modify(|version| *version = version.wrapping_add(1));
+        }
     }
 
     fn spawn_stream_request(&mut self, stream_id: StreamId, to: SocketAddr, payload: Bytes) {

@@ -41,7 +41,7 @@
 //!  │   commands                                                     │
 //!  │   inbound stream requests ◄──── mpsc ──── acceptor task        │
 //!  │   finished outgoing stream requests (JoinSet)   │ semaphore     │
-//!  │   sleep_until(poll_timeout)                     ▼               │
+//!  │   timer at poll_timeout (timerfd)               ▼               │
 //!  │   shutdown (watch)                         connection tasks:    │
 //!  │ after each input: drain poll_transmit       read_frame → driver │
 //!  │   (UDP send_to here; StreamRequest →          (oneshot answer)  │
@@ -58,7 +58,9 @@
 //! signal. After every input it drains `poll_transmit` (datagrams are sent from the driver; a
 //! failed send is logged and counted, never fatal), then `poll_event`, then refreshes the members
 //! snapshot. Time is tokio's clock (`tokio::time::Instant::into_std`), so a paused test clock
-//! drives the state machine too.
+//! drives the state machine too. On Linux the timer is a `timerfd` (one wake-up per deadline,
+//! where tokio's timer wheel wakes twice for most of them), unless the clock is paused when the
+//! node starts.
 //!
 //! Shutdown: a `watch` channel tells the driver and the acceptor to stop; each aborts the tasks
 //! it spawned (outgoing requests, connections) and returns; [`Node::shutdown`] awaits both.
@@ -112,6 +114,7 @@ mod events;
 mod listener;
 mod node;
 pub mod serf;
+mod timer;
 
 pub use actor::KeyringOp;
 pub use config::{NodeConfig, NodeConfigError, DEFAULT_PORT, MAX_NAME_LEN};

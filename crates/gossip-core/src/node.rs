@@ -59,6 +59,7 @@ pub struct Node {
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     snapshot: Arc<RwLock<Snapshot>>,
+    members_changed: watch::Receiver<u64>,
     events: broadcast::WeakSender<swim::Event>,
     counters: Arc<Counters>,
     local_addr: SocketAddr,
@@ -154,11 +155,13 @@ impl Node {
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let (events, _) = broadcast::channel(config.event_buffer);
         let snapshot = Arc::new(RwLock::new(Snapshot::of(&swim)));
+        let (members_changed, members_changed_rx) = watch::channel(0);
         let counters = Arc::new(Counters::default());
 
         let handle = NodeHandle {
             commands,
             snapshot: Arc::clone(&snapshot),
+            members_changed: members_changed_rx,
             events: events.downgrade(),
             counters: Arc::clone(&counters),
             local_addr,
@@ -185,6 +188,7 @@ impl Node {
             inbound: inbound_rx,
             events,
             snapshot,
+            members_changed,
             counters,
             shutdown: shutdown_rx,
             stream_timeout: config.stream_timeout,
@@ -350,6 +354,16 @@ impl NodeHandle {
     /// arrived on an [`EventStream`], `members()` already reflects it.
     pub fn members(&self) -> Vec<Member> {
         self.snapshot.read().unwrap_or_else(PoisonError::into_inner).members.clone()
+    }
+
+    /// Changes of [`NodeHandle::members`]: the receiver sees a change (its value is a version
+    /// counter) each time the snapshot was refreshed after a membership event or a command, so
+    /// that a task can wait for the member list to change instead of polling it. Changes made
+    /// before this call are not reported. `changed()` fails once the node has stopped.
+    pub fn member_changes(&self) -> watch::Receiver<u64> {
+        let mut changes = self.members_changed.clone();
+        changes.mark_unchanged();
+        changes
     }
 
     /// The members that are alive or suspect (the local node included).

@@ -145,3 +145,25 @@ async fn start_errors_name_the_problem() {
 
     first.shutdown().await;
 }
+
+/// `member_changes` reports a join as soon as the member list has it, and ends with the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_changes_report_a_join() {
+    init_tracing();
+    let a = Node::start(config("changes-a")).await.unwrap();
+    let b = Node::start(config("changes-b")).await.unwrap();
+    let mut changes = a.member_changes();
+    assert!(!changes.has_changed().unwrap(), "nothing changed since the call");
+    assert_eq!(b.join(&[a.advertise_addr()]).await, Ok(1));
+    tokio::time::timeout(CONVERGE, async {
+        while a.members().len() < 2 {
+            changes.changed().await.expect("the node runs");
+        }
+    })
+    .await
+    .expect("a change for the join");
+    let handle = a.handle();
+    shutdown_all(vec![a, b]).await;
+    let mut changes = handle.member_changes();
+    assert!(changes.changed().await.is_err(), "no more changes once the node stopped");
+}

@@ -225,6 +225,9 @@ pub(crate) struct Shared {
     pub(crate) ignore_old_events: AtomicBool,
     /// This node left: no reconnecting, no re-joining.
     pub(crate) left: AtomicBool,
+    /// A handle moved a clock: the task refreshes the push-pull state (and the snapshot clocks)
+    /// when it hears of it. The task notices the clocks it moves itself.
+    pub(crate) clocks_moved: tokio::sync::Notify,
     join_lock: tokio::sync::Mutex<()>,
 }
 
@@ -364,6 +367,7 @@ impl Serf {
             snapshot,
             ignore_old_events: AtomicBool::new(false),
             left: AtomicBool::new(false),
+            clocks_moved: tokio::sync::Notify::new(),
             join_lock: tokio::sync::Mutex::new(()),
         });
         let task = Task {
@@ -452,6 +456,7 @@ impl SerfHandle {
         let reached = result?;
         shared.left.store(false, Ordering::SeqCst);
         shared.clocks.member.increment();
+        shared.clocks_moved.notify_one();
         Ok(reached)
     }
 
@@ -465,6 +470,7 @@ impl SerfHandle {
             snapshot.leave().await;
         }
         shared.clocks.member.increment();
+        shared.clocks_moved.notify_one();
         shared.node.leave().await?;
         Ok(())
     }
@@ -478,6 +484,7 @@ impl SerfHandle {
         let known = self.shared.node.members().into_iter().find(|m| m.name == node).map(|m| m.incarnation);
         self.shared.node.force_leave(node, prune).await?;
         self.shared.clocks.member.increment();
+        self.shared.clocks_moved.notify_one();
         if let (true, Some(incarnation)) = (prune, known) {
             let prune = wire::Prune {
                 node: node.to_owned(),
@@ -493,6 +500,13 @@ impl SerfHandle {
     /// included, in name order.
     pub fn members(&self) -> Vec<Member> {
         self.shared.node.members()
+    }
+
+    /// Changes of [`SerfHandle::members`], to wait on instead of polling it (see
+    /// [`crate::NodeHandle::member_changes`]): reported as soon as the node's member list
+    /// changes, before the (coalesced) member events.
+    pub fn member_changes(&self) -> watch::Receiver<u64> {
+        self.shared.node.member_changes()
     }
 
     /// This node as the cluster sees it.

@@ -26,9 +26,13 @@ use super::stats::bump;
 use super::{now, SerfError, Shared};
 use crate::NodeError;
 
-/// The periodic chores (pending-query sweep, push-pull state refresh, snapshot clocks) run this
-/// often.
-const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// The periodic chores run this often: the snapshot's coordinate, and a safety net for the
+/// rest. Everything else is event-driven, so that an idle agent is not woken for nothing: the
+/// push-pull state and the snapshot clocks follow the clocks (checked after every input, and the
+/// handles that move a clock say so), finished queries are swept at their deadlines.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+/// A pending query is forgotten (its reply stream ends) this long after its deadline.
+const QUERY_SWEEP_SLACK: Duration = Duration::from_millis(1);
 /// The coordinate is written to the snapshot at most this often (Serf: every 60 s).
 const COORDINATE_RECORD_INTERVAL: Duration = Duration::from_secs(60);
 /// Most bytes of recent user events carried in a push-pull exchange (newest first).
@@ -143,12 +147,17 @@ impl Running {
         self.start().await;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let shared = Arc::clone(&self.task.shared);
         loop {
+            self.clocks_checked();
             if self.state_due.is_some_and(|at| at <= now()) {
                 self.refresh_state().await;
             }
-            let due =
-                [self.task.members.deadline(), self.task.users.deadline(), self.state_due].into_iter().flatten().min();
+            let sweep = self.pending.values().map(|pending| pending.deadline + QUERY_SWEEP_SLACK).min();
+            let due = [self.task.members.deadline(), self.task.users.deadline(), self.state_due, sweep]
+                .into_iter()
+                .flatten()
+                .min();
             let flush_at = tokio::time::Instant::from_std(due.unwrap_or_else(now));
             let task = &mut self.task;
             tokio::select! {
@@ -156,6 +165,7 @@ impl Running {
                 _ = task.shutdown.changed() => break,
                 Some(event) = task.tap.recv() => self.swim_event(event).await,
                 Some(command) = task.commands.recv() => self.command(command).await,
+                () = shared.clocks_moved.notified() => {}
                 () = tokio::time::sleep_until(flush_at), if due.is_some() => self.flush_due(),
                 _ = housekeeping.tick() => self.housekeeping().await,
                 Some(_) = self.helpers.join_next(), if !self.helpers.is_empty() => {}
@@ -618,6 +628,7 @@ impl Running {
 
     fn flush_due(&mut self) {
         let now = now();
+        self.sweep_queries(now);
         if self.task.members.deadline().is_some_and(|at| at <= now) {
             for event in self.task.members.flush() {
                 self.emit(event);
@@ -630,9 +641,25 @@ impl Running {
         }
     }
 
+    /// Forget the queries past their deadline (their reply streams end) or nobody listens to.
+    fn sweep_queries(&mut self, now: Instant) {
+        self.pending.retain(|_, pending| pending.deadline >= now && !pending.replies.is_closed());
+    }
+
+    /// After every input: when a clock moved since the push-pull state was last refreshed, it is
+    /// due; the snapshot learns the new clocks.
+    fn clocks_checked(&mut self) {
+        let clocks = &self.task.shared.clocks;
+        let times = (clocks.member.time(), clocks.event.time(), clocks.query.time());
+        if self.state_sent != Some(times) {
+            self.state_changed();
+        }
+        self.record_clocks();
+    }
+
     async fn housekeeping(&mut self) {
         let now = now();
-        self.pending.retain(|_, pending| pending.deadline >= now && !pending.replies.is_closed());
+        self.sweep_queries(now);
         self.refresh_state().await;
         self.record_clocks();
         if now.saturating_duration_since(self.coordinate_recorded) >= COORDINATE_RECORD_INTERVAL {
