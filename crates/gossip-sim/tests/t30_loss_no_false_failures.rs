@@ -47,15 +47,27 @@ fn ten_minutes_at_ten_percent_loss_without_false_failures() {
 }
 
 /// The same without the TCP fallback ping, so that loss does make probes fail and suspicions
-/// start: Lifeguard (nacks, local health, buddy, dynamic suspicion) must get every one refuted.
-/// Not always: without the fallback a false failure is rare but possible. `gossip-sim scenario
-/// --nodes 50 --loss 0.1 --no-tcp-fallback --duration 600 --runs 60 --seed 100` counted 5 in 60
-/// runs before the adaptive probe wait and the settle push-pull, and 4 after; seed 33, used here
-/// before, is one of the unlucky ones since, so the 50-node run uses seed 34.
+/// start: Lifeguard (nacks, local health, buddy, dynamic suspicion) must get nearly every one
+/// refuted. Not every one: without the fallback a false failure is rare but possible, so this
+/// counts them over 40 seeds instead of betting on one. `gossip-sim scenario --nodes 50 --loss
+/// 0.1 --no-tcp-fallback --duration 600 --runs 40 --seed 100` counts 2 with the `lan` preset
+/// (and 0 with `memberlist-lan`, whose suspicion timeouts are 4.5x longer), while the same
+/// runs without Lifeguard (`--preset swim-paper`) count 10: the bound of 5 sits between.
 #[test]
 fn ten_minutes_at_ten_percent_loss_without_tcp_fallback() {
-    for (nodes, seed) in [(100, 32), (50, 34)] {
-        let (failed_probes, suspicions) = ten_minutes_at_ten_percent_loss(nodes, seed, false);
-        assert!(failed_probes > 0 && suspicions > 0, "loss never caused a suspicion: nothing was tested");
+    let nodes = 50;
+    let (mut false_failures, mut suspicions) = (0, 0);
+    for seed in 100..140 {
+        let mut cfg = SimConfig::preset("lan", nodes, seed).unwrap();
+        cfg.network.loss = 0.1;
+        cfg.swim.tcp_fallback_ping = false;
+        let mut sim = formed(cfg);
+        let start = sim.now();
+        sim.run_until(start + secs(600));
+        false_failures += sim.false_failures().count();
+        suspicions += (0..nodes).filter_map(|i| sim.swim(i)).map(|s| s.stats().suspicions).sum::<u64>();
+        assert_eq!(sim.live_nodes().count(), nodes);
     }
+    assert!(suspicions > 0, "loss never caused a suspicion: nothing was tested");
+    assert!(false_failures <= 5, "{false_failures} false failures in 40 runs of {nodes} nodes x 600 s (2 expected)");
 }

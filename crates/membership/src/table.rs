@@ -412,6 +412,20 @@ impl MemberTable {
         reaped
     }
 
+    /// The earliest moment at which [`Self::reap`] with these TTLs would remove a tombstone, or
+    /// `None` when there are none: `O(1)`, for callers that sleep until there is work.
+    #[must_use]
+    pub fn next_reap(&self, dead_ttl: Duration, left_ttl: Duration) -> Option<Instant> {
+        // `reap` removes strictly after the TTL; the nanosecond makes the deadline exact.
+        let at = |set: &BTreeSet<(Instant, Name)>, ttl: Duration| {
+            set.first().and_then(|(changed, _)| changed.checked_add(ttl)?.checked_add(Duration::from_nanos(1)))
+        };
+        match (at(&self.index.dead, dead_ttl), at(&self.index.left, left_ttl)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Refute news about the local node at `incarnation`, unless it is older than ours or we have
     /// left.
     fn refute_unless_stale(&mut self, incarnation: Incarnation) -> Applied {

@@ -650,12 +650,17 @@ impl Swim {
     /// When [`Swim::handle_timeout`] must be called next (it may be in the past: call it now).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.next_reap;
+        let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| {
-            if t < next {
-                next = t;
+            if next.is_none_or(|n| t < n) {
+                next = Some(t);
             }
         };
+        // Reaping runs at most once a probe interval, and only when a tombstone is due: an
+        // idle node with none sleeps through it.
+        if let Some(due) = self.table.next_reap(self.config.dead_reap, self.config.left_reap) {
+            consider(due.max(self.next_reap));
+        }
         if !self.left {
             consider(self.next_probe);
         }
@@ -686,7 +691,7 @@ impl Swim {
         if let Some(t) = self.leave_deadline {
             consider(t);
         }
-        Some(next)
+        next
     }
 
     /// All members, tombstones included, in name order (sorted on each call: `O(n log n)`).

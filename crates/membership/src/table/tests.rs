@@ -472,10 +472,13 @@ fn reap_removes_tombstones_strictly_after_their_ttl() {
 
     let names = |members: Vec<Member>| members.into_iter().map(|m| m.name).collect::<Vec<_>>();
     let tick = Duration::from_nanos(1);
+    assert_eq!(t.next_reap(dead_ttl, left_ttl), Some(died + dead_ttl + tick));
     assert!(t.reap(died + dead_ttl, dead_ttl, left_ttl).is_empty());
     assert_eq!(names(t.reap(died + dead_ttl + tick, dead_ttl, left_ttl)), ["dead"]);
+    assert_eq!(t.next_reap(dead_ttl, left_ttl), Some(died + left_ttl + tick));
     assert!(t.reap(died + left_ttl, dead_ttl, left_ttl).is_empty());
     assert_eq!(names(t.reap(died + left_ttl + tick, dead_ttl, left_ttl)), ["left"]);
+    assert_eq!(t.next_reap(dead_ttl, left_ttl), None, "no tombstones left");
     assert!(t.reap(died + Duration::from_secs(3600), dead_ttl, left_ttl).is_empty());
     assert_eq!(t.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["alive", "back", "local"]);
     t.check_invariants();
@@ -501,6 +504,7 @@ fn reap_with_a_ttl_longer_than_the_clock_removes_nothing() {
     let now = Instant::now();
     let mut t = with_member(Some(State::Dead), now);
     assert!(t.reap(now, Duration::MAX, Duration::MAX).is_empty());
+    assert_eq!(t.next_reap(Duration::MAX, Duration::MAX), None, "never, rather than an overflow");
     assert!(t.contains("m"));
 }
 

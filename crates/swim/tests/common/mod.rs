@@ -24,6 +24,8 @@ pub struct Cluster {
     pub nodes: Vec<Swim>,
     pub crashed: HashSet<usize>,
     pub events: Vec<(Duration, usize, Event)>,
+    /// Timer wake-ups (`handle_timeout` calls) per node.
+    pub wakeups: Vec<u64>,
     pub base: Instant,
     pub now: Instant,
     pub loss: f64,
@@ -51,6 +53,7 @@ impl Cluster {
             nodes,
             crashed: HashSet::new(),
             events: Vec::new(),
+            wakeups: vec![0; n],
             base,
             now: base,
             loss: 0.0,
@@ -151,6 +154,7 @@ impl Cluster {
                     break;
                 }
                 self.now = self.now.max(t);
+                self.wakeups[i] += 1;
                 self.nodes[i].handle_timeout(self.now);
                 self.drain(i);
             } else {
