@@ -83,7 +83,13 @@ variant os-static-nopie "-C target-feature=+crt-static -C relocation-model=stati
 echo "[agent-rss] agent profile, as the harness builds it" >&2
 (cd "$ROOT" && env -u RUSTFLAGS CARGO_ENCODED_RUSTFLAGS=$'-C\x1ftarget-feature=+crt-static\x1f-C\x1frelocation-model=static' \
     cargo build --profile agent -p serf-agent --target "$TARGET" -q)
-measure "oz-static-nopie (\`agent\` profile: what compare runs)" "$ROOT/target/$TARGET/agent/serf-agent"
+measure "oz-static-nopie-abort (\`agent\` profile: what compare runs)" "$ROOT/target/$TARGET/agent/serf-agent"
+# The same with unwinding, as the agent profile was before it took panic = "abort".
+echo "[agent-rss] agent profile with unwinding" >&2
+(cd "$ROOT" && env -u RUSTFLAGS CARGO_TARGET_DIR=$ROOT/target/exp-oz-unwind CARGO_PROFILE_AGENT_PANIC=unwind \
+    CARGO_ENCODED_RUSTFLAGS=$'-C\x1ftarget-feature=+crt-static\x1f-C\x1frelocation-model=static' \
+    cargo build --profile agent -p serf-agent --target "$TARGET" -q)
+measure "oz-static-nopie-unwind" "$ROOT/target/exp-oz-unwind/$TARGET/agent/serf-agent"
 
 {
     echo "# serf-agent's resident set by build"
@@ -97,7 +103,7 @@ measure "oz-static-nopie (\`agent\` profile: what compare runs)" "$ROOT/target/$
     echo "|---|---:|---:|---:|---:|---:|---:|---|"
     cat "$RUN/table"
     echo
-    echo "Variants: o3/os/oz = opt-level 3/\"s\"/\"z\" (release profile otherwise: fat LTO, one codegen unit, unwinding); dyn = glibc shared; static = \`-C target-feature=+crt-static\` (static-pie); nopie = \`-C relocation-model=static\` too."
+    echo "Variants: o3/os/oz = opt-level 3/\"s\"/\"z\" (release profile otherwise: fat LTO, one codegen unit, unwinding; the \`agent\` profile aborts on panic); dyn = glibc shared; static = \`-C target-feature=+crt-static\` (static-pie); nopie = \`-C relocation-model=static\` too."
 } >"$OUT"
 cat "$OUT"
 # The same table in docs/benchmarks.md, between its markers (without the title).
