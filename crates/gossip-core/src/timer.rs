@@ -74,9 +74,10 @@ impl Timer {
 #[cfg(target_os = "linux")]
 mod fd {
     use std::io;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::OwnedFd;
     use std::time::Duration;
 
+    use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
     use tokio::io::unix::AsyncFd;
     use tokio::io::Interest;
 
@@ -88,13 +89,10 @@ mod fd {
 
     impl TimerFd {
         pub(super) fn new() -> io::Result<Self> {
-            // SAFETY: plain syscall; a valid descriptor is owned by the OwnedFd from here on.
-            let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `raw` is a descriptor this function just opened and nothing else owns.
-            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+            let owned = rustix::time::timerfd_create(
+                TimerfdClockId::Monotonic,
+                TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+            )?;
             // SAFETY: the OwnedFd is a valid descriptor, owned by the AsyncFd until it is
             // dropped, and never replaced or closed meanwhile.
             let fd = unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE)? };
@@ -104,18 +102,16 @@ mod fd {
         /// Expire once, `after` from now (a zero delay expires at once: 1 ns, as zero disarms).
         pub(super) fn arm(&mut self, after: Duration) {
             let after = after.max(Duration::from_nanos(1));
-            let spec = libc::itimerspec {
-                it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-                it_value: libc::timespec {
-                    tv_sec: libc::time_t::try_from(after.as_secs()).unwrap_or(libc::time_t::MAX),
-                    tv_nsec: after.subsec_nanos() as libc::c_long,
+            let spec = Itimerspec {
+                it_interval: Timespec { tv_sec: 0, tv_nsec: 0 },
+                it_value: Timespec {
+                    tv_sec: after.as_secs().try_into().unwrap_or(i64::MAX),
+                    tv_nsec: after.subsec_nanos().into(),
                 },
             };
-            // SAFETY: a valid timerfd and a valid itimerspec; the old value is not asked for.
-            let result = unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
-            if result != 0 {
+            if let Err(error) = rustix::time::timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::empty(), &spec) {
                 // Cannot happen with a valid descriptor and spec; never leave the driver asleep.
-                tracing::warn!(error = %io::Error::last_os_error(), "timerfd_settime failed");
+                tracing::warn!(%error, "timerfd_settime failed");
             }
         }
 
@@ -126,12 +122,11 @@ mod fd {
                     return std::future::pending().await;
                 };
                 let mut expirations = [0u8; 8];
-                // SAFETY: reads at most 8 bytes into an 8-byte buffer from a valid descriptor.
-                let read = unsafe { libc::read(guard.get_inner().as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
+                let read = rustix::io::read(guard.get_inner(), &mut expirations);
                 // Read or not (EAGAIN: not expired yet, or re-armed since), the descriptor is
                 // drained: the next expiration is a new edge.
                 guard.clear_ready();
-                if read == 8 {
+                if read == Ok(8) {
                     return;
                 }
             }
