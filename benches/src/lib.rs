@@ -9,6 +9,7 @@
 //! - [`system`]: a system under test ([`system::SerfAgent`], [`system::HashicorpSerf`]) behind
 //!   the [`system::System`] trait; [`cluster`] runs a cluster of one; [`availability`] is the
 //!   client of the primary service; [`process`] owns every process the harness starts.
+//! - [`setup`]: where a setup's time goes, side by side (`cluster-bench setup`).
 //! - [`stamp`]: the command and machine stamped on every result file.
 //!
 //! Every result file goes to `docs/results/` (see [`stamp::results_dir`]); `docs/benchmarks.md`
@@ -27,6 +28,7 @@ pub mod netns;
 pub mod plots;
 pub mod process;
 pub mod rpc;
+pub mod setup;
 pub mod stamp;
 pub mod stats;
 pub mod system;

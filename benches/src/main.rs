@@ -112,6 +112,34 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Where a setup's time goes: start N agents of each system (interleaved), then split the
+    /// setup time into starting the processes, each node's convergence and the poll's cost.
+    Setup {
+        /// Cluster size.
+        #[arg(long, default_value_t = 50)]
+        nodes: usize,
+        /// Setups per system.
+        #[arg(long, default_value_t = 5)]
+        tries: usize,
+        /// Timing profile of both systems.
+        #[arg(long, default_value = "lan")]
+        profile: String,
+        /// Seconds of pause between setups.
+        #[arg(long, default_value_t = 2.0)]
+        pause: f64,
+        /// The serf-agent binary (default: build it as `compare` does).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Do not build serf-agent first.
+        #[arg(long)]
+        no_build: bool,
+        /// The HashiCorp Serf binary (default: `serf` on PATH).
+        #[arg(long)]
+        serf_bin: Option<PathBuf>,
+        /// Print every sweep of the member lists.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Re-render the Markdown report and plots of a `compare` JSON file (e.g. docs/results/compare.json).
     Render {
         /// The JSON file.
@@ -214,6 +242,18 @@ fn main() -> anyhow::Result<()> {
             o.command = command_line();
             let report = cluster_bench::compare::run(&o)?;
             println!("{}", report.markdown());
+        }
+        Command::Setup { nodes, tries, profile, pause, agent_bin, no_build, serf_bin, verbose } => {
+            cluster_bench::setup::run(&cluster_bench::setup::SetupOptions {
+                nodes,
+                tries,
+                profile,
+                agent_bin,
+                build: !no_build,
+                serf_bin,
+                pause_secs: pause,
+                verbose,
+            })?;
         }
         Command::Render { json } => {
             let report = cluster_bench::compare::render(&json)?;
