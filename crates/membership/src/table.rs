@@ -361,12 +361,17 @@ impl MemberTable {
     }
 
     /// Change the local node's tags: raises the local incarnation and returns the claim to
-    /// broadcast.
-    pub fn set_local_tags(&mut self, tags: Tags) -> AliveClaim {
+    /// broadcast. After [`Self::leave_local`] the tags are only stored, for the claim of a
+    /// rejoin, and `None` is returned: an alive claim newer than the leave would bring the node
+    /// back in everyone's view.
+    pub fn set_local_tags(&mut self, tags: Tags) -> Option<AliveClaim> {
         let (local, _) = self.local_mut_and_index();
         local.tags = tags;
+        if local.state == State::Left {
+            return None;
+        }
         local.incarnation = local.incarnation.next();
-        local.claim()
+        Some(local.claim())
     }
 
     /// Raise the local incarnation (for example to re-announce itself after a partition) and

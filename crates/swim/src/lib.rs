@@ -385,9 +385,11 @@ impl Swim {
     /// Change the local tags and broadcast them.
     pub fn set_tags(&mut self, tags: Tags, now: Instant) {
         let _ = now;
-        let claim = self.table.set_local_tags(tags);
-        let name = claim.name.clone();
-        self.broadcast(&name, Body::Alive(convert::alive_to_wire(&claim)));
+        // After a leave nothing is broadcast (the tags go out with a rejoin's claim).
+        if let Some(claim) = self.table.set_local_tags(tags) {
+            let name = claim.name.clone();
+            self.broadcast(&name, Body::Alive(convert::alive_to_wire(&claim)));
+        }
     }
 
     /// Broadcast an application payload by gossip. With `key`, a newer payload with the same key

@@ -311,3 +311,22 @@ fn an_idle_node_wakes_only_for_work_and_still_reaps_on_time() {
         assert_eq!(c.state(i, 2), None);
     }
 }
+
+#[test]
+fn tags_set_after_a_leave_do_not_bring_the_node_back() {
+    // An agent's election changes its role tag when it sees itself gone; that must not undo
+    // the leave (it did: the others saw the node join again, then fail when it exited).
+    let mut c = Cluster::new(4, Config::lan(), 14);
+    let now = c.now;
+    c.nodes[3].leave(now);
+    c.drain(3);
+    c.run_for(Duration::from_millis(50));
+    let now = c.now;
+    c.nodes[3].set_tags(Tags::from_pairs([("role".to_owned(), "none".to_owned())]).unwrap(), now);
+    c.drain(3);
+    c.run_until(Duration::from_secs(5), |c| c.all_see(3, &[State::Left])).expect("left seen by all");
+    c.run_for(Duration::from_secs(10));
+    assert!(c.all_see(3, &[State::Left]), "{:?}", (0..3).map(|i| c.state(i, 3)).collect::<Vec<_>>());
+    let back = c.events.iter().filter(|(_, i, e)| *i != 3 && matches!(e, Event::MemberJoined(m) if m.name == "node3"));
+    assert_eq!(back.count(), 4 - 1, "one join per observer (at the start), none after the leave");
+}

@@ -424,13 +424,27 @@ fn set_local_tags_and_bump_raise_the_incarnation() {
     let now = Instant::now();
     let mut t = table(now);
     let tags = Tags::from_pairs([("role", "db")]).unwrap();
-    let claim = t.set_local_tags(tags.clone());
+    let claim = t.set_local_tags(tags.clone()).expect("alive: a claim");
     assert_eq!((claim.incarnation, &claim.tags), (inc(1, 6), &tags));
     assert_eq!(t.local().tags, tags);
     let claim = t.bump_local();
     assert_eq!(claim.incarnation, inc(1, 7));
     assert_eq!(t.local().incarnation, inc(1, 7));
     assert_eq!(t.local().state, State::Alive);
+}
+
+#[test]
+fn tags_set_after_a_leave_make_no_claim_until_the_rejoin() {
+    let now = Instant::now();
+    let mut t = table(now);
+    let left_at = t.leave_local(now);
+    let tags = Tags::from_pairs([("role", "db")]).unwrap();
+    assert!(t.set_local_tags(tags.clone()).is_none(), "a claim newer than the leave would undo it");
+    assert_eq!((t.local().state, t.local().incarnation), (State::Left, left_at));
+    let claim = t.rejoin_local(now);
+    assert_eq!(claim.tags, tags, "the rejoin carries the tags set meanwhile");
+    assert!(claim.incarnation > left_at);
+    t.check_invariants();
 }
 
 #[test]
