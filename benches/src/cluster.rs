@@ -307,6 +307,9 @@ pub struct Propagation {
     pub all: Option<Duration>,
     /// Average time of one sweep (the resolution of these figures).
     pub resolution: Duration,
+    /// The observers that never showed a wanted status, with the status they showed last
+    /// (`no answer` if they never answered).
+    pub missing: Vec<(usize, String)>,
 }
 
 impl Cluster<'_> {
@@ -353,7 +356,13 @@ impl Cluster<'_> {
         }
         let first = seen.iter().filter_map(|(_, s)| *s).min();
         let all = if seen.iter().all(|(_, s)| s.is_some()) { seen.iter().filter_map(|(_, s)| *s).max() } else { None };
-        Propagation { seen, first, all, resolution: sweep_start.elapsed() / sweeps.max(1) }
+        let missing = seen
+            .iter()
+            .zip(&last)
+            .filter(|((_, s), _)| s.is_none())
+            .map(|((o, _), status)| (*o, status.clone().unwrap_or_else(|| "no answer".to_owned())))
+            .collect();
+        Propagation { seen, first, all, resolution: sweep_start.elapsed() / sweeps.max(1), missing }
     }
 }
 

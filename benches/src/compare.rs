@@ -23,7 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::availability::{outage, Probe, Sample};
-use crate::cluster::{count_alive, poll_until, read_events, unix_nanos, Backend, Cluster};
+use crate::cluster::{count_alive, poll_until, read_events, unix_nanos, Backend, Cluster, Propagation};
 use crate::iptables::{self, Chain};
 use crate::process::{RunDir, Signal};
 use crate::stamp::{results_dir, Stamp};
@@ -229,6 +229,9 @@ pub struct Round {
     pub poll_resolution_s: Option<f64>,
     /// The client's samples through the failover, in seconds from the kill.
     pub availability: Vec<Sample>,
+    /// Steps in which some node never showed what the step waited for, each with those nodes
+    /// and what they showed last (why a figure above is missing).
+    pub incomplete: Vec<String>,
     /// What went wrong, if anything (the round stops at the first error).
     pub error: Option<String>,
 }
@@ -506,6 +509,17 @@ fn secs(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_secs_f64())
 }
 
+/// Record (and print) which nodes never showed what `step` waited for.
+fn note_missing(r: &mut Round, c: &Cluster<'_>, step: &str, p: &Propagation, pb: &Progress) {
+    if p.missing.is_empty() {
+        return;
+    }
+    let who: Vec<String> = p.missing.iter().map(|(o, status)| format!("{} ({status})", c.nodes[*o].name)).collect();
+    let line = format!("{step}: not seen by {}", who.join(", "));
+    pb.note(format!("{} n={} round {}: {line}", r.system, r.nodes, r.round));
+    r.incomplete.push(line);
+}
+
 fn round_steps(
     sys: &dyn System,
     r: &mut Round,
@@ -515,7 +529,8 @@ fn round_steps(
     pb: &Progress,
 ) -> anyhow::Result<()> {
     let n = r.nodes;
-    let step = |what: &str| pb.step(format!("{} n={n} round {}: {what}", sys.name(), r.round));
+    let round = r.round;
+    let step = |what: &str| pb.step(format!("{} n={n} round {round}: {what}", sys.name()));
     let mut c = Cluster::with_backend(sys, n, base, &o.profile, o.backend)?;
     step("setup");
     let first_start = Instant::now();
@@ -592,6 +607,15 @@ fn round_steps(
     if let Some(t) = times {
         r.event_first_s = t.iter().copied().reduce(f64::min);
         r.event_all_s = t.iter().copied().reduce(f64::max);
+    } else {
+        let lacking: Vec<&str> = running
+            .iter()
+            .filter(|&&i| !read_events(&c.nodes[i].events_file()).iter().any(|(k, nm, _)| k == "user" && *nm == name))
+            .map(|&i| c.nodes[i].name.as_str())
+            .collect();
+        let line = format!("user event {name}: no handler record within 20 s on {}", lacking.join(", "));
+        pb.note(format!("{} n={n} round {}: {line}", sys.name(), r.round));
+        r.incomplete.push(line);
     }
 
     step("leave (SIGINT)");
@@ -601,6 +625,7 @@ fn round_steps(
     let t0 = Instant::now();
     c.signal(leaver, Signal::Interrupt)?;
     let p = c.wait_for_status(&subject, &["left"], &others, t0, Duration::from_secs(60), |_, _, _| {});
+    note_missing(r, &c, &format!("leave of {subject} (want: left)"), &p, pb);
     (r.leave_first_s, r.leave_all_s) = (secs(p.first), secs(p.all));
     let mut resolutions = vec![p.resolution.as_secs_f64()];
     c.wait_exit(leaver, Duration::from_secs(20));
@@ -615,6 +640,7 @@ fn round_steps(
     let t0 = Instant::now();
     c.signal(victim, Signal::Kill)?;
     let p = c.wait_for_status(&subject, &["failed"], &others, t0, Duration::from_secs(90), |_, _, _| {});
+    note_missing(r, &c, &format!("SIGKILL of {subject} (want: failed)"), &p, pb);
     (r.kill_first_s, r.kill_all_s) = (secs(p.first), secs(p.all));
     resolutions.push(p.resolution.as_secs_f64());
     // The handlers may run a little after the member list changed (Serf coalesces member events).
@@ -648,11 +674,13 @@ fn round_steps(
     let t0 = Instant::now();
     c.signal(stopped, Signal::Stop)?;
     let p = c.wait_for_status(&subject, &["failed"], &others, t0, Duration::from_secs(90), |_, _, _| {});
+    note_missing(r, &c, &format!("SIGSTOP of {subject} (want: failed)"), &p, pb);
     (r.stop_first_s, r.stop_all_s) = (secs(p.first), secs(p.all));
     resolutions.push(p.resolution.as_secs_f64());
     c.signal(stopped, Signal::Cont)?;
     let t1 = Instant::now();
     let p = c.wait_for_status(&subject, &["alive"], &others, t1, Duration::from_secs(90), |_, _, _| {});
+    note_missing(r, &c, &format!("SIGCONT of {subject} (want: alive)"), &p, pb);
     r.stop_recovered_s = secs(p.all);
     wait_converged(&c, Duration::from_secs(90))?;
 
@@ -687,6 +715,7 @@ fn round_steps(
         result.map(|p| (p, killed_at))
     });
     let (p, killed_at) = detect?;
+    note_missing(r, &c, &format!("SIGKILL of the primary {subject} (want: failed)"), &p, pb);
     resolutions.push(p.resolution.as_secs_f64());
     r.failover_detect_all_s = secs(p.all);
     let samples = probe.samples();
@@ -1083,6 +1112,11 @@ impl CompareReport {
                 .collect();
             for e in errors {
                 let _ = writeln!(s, "\n- error: {}", e.lines().next().unwrap_or(""));
+            }
+            for r in self.rounds.iter().filter(|r| r.nodes == n) {
+                for line in &r.incomplete {
+                    let _ = writeln!(s, "\n- incomplete, {} round {}: {line}", r.system, r.round);
+                }
             }
             s.push('\n');
         }
