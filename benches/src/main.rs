@@ -24,20 +24,12 @@ enum Command {
         /// Timing profile of the agents (lan, local).
         #[arg(long, default_value = "lan")]
         profile: String,
-        /// The serf-agent binary (default: build it as `cluster_bench::system::AGENT_BUILD` says and
-        /// use target/<arch>-unknown-linux-gnu/agent/serf-agent).
-        #[arg(long)]
-        agent_bin: Option<PathBuf>,
-        /// Do not build serf-agent first.
-        #[arg(long)]
-        no_build: bool,
+        #[command(flatten)]
+        bins: Binaries,
         /// Do not run the scenario with HashiCorp Serf afterwards (by default it runs when `serf` is
         /// on PATH, or after benches/setup.sh installs it when running as root with apt-get).
         #[arg(long)]
         no_serf: bool,
-        /// The HashiCorp Serf binary (default: `serf` on PATH).
-        #[arg(long)]
-        serf_bin: Option<PathBuf>,
         /// Keep the agents' logs and handler output.
         #[arg(long)]
         keep: bool,
@@ -89,16 +81,8 @@ enum Command {
         /// Timing profile of both systems.
         #[arg(long, default_value = "lan")]
         profile: String,
-        /// The serf-agent binary (default: build it as `cluster_bench::system::AGENT_BUILD` says and
-        /// use target/<arch>-unknown-linux-gnu/agent/serf-agent).
-        #[arg(long)]
-        agent_bin: Option<PathBuf>,
-        /// Do not build serf-agent first.
-        #[arg(long)]
-        no_build: bool,
-        /// The HashiCorp Serf binary (default: `serf` on PATH).
-        #[arg(long)]
-        serf_bin: Option<PathBuf>,
+        #[command(flatten)]
+        bins: Binaries,
         /// Measure serf-agent alone.
         #[arg(long)]
         ours_only: bool,
@@ -127,15 +111,8 @@ enum Command {
         /// Seconds of pause between setups.
         #[arg(long, default_value_t = 2.0)]
         pause: f64,
-        /// The serf-agent binary (default: build it as `compare` does).
-        #[arg(long)]
-        agent_bin: Option<PathBuf>,
-        /// Do not build serf-agent first.
-        #[arg(long)]
-        no_build: bool,
-        /// The HashiCorp Serf binary (default: `serf` on PATH).
-        #[arg(long)]
-        serf_bin: Option<PathBuf>,
+        #[command(flatten)]
+        bins: Binaries,
         /// Print every sweep of the member lists.
         #[arg(long)]
         verbose: bool,
@@ -152,6 +129,21 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// Which binaries to run (shared by the subcommands that start agents).
+#[derive(Debug, clap::Args)]
+struct Binaries {
+    /// The serf-agent binary (default: build it as `cluster_bench::system::AGENT_BUILD` says and
+    /// use target/<arch>-unknown-linux-gnu/agent/serf-agent).
+    #[arg(long)]
+    agent_bin: Option<PathBuf>,
+    /// Do not build serf-agent first.
+    #[arg(long)]
+    no_build: bool,
+    /// The HashiCorp Serf binary (default: `serf` on PATH).
+    #[arg(long)]
+    serf_bin: Option<PathBuf>,
 }
 
 /// `--backend`.
@@ -175,7 +167,7 @@ fn main() -> anyhow::Result<()> {
     });
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { nodes, profile, agent_bin, no_build, no_serf, serf_bin, keep, write } => {
+        Command::Demo { nodes, profile, bins: Binaries { agent_bin, no_build, serf_bin }, no_serf, keep, write } => {
             cluster_bench::demo::run(&cluster_bench::demo::DemoOptions {
                 nodes,
                 profile,
@@ -201,9 +193,7 @@ fn main() -> anyhow::Result<()> {
             backend,
             partition_secs,
             profile,
-            agent_bin,
-            no_build,
-            serf_bin,
+            bins: Binaries { agent_bin, no_build, serf_bin },
             ours_only,
             name,
             no_write,
@@ -243,7 +233,7 @@ fn main() -> anyhow::Result<()> {
             let report = cluster_bench::compare::run(&o)?;
             println!("{}", report.markdown());
         }
-        Command::Setup { nodes, tries, profile, pause, agent_bin, no_build, serf_bin, verbose } => {
+        Command::Setup { nodes, tries, profile, pause, bins: Binaries { agent_bin, no_build, serf_bin }, verbose } => {
             cluster_bench::setup::run(&cluster_bench::setup::SetupOptions {
                 nodes,
                 tries,
