@@ -423,7 +423,9 @@ pub fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                     secs: result.as_ref().ok().map(Duration::as_secs_f64),
                     error: result.err().map(|e| e.to_string()),
                 });
-                let _ = std::fs::remove_dir_all(&base);
+                if !o.keep {
+                    let _ = std::fs::remove_dir_all(&base);
+                }
                 pb.inc();
             }
         }
