@@ -325,7 +325,7 @@ impl NodeHandle {
     }
 
     /// Replace the local tags and gossip them; the others see [`swim::Event::MemberUpdated`].
-    /// After [`Node::leave`] the tags are only kept (a rejoin announces them): gossiping them
+    /// After [`NodeHandle::leave`] the tags are only kept (a rejoin announces them): gossiping them
     /// would bring the node back into the others' views.
     pub async fn set_tags(&self, tags: Tags) -> Result<(), NodeError> {
         let (done, done_rx) = oneshot::channel();
