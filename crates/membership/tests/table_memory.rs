@@ -54,6 +54,8 @@ fn a_member_costs_at_most_about_125_bytes_plus_its_name() {
     eprintln!("record {record} B; per member: {own:.1} B with its own name, {with_shared:.1} B with a shared name");
     assert!(record <= 104, "Member grew to {record} bytes");
     assert!(with_shared <= 125.0, "{with_shared:.1} bytes per member without the name");
-    // The name's allocation: 16 bytes of counts and 9 of text, rounded up to 8.
-    assert!(own - with_shared <= 32.0, "a name costs {:.1} bytes", own - with_shared);
+    // The name's allocation: 16 bytes of counts and 9 of text, rounded up to 8 (32). The slack
+    // is for other threads' allocations while the table was built (the counter is global; a
+    // loaded machine made it 32.1 once, about 1 KB in all); a fatter name costs 8 bytes more.
+    assert!(own - with_shared <= 33.0, "a name costs {:.1} bytes", own - with_shared);
 }
