@@ -71,6 +71,8 @@ variant() { # name "RUSTFLAGS" opt-level
     measure "$name" "$ROOT/target/exp-$name/$TARGET/release/serf-agent"
 }
 
+# The commit measured, read before anything is written (this script rewrites tracked files).
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- || echo +dirty)
 : >"$RUN/table"
 variant o3-dyn "" 3
 variant os-dyn "" s
@@ -96,7 +98,7 @@ measure "oz-static-nopie-unwind" "$ROOT/target/exp-oz-unwind/$TARGET/agent/serf-
     echo
     echo "- command: \`benches/agent-rss.sh $SECS\`"
     echo "- machine: \`$(uname -a)\`, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-    echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ) (commit $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- || echo +dirty))"
+    echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ) (commit $COMMIT)"
     echo "- 5 agents on loopback, lan profile, each member list polled 5 times a second for $SECS s; figures are the mean over the 5 agents"
     echo
     echo "| variant | file (MiB) | .text (MiB) | VmRSS (MiB) | RssAnon (MiB) | RssFile (MiB) | CPU (ms) | first agent, resident kB by mapping |"
