@@ -77,7 +77,8 @@ pub fn serf_health(status: HealthStatus) -> CheckRegistration {
     }
 }
 
-/// Registers `service` (ID = name) on `node` with a service check `service:<name>`.
+/// Registers `service` (ID = name) on `node` with a passing serfHealth and a service check
+/// `service:<name>`.
 pub fn service_registration(node: &str, service: &str, tags: &[&str], status: HealthStatus) -> Registration {
     Registration {
         service: Some(ServiceRegistration {
@@ -86,12 +87,15 @@ pub fn service_registration(node: &str, service: &str, tags: &[&str], status: He
             port: 8080,
             ..ServiceRegistration::default()
         }),
-        checks: vec![CheckRegistration {
-            check_id: format!("service:{service}"),
-            status,
-            service_id: service.into(),
-            ..CheckRegistration::default()
-        }],
+        checks: vec![
+            serf_health(HealthStatus::Passing),
+            CheckRegistration {
+                check_id: format!("service:{service}"),
+                status,
+                service_id: service.into(),
+                ..CheckRegistration::default()
+            },
+        ],
         ..node_registration(node)
     }
 }
