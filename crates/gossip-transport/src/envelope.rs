@@ -66,6 +66,13 @@ impl Codec {
         &self.label
     }
 
+    /// The key-free part of [`Codec::open`]'s checks, to run on a frame's header before its body
+    /// is read. It does not follow later keyring changes, and needs not: whether a keyring is set
+    /// never changes on a codec once built.
+    pub fn header_check(&self) -> HeaderCheck {
+        HeaderCheck { label: self.label.clone(), encrypted: self.keyring.is_some() }
+    }
+
     /// Bytes the envelope adds around a body: `9 + label` in plaintext (header 5, CRC 4),
     /// `33 + label` encrypted (header 5, nonce 12, tag 16).
     pub fn overhead(&self) -> usize {
@@ -118,12 +125,9 @@ impl Codec {
 
     /// Checks the envelope of a received datagram or frame and returns its body.
     pub fn open(&self, datagram: &[u8]) -> Result<Bytes, DecodeError> {
-        let header_len = self.check_header(datagram)?;
-        let encrypted = datagram[3] & FLAG_ENCRYPTED != 0;
-        match (&self.keyring, encrypted) {
-            (None, true) => Err(DecodeError::EncryptedWithoutKeyring),
-            (Some(_), false) => Err(DecodeError::PlaintextRefused),
-            (None, false) => {
+        let header_len = check_header(&self.label, self.keyring.is_some(), datagram)?;
+        match &self.keyring {
+            None => {
                 let need = header_len + CRC_LEN;
                 if datagram.len() < need {
                     return Err(too_short(datagram, need));
@@ -136,7 +140,7 @@ impl Codec {
                 }
                 Ok(Bytes::copy_from_slice(&covered[header_len..]))
             }
-            (Some(keyring), true) => {
+            Some(keyring) => {
                 let need = header_len + NONCE_LEN + TAG_LEN;
                 if datagram.len() < need {
                     return Err(too_short(datagram, need));
@@ -182,32 +186,68 @@ impl Codec {
         }
         Ok(msg)
     }
+}
 
-    /// Checks magic, version, flags and label; returns the header length (`5 + label`).
-    fn check_header(&self, datagram: &[u8]) -> Result<usize, DecodeError> {
-        let Some(&[magic, major, minor, flags, label_len]) = datagram.get(..HEADER_LEN) else {
-            return Err(too_short(datagram, HEADER_LEN));
-        };
-        if magic != MAGIC {
-            return Err(DecodeError::BadMagic { got: magic });
+/// Checks the header of an envelope without its payload: magic, version, flags, label, and
+/// whether its encryption matches this side's (`encrypted`: a keyring is configured). Returns the
+/// header length (`5 + label`). These checks need no key, so a stream reader can refuse a frame
+/// of another cluster, version or encryption mode after its first `5 + L` bytes.
+fn check_header(label: &str, encrypted: bool, datagram: &[u8]) -> Result<usize, DecodeError> {
+    let Some(&[magic, major, minor, flags, label_len]) = datagram.get(..HEADER_LEN) else {
+        return Err(too_short(datagram, HEADER_LEN));
+    };
+    if magic != MAGIC {
+        return Err(DecodeError::BadMagic { got: magic });
+    }
+    if major != PROTOCOL_MAJOR {
+        return Err(DecodeError::UnsupportedVersion { major, minor });
+    }
+    if flags & !FLAG_ENCRYPTED != 0 {
+        return Err(DecodeError::UnknownFlags { flags });
+    }
+    let header_len = HEADER_LEN + usize::from(label_len);
+    let Some(theirs) = datagram.get(HEADER_LEN..header_len) else {
+        return Err(too_short(datagram, header_len));
+    };
+    if theirs != label.as_bytes() {
+        return Err(DecodeError::LabelMismatch {
+            expected: label.to_owned(),
+            got: String::from_utf8_lossy(theirs).into_owned(),
+        });
+    }
+    match (encrypted, flags & FLAG_ENCRYPTED != 0) {
+        (false, true) => Err(DecodeError::EncryptedWithoutKeyring),
+        (true, false) => Err(DecodeError::PlaintextRefused),
+        _ => Ok(header_len),
+    }
+}
+
+/// The checks of an envelope's header that need no key ([`Codec::header_check`]): what a stream
+/// reader runs on the first `5 + L` bytes of a frame before it buffers the rest.
+///
+/// Holds the label and whether encryption is on, never key material.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderCheck {
+    label: String,
+    encrypted: bool,
+}
+
+impl HeaderCheck {
+    /// The checks for a node of cluster `label` (at most 255 bytes) that encrypts (`encrypted`:
+    /// it has a keyring) or not; the same as [`Codec::header_check`] of such a node's codec.
+    pub fn new(label: &str, encrypted: bool) -> Result<Self, CodecError> {
+        if label.len() > MAX_LABEL_LEN {
+            return Err(CodecError::LabelTooLong { len: label.len() });
         }
-        if major != PROTOCOL_MAJOR {
-            return Err(DecodeError::UnsupportedVersion { major, minor });
-        }
-        if flags & !FLAG_ENCRYPTED != 0 {
-            return Err(DecodeError::UnknownFlags { flags });
-        }
-        let header_len = HEADER_LEN + usize::from(label_len);
-        let Some(label) = datagram.get(HEADER_LEN..header_len) else {
-            return Err(too_short(datagram, header_len));
-        };
-        if label != self.label.as_bytes() {
-            return Err(DecodeError::LabelMismatch {
-                expected: self.label.clone(),
-                got: String::from_utf8_lossy(label).into_owned(),
-            });
-        }
-        Ok(header_len)
+        Ok(Self { label: label.to_owned(), encrypted })
+    }
+
+    /// Checks magic, version, flags, label and encryption mode, in the order
+    /// [`Codec::open`] does, on the first bytes of an envelope (more bytes are ignored); returns
+    /// the header length `5 + L`. With fewer than 5 bytes, or fewer than `5 + L`, the error is
+    /// [`DecodeError::TooShort`] whose `need` says how many bytes the header has.
+    pub fn check(&self, header: &[u8]) -> Result<usize, DecodeError> {
+        check_header(&self.label, self.encrypted, header)
     }
 }
 
@@ -366,6 +406,27 @@ mod tests {
         let datagram = encrypted("test", key(1)).encode_packet(&[ping()], &mut rng());
         let err = refused(&encrypted("prod", key(1)), &datagram);
         assert_eq!(err.reason(), "label_mismatch");
+    }
+
+    #[test]
+    fn header_check_refuses_without_the_body() {
+        let frame = encrypted("prod", key(1)).encode_stream(
+            &wire::StreamMessage { body: Some(wire::stream_message::Body::Error("x".into())) },
+            &mut rng(),
+        );
+        let header = &frame[..HEADER_LEN + 4];
+        assert_eq!(encrypted("prod", key(2)).header_check().check(header).expect("same label"), HEADER_LEN + 4);
+        let reason = |codec: Codec, bytes: &[u8]| codec.header_check().check(bytes).unwrap_err().reason();
+        assert_eq!(reason(encrypted("test", key(1)), header), "label_mismatch");
+        assert_eq!(reason(plain("prod"), header), "encrypted_without_keyring");
+        assert_eq!(reason(encrypted("prod", key(1)), &plain("prod").seal(b"", &mut rng())), "plaintext_refused");
+        assert_eq!(reason(plain("prod"), &header[..HEADER_LEN + 2]), "too_short");
+        assert_eq!(reason(plain("prod"), &header[..3]), "too_short");
+        let mut newer = header.to_vec();
+        newer[1] = PROTOCOL_MAJOR + 1;
+        assert_eq!(reason(plain("prod"), &newer), "unsupported_version");
+        // The same verdicts as opening the whole frame.
+        assert_eq!(encrypted("test", key(1)).open(&frame).unwrap_err().reason(), "label_mismatch");
     }
 
     #[test]

@@ -79,6 +79,12 @@
 //! - [`wire`]: the generated protobuf messages.
 //! - [`Codec`]: seals and opens envelopes for one cluster label and an optional [`Keyring`] of
 //!   [`Key`]s.
+//! - [`HeaderCheck`] ([`Codec::header_check`]): the checks that need no key (version, label,
+//!   encryption mode), for a stream reader to run on a frame's first `5 + L` bytes before it
+//!   buffers the body.
+//! - [`refusal`]: the small unauthenticated frame a node answers a refused stream with, naming
+//!   the reason (wrong label, key, version, too large), read by [`net::request`] as
+//!   [`net::FrameError::Refused`].
 //! - [`PacketBuilder`] and [`encode_message`]: fill one datagram body within a byte budget.
 //! - `net` (feature `tokio`): [`read_frame`](net::read_frame),
 //!   [`write_frame`](net::write_frame), [`request`](net::request), [`bind`](net::bind).
@@ -122,11 +128,13 @@ pub mod memnet;
 #[cfg(feature = "tokio")]
 pub mod net;
 mod packet;
+pub mod refusal;
 
-pub use envelope::{Codec, CRC_LEN, FLAG_ENCRYPTED, HEADER_LEN, MAGIC, MAX_LABEL_LEN};
+pub use envelope::{Codec, HeaderCheck, CRC_LEN, FLAG_ENCRYPTED, HEADER_LEN, MAGIC, MAX_LABEL_LEN};
 pub use error::{CodecError, DecodeError, KeyError};
 pub use keyring::{Key, Keyring};
 pub use packet::{encode_message, PacketBuilder};
+pub use refusal::{Refusal, RefusalReason};
 
 /// Messages generated from `proto/gossip.proto`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -20,6 +20,8 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
+use crate::refusal::Refusal;
+
 /// Bytes of the length prefix before every frame.
 pub const LENGTH_PREFIX_LEN: usize = 4;
 
@@ -49,6 +51,14 @@ pub enum FrameError {
     /// The peer closed the stream cleanly before the first byte of a frame.
     #[error("stream closed by the peer")]
     Closed,
+    /// [`request`] only: the peer closed the stream without answering and without a refusal
+    /// frame (an older peer, or a request it could not decode).
+    #[error("the peer closed the stream without answering: wrong encryption key or cluster label? (its log says why)")]
+    ClosedWithoutAnswer,
+    /// [`request`] only: the peer answered with a refusal frame saying why it refused the request
+    /// (see [`Refusal`]).
+    #[error("refused by the peer: {0}")]
+    Refused(Refusal),
 }
 
 /// Reads one length-prefixed frame. A length over `max` is refused with
@@ -91,12 +101,22 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Resu
 
 /// Connects to `to`, sends `frame`, and reads one frame back (at most `max` bytes), all within
 /// `timeout`. The connection is closed afterwards.
+///
+/// A [refusal frame](crate::refusal) in place of the answer is [`FrameError::Refused`]; a peer
+/// that closes without answering is [`FrameError::ClosedWithoutAnswer`].
 pub async fn request(to: SocketAddr, frame: &[u8], timeout: Duration, max: usize) -> Result<Bytes, FrameError> {
     let exchange = async {
         let mut stream = TcpStream::connect(to).await?;
         stream.set_nodelay(true)?;
         write_frame(&mut stream, frame).await?;
-        read_frame(&mut stream, max).await
+        match read_frame(&mut stream, max).await {
+            Ok(answer) => match Refusal::decode(&answer) {
+                Some(refusal) => Err(FrameError::Refused(refusal)),
+                None => Ok(answer),
+            },
+            Err(FrameError::Closed) => Err(FrameError::ClosedWithoutAnswer),
+            Err(error) => Err(error),
+        }
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| FrameError::Timeout)?
 }

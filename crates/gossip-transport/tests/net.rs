@@ -142,7 +142,22 @@ async fn request_reports_a_peer_that_closes_without_answering() {
         let _ = read_frame(&mut stream, MAX_FRAME_LEN).await;
     });
     let err = request(addr, b"ping", GUARD, MAX_FRAME_LEN).await.unwrap_err();
-    assert!(matches!(err, FrameError::Closed | FrameError::Io(_)), "{err:?}");
+    assert!(matches!(err, FrameError::ClosedWithoutAnswer | FrameError::Io(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn request_reports_a_refusal_frame() {
+    use gossip_transport::{Refusal, RefusalReason};
+    let listener = listener().await;
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let _ = read_frame(&mut stream, MAX_FRAME_LEN).await;
+        write_frame(&mut stream, &Refusal::new(RefusalReason::LabelMismatch).encode()).await.expect("refuse");
+    });
+    let err = request(addr, b"push-pull", GUARD, MAX_FRAME_LEN).await.unwrap_err();
+    assert!(matches!(err, FrameError::Refused(Refusal { reason: RefusalReason::LabelMismatch, .. })), "{err:?}");
+    assert!(err.to_string().contains("wrong cluster label"), "{err}");
 }
 
 #[tokio::test]
