@@ -14,12 +14,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gossip_transport::{net, Key};
+use gossip_transport::{net, HeaderCheck, Key, RefusalReason};
 use swim::{Event, Member, StreamId, Swim, Tags, TransmitKind};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{self, JoinSet};
 
+use crate::refusals::{Refusals, Refused};
 use crate::timer::Timer;
 use crate::NodeError;
 
@@ -76,7 +77,19 @@ pub(crate) type JoinOutcome = (SocketAddr, Result<(), String>);
 pub(crate) struct InboundRequest {
     pub(crate) from: SocketAddr,
     pub(crate) frame: Bytes,
-    pub(crate) answer: oneshot::Sender<Option<Bytes>>,
+    pub(crate) answer: oneshot::Sender<Answer>,
+}
+
+/// What the connection task does with an inbound request once the state machine has seen it.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// Write this frame back.
+    Frame(Bytes),
+    /// Answer with a refusal frame for this reason (only a wrong key gets here: the connection
+    /// task checked the header already).
+    Refuse(RefusalReason),
+    /// Close without an answer (undecodable, unexpected, ...).
+    Close,
 }
 
 /// What `members()` and `local_member()` read without a round trip to the driver.
@@ -128,6 +141,9 @@ pub(crate) struct Actor {
     /// events are offered with `try_send`, so the driver never waits for it; a full tap drops the
     /// event and counts it in `Counters::tap_dropped`.
     pub(crate) tap: Option<mpsc::Sender<Event>>,
+    /// The key-free envelope checks, to tell why a datagram is refused.
+    pub(crate) header_check: HeaderCheck,
+    pub(crate) refusals: Arc<Refusals>,
 }
 
 /// What woke the driver up.
@@ -212,7 +228,7 @@ impl Driver {
                 _ = actor.shutdown.changed() => Input::Shutdown,
             };
             match input {
-                Input::Datagram(Ok((len, from))) => self.actor.swim.handle_packet(from, &buf[..len], now()),
+                Input::Datagram(Ok((len, from))) => self.datagram(from, &buf[..len]),
                 Input::Datagram(Err(error)) => {
                     Counters::bump(&self.actor.counters.udp_recv_errors);
                     tracing::warn!(%error, "UDP receive failed");
@@ -221,7 +237,13 @@ impl Driver {
                 }
                 Input::Command(command) => self.command(command),
                 Input::Inbound(request) => {
-                    let answer = self.actor.swim.handle_stream_request(request.from, &request.frame, now());
+                    let swim = &mut self.actor.swim;
+                    let decrypts_before = decrypt_failures(swim);
+                    let answer = match swim.handle_stream_request(request.from, &request.frame, now()) {
+                        Some(frame) => Answer::Frame(frame),
+                        None if decrypt_failures(swim) > decrypts_before => Answer::Refuse(RefusalReason::KeyMismatch),
+                        None => Answer::Close,
+                    };
                     // The connection task may have timed out and gone; then the answer is moot.
                     let _ = request.answer.send(answer);
                 }
@@ -234,6 +256,28 @@ impl Driver {
         // Outgoing requests die with the driver; their answers would have nowhere to go.
         self.outbound.shutdown().await;
         tracing::debug!(node = %self.actor.swim.local_member().name, "driver stopped");
+    }
+
+    /// Hand a datagram to the state machine; warn (rate-limited) when it is refused for a wrong
+    /// label, key or version. The header checks need no key; a wrong key shows as one more
+    /// `decrypt` drop in the state machine's counters.
+    fn datagram(&mut self, from: SocketAddr, datagram: &[u8]) {
+        let swim = &mut self.actor.swim;
+        let decrypts_before = decrypt_failures(swim);
+        swim.handle_packet(from, datagram, now());
+        let refusals = &self.actor.refusals;
+        match self.actor.header_check.check(datagram) {
+            Err(error) => {
+                if let Some(reason) = RefusalReason::of(&error) {
+                    refusals.refused(Refused::Packet, from, reason, &error, now());
+                }
+            }
+            Ok(_) if decrypt_failures(swim) > decrypts_before => {
+                let detail = "no installed key opens it";
+                refusals.refused(Refused::Packet, from, RefusalReason::KeyMismatch, &detail, now());
+            }
+            Ok(_) => {}
+        }
     }
 
     fn command(&mut self, command: Command) {
@@ -416,6 +460,11 @@ fn keyring_op(swim: &mut Swim, op: KeyringOp) -> Result<Vec<Key>, NodeError> {
         KeyringOp::List => {}
     }
     Ok(keyring.keys().cloned().collect())
+}
+
+/// Frames and datagrams the state machine could not open with any installed key, so far.
+fn decrypt_failures(swim: &Swim) -> u64 {
+    swim.stats().dropped.get("decrypt").copied().unwrap_or(0)
 }
 
 /// Whether an event changes what `members()` returns (other changes reach the snapshot within

@@ -14,6 +14,10 @@ pub const DEFAULT_PORT: u16 = 7946;
 /// Longest node name accepted, in bytes (the wire protocol's limit, enforced by `swim` too).
 pub const MAX_NAME_LEN: usize = 128;
 
+/// Bounds of [`NodeConfig::max_unauthenticated_bytes`].
+const MIN_UNAUTHENTICATED_BYTES: usize = 64 * 1024;
+const MAX_UNAUTHENTICATED_BYTES: usize = 1024 * 1024 * 1024;
+
 /// Errors of [`NodeConfig::validate`]: each names the field and the rule it broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -79,6 +83,14 @@ pub struct NodeConfig {
     /// Most accepted TCP connections served at the same time; further connections wait in the
     /// kernel's backlog. At least 1. Default 128.
     pub max_inbound_streams: usize,
+    /// Most bytes of inbound stream frames buffered, across all connections, before they are
+    /// authenticated (key and label); also the largest stream frame accepted. A frame's header
+    /// (version, label, encryption mode) is checked before its body is read, and the body waits
+    /// for room in this budget; a larger frame is refused with a refusal frame. Push-pull state
+    /// takes about 60 to 100 bytes per member, so the default 2 MiB
+    /// ([`crate::DEFAULT_MAX_UNAUTHENTICATED_BYTES`]) fits clusters of about 20,000 members;
+    /// raise it for larger ones. From 64 KiB to 1 GiB.
+    pub max_unauthenticated_bytes: usize,
     /// Events buffered per [`crate::EventStream`] before the slowest stream starts missing
     /// events (see [`crate::EventStream`] for what it is told). At least 1. Default 1024.
     pub event_buffer: usize,
@@ -127,6 +139,7 @@ impl NodeConfig {
             join_attempts: 1,
             join_retry_interval: Duration::from_secs(5),
             max_inbound_streams: 128,
+            max_unauthenticated_bytes: crate::DEFAULT_MAX_UNAUTHENTICATED_BYTES,
             event_buffer: 1024,
         }
     }
@@ -160,6 +173,10 @@ impl NodeConfig {
         if self.max_inbound_streams == 0 {
             return Err(invalid("max_inbound_streams", self.max_inbound_streams, "must be at least 1"));
         }
+        if !(MIN_UNAUTHENTICATED_BYTES..=MAX_UNAUTHENTICATED_BYTES).contains(&self.max_unauthenticated_bytes) {
+            let rule = "must be from 65536 (64 KiB) to 1073741824 (1 GiB)";
+            return Err(invalid("max_unauthenticated_bytes", self.max_unauthenticated_bytes, rule));
+        }
         if self.event_buffer == 0 {
             return Err(invalid("event_buffer", self.event_buffer, "must be at least 1"));
         }
@@ -189,6 +206,7 @@ impl fmt::Debug for NodeConfig {
             .field("join_attempts", &self.join_attempts)
             .field("join_retry_interval", &self.join_retry_interval)
             .field("max_inbound_streams", &self.max_inbound_streams)
+            .field("max_unauthenticated_bytes", &self.max_unauthenticated_bytes)
             .field("event_buffer", &self.event_buffer)
             .finish()
     }

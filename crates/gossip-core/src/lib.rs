@@ -62,6 +62,14 @@
 //! where tokio's timer wheel wakes twice for most of them), unless the clock is paused when the
 //! node starts.
 //!
+//! Refusals are loud: a datagram or stream refused for another cluster label, another key (or
+//! none), another protocol version or a stream frame over the pre-authentication budget is logged
+//! as a warning with the peer address and the reason, at most once per address and reason every
+//! 10 s (with the count of those not logged), and a refused stream is answered with a refusal
+//! frame naming the reason, so that the joining side's [`JoinError`] says why. Before a stream
+//! frame is authenticated, its header is checked first and its body is buffered within
+//! [`NodeConfig::max_unauthenticated_bytes`] shared by all connections.
+//!
 //! Shutdown: a `watch` channel tells the driver and the acceptor to stop; each aborts the tasks
 //! it spawned (outgoing requests, connections) and returns; [`Node::shutdown`] awaits both.
 //!
@@ -113,6 +121,8 @@ mod error;
 mod events;
 mod listener;
 mod node;
+mod preauth;
+mod refusals;
 pub mod serf;
 mod timer;
 
@@ -121,6 +131,7 @@ pub use config::{NodeConfig, NodeConfigError, DEFAULT_PORT, MAX_NAME_LEN};
 pub use error::{JoinError, NodeError, StartError};
 pub use events::EventStream;
 pub use node::{DriverStats, Node, NodeHandle, NodeStats};
+pub use preauth::DEFAULT_MAX_UNAUTHENTICATED_BYTES;
 
 pub use serf::{
     Coordinate, KeyResponse, Query, QueryParams, QueryReply, QueryResponse, Serf, SerfConfig, SerfCounters, SerfError,

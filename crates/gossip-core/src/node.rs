@@ -8,7 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use gossip_transport::net;
+use gossip_transport::{net, HeaderCheck};
 use rand::TryRngCore;
 use swim::{LocalNode, Member, Swim, Tags};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::actor::{self, Actor, Command, Counters, JoinOutcome, KeyringOp, Snapshot};
 use crate::listener::Acceptor;
+use crate::preauth::PreAuthBudget;
+use crate::refusals::Refusals;
 use crate::{EventStream, JoinError, Key, NodeConfig, NodeError, StartError};
 
 /// Commands waiting for the driver; senders wait when it is full.
@@ -62,6 +64,8 @@ pub struct NodeHandle {
     members_changed: watch::Receiver<u64>,
     events: broadcast::WeakSender<swim::Event>,
     counters: Arc<Counters>,
+    refusals: Arc<Refusals>,
+    budget: Arc<PreAuthBudget>,
     local_addr: SocketAddr,
     settings: Arc<Settings>,
 }
@@ -94,6 +98,18 @@ pub struct NodeStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DriverStats {
+    /// Accepted streams refused with a refusal frame, by reason (`label_mismatch`, `decrypt`,
+    /// `plaintext_refused`, `encrypted_without_keyring`, `unsupported_version`, `too_large`).
+    /// Those refused on their header never reach the state machine's `dropped` counters.
+    pub refused_streams: std::collections::BTreeMap<&'static str, u64>,
+    /// Warnings logged about refused datagrams and streams (at most one per peer address and
+    /// reason every 10 s; the others are counted in the next warning).
+    pub refusal_warnings: u64,
+    /// Bytes of inbound stream frames buffered now and not yet authenticated (a gauge; at most
+    /// [`crate::NodeConfig::max_unauthenticated_bytes`]).
+    pub unauthenticated_bytes: u64,
+    /// The highest [`DriverStats::unauthenticated_bytes`] since the node started.
+    pub unauthenticated_bytes_peak: u64,
     /// Datagrams the OS refused to send (logged, never fatal).
     pub udp_send_errors: u64,
     /// Failed UDP receives.
@@ -157,6 +173,15 @@ impl Node {
         let snapshot = Arc::new(RwLock::new(Snapshot::of(&swim)));
         let (members_changed, members_changed_rx) = watch::channel(0);
         let counters = Arc::new(Counters::default());
+        let refusals = Arc::new(Refusals::default());
+        let budget = Arc::new(PreAuthBudget::new(config.max_unauthenticated_bytes));
+        let header_check = HeaderCheck::new(&config.swim.label, config.keyring.is_some()).map_err(|_| {
+            StartError::Config(crate::NodeConfigError::Invalid {
+                field: "swim.label",
+                value: format!("{:?}", config.swim.label),
+                rule: "at most 255 bytes",
+            })
+        })?;
 
         let handle = NodeHandle {
             commands,
@@ -164,6 +189,8 @@ impl Node {
             members_changed: members_changed_rx,
             events: events.downgrade(),
             counters: Arc::clone(&counters),
+            refusals: Arc::clone(&refusals),
+            budget: Arc::clone(&budget),
             local_addr,
             settings: Arc::new(Settings {
                 stream_timeout: config.stream_timeout,
@@ -180,6 +207,9 @@ impl Node {
             counters: Arc::clone(&counters),
             shutdown: shutdown_rx.clone(),
             stream_timeout: config.stream_timeout,
+            header_check: header_check.clone(),
+            budget,
+            refusals: Arc::clone(&refusals),
         };
         let actor = Actor {
             swim,
@@ -193,6 +223,8 @@ impl Node {
             shutdown: shutdown_rx,
             stream_timeout: config.stream_timeout,
             tap,
+            header_check,
+            refusals,
         };
         tracing::info!(name = %config.name, %local_addr, %advertise, "gossip node started");
         Ok(Self { handle, shutdown, driver: tokio::spawn(actor.run()), acceptor: tokio::spawn(acceptor.run()) })
@@ -408,6 +440,10 @@ impl NodeHandle {
             inbound_streams: read(&counters.inbound_streams),
             inbound_stream_failures: read(&counters.inbound_stream_failures),
             tap_dropped: read(&counters.tap_dropped),
+            refused_streams: self.refusals.streams(),
+            refusal_warnings: self.refusals.warnings(),
+            unauthenticated_bytes: self.budget.buffered(),
+            unauthenticated_bytes_peak: self.budget.peak(),
         };
         Ok(NodeStats { swim, driver, health_multiplier })
     }
