@@ -14,7 +14,9 @@ pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(#[from] NodeConfigError),
     /// The UDP socket or the TCP listener could not be bound.
-    #[error("cannot bind UDP and TCP to {addr}: {source}")]
+    // The OS error is the `source`, not part of this message: reporters that print the chain
+    // (anyhow's `{:#}`) would show it twice.
+    #[error("cannot bind UDP and TCP to {addr}")]
     Bind {
         /// The address asked for ([`crate::NodeConfig::bind_addr`]).
         addr: SocketAddr,

@@ -87,7 +87,9 @@ pub enum SerfError {
         reason: String,
     },
     /// The snapshot file could not be read or opened.
-    #[error("snapshot {}: {source}", .path.display())]
+    // The OS error is the `source`, not part of this message: reporters that print the chain
+    // (anyhow's `{:#}`) would show it twice.
+    #[error("snapshot {}", .path.display())]
     Snapshot {
         /// [`super::SerfConfig::snapshot_path`].
         path: PathBuf,

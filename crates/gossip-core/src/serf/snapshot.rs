@@ -70,6 +70,25 @@ pub(crate) struct Replayed {
     pub(crate) left: bool,
 }
 
+/// Characters of an ignored snapshot line shown in the warning (a corrupt line can be kilobytes
+/// of binary).
+const LINE_PREVIEW_CHARS: usize = 64;
+
+/// The start of a snapshot line for a log: at most [`LINE_PREVIEW_CHARS`] characters, escaped as
+/// a Rust string, with `...` when cut.
+struct LinePreview<'a>(&'a str);
+
+impl std::fmt::Display for LinePreview<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let end = self.0.char_indices().nth(LINE_PREVIEW_CHARS).map_or(self.0.len(), |(at, _)| at);
+        write!(f, "{:?}", &self.0[..end])?;
+        if end < self.0.len() {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
 /// Read the snapshot at `path` (an absent file is an empty snapshot).
 pub(crate) fn replay(path: &Path, rejoin_after_leave: bool) -> io::Result<Replayed> {
     let file = match File::open(path) {
@@ -80,20 +99,30 @@ pub(crate) fn replay(path: &Path, rejoin_after_leave: bool) -> io::Result<Replay
     let mut state = Replayed::default();
     let mut reader = BufReader::new(file);
     let mut raw = Vec::new();
-    loop {
+    for number in 1.. {
         raw.clear();
         if reader.read_until(b'\n', &mut raw)? == 0 || raw.last() != Some(&b'\n') {
             // End of file, or a last line cut short by a crash.
             break;
         }
         let line = String::from_utf8_lossy(&raw[..raw.len() - 1]);
-        state.apply(line.trim_end_matches('\r'), rejoin_after_leave);
+        let line = line.trim_end_matches('\r');
+        if let Err(problem) = state.apply(line, rejoin_after_leave) {
+            tracing::warn!(
+                path = %path.display(),
+                line = number,
+                len = raw.len() - 1,
+                start = %LinePreview(line),
+                "snapshot: {problem} at line {number}, ignored"
+            );
+        }
     }
     Ok(state)
 }
 
 impl Replayed {
-    fn apply(&mut self, line: &str, rejoin_after_leave: bool) {
+    /// Apply one line; `Err` says what is wrong with a line that was ignored.
+    fn apply(&mut self, line: &str, rejoin_after_leave: bool) -> Result<(), &'static str> {
         let clock = |text: &str| text.trim().parse::<u64>().ok();
         if let Some(info) = line.strip_prefix("alive: ") {
             let parsed = info.rsplit_once(' ').and_then(|(name, addr)| Some((name, addr.parse::<SocketAddr>().ok()?)));
@@ -102,7 +131,7 @@ impl Replayed {
                     self.alive.insert(name.to_owned(), addr);
                     self.left = false;
                 }
-                _ => tracing::warn!(line, "snapshot: unreadable alive line"),
+                _ => return Err("unreadable alive line"),
             }
         } else if let Some(name) = line.strip_prefix("not-alive: ") {
             self.alive.remove(name);
@@ -115,7 +144,7 @@ impl Replayed {
         } else if let Some(json) = line.strip_prefix("coordinate: ") {
             match coordinate_from_json(json) {
                 Some(coordinate) => self.coordinate = Some(coordinate),
-                None => tracing::warn!(line, "snapshot: unreadable coordinate"),
+                None => return Err("unreadable coordinate"),
             }
         } else if line == "leave" {
             if rejoin_after_leave {
@@ -128,8 +157,9 @@ impl Replayed {
                 self.left = true;
             }
         } else if !line.is_empty() && !line.starts_with('#') {
-            tracing::warn!(line, "snapshot: unrecognized line");
+            return Err("unrecognized line");
         }
+        Ok(())
     }
 }
 
@@ -419,6 +449,18 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn ignored_lines_are_logged_by_a_bounded_preview() {
+        let binary: String = (0..4096u32).map(|i| char::from_u32(i % 0x300).unwrap_or('?')).collect();
+        let preview = LinePreview(&binary).to_string();
+        assert!(preview.ends_with("..."), "{preview}");
+        assert!(preview.len() < 64 * 10 + 5, "{} bytes", preview.len());
+        assert_eq!(LinePreview("bogus line").to_string(), "\"bogus line\"");
+        assert_eq!(LinePreview(&"é".repeat(64)).to_string(), format!("{:?}", "é".repeat(64)));
+        assert_eq!(LinePreview(&"é".repeat(65)).to_string(), format!("{:?}...", "é".repeat(64)));
+        assert_eq!(Replayed::default().apply("alive: x", false), Err("unreadable alive line"));
     }
 
     #[test]
