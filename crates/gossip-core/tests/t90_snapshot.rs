@@ -89,3 +89,22 @@ async fn an_unreadable_snapshot_path_is_a_start_error() {
     let text = err.to_string();
     assert!(text.starts_with("snapshot ") && text.contains(&dir.0.display().to_string()), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_path_that_cannot_be_opened_names_the_os_error_once() {
+    let dir = TempDir::new("snapshot-missing-dir");
+    let path = dir.path("no-such-dir/serf.snapshot");
+    let err = match Serf::start(SerfConfig { snapshot_path: Some(path.clone()), ..serf_config("missing") }).await {
+        Ok(_) => panic!("a snapshot in a missing directory cannot be opened"),
+        Err(err) => err,
+    };
+    // What anyhow's `{:#}` prints: each error of the chain once.
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    assert!(chain.contains(&path.display().to_string()), "{chain}");
+    assert_eq!(chain.matches("No such file or directory").count(), 1, "{chain}");
+}
