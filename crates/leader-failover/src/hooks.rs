@@ -3,9 +3,12 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::process::Command;
+use rustix::process::{Pid, Signal};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -16,6 +19,11 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Captured stdout and stderr are cut to this many bytes each.
 const MAX_CAPTURED_OUTPUT: usize = 64 * 1024;
+/// Between SIGTERM and SIGKILL to a script's process group.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+/// After the shell exits, how long its output may still take to be read (a process it left
+/// running may hold the pipes open; end-of-file is not waited for beyond this).
+const DRAIN_BOUND: Duration = Duration::from_millis(100);
 
 /// Scripts run on a change of the local role, each through `/bin/sh -c`.
 ///
@@ -34,6 +42,13 @@ const MAX_CAPTURED_OUTPUT: usize = 64 * 1024;
 /// | `ROLE_HOOK`        | `acquire` or `release`                                              |
 ///
 /// Stdin is empty; stdout and stderr are captured and logged with `tracing` when the script ends.
+///
+/// Each script runs in its own process group. At the timeout the whole group gets SIGTERM, and
+/// SIGKILL one second later if anything is left; when the shell exits, whatever it left running
+/// in the group is ended the same way (a process meant to outlive the hook must leave the group,
+/// e.g. with `setsid`), and its output is taken without waiting for the end of the pipes that
+/// such a process may hold. If the future running a hook is dropped (the runtime shuts down),
+/// its group gets SIGKILL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hooks {
     /// Runs when this node becomes primary (e.g. add the virtual IP, start the service).
@@ -181,29 +196,52 @@ impl Hooks {
             return Ok(None);
         };
         let started = Instant::now();
-        let child = Command::new("/bin/sh")
+        let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(script)
             .envs(Self::env(kind, change, node, addr))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // On timeout the future owning the child is dropped, which kills the shell.
+            // Its own process group, so that the script is killed with everything it started.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| HookError::Spawn { kind, source })?;
+        // If this future is dropped (the runtime shuts down), the guard kills the whole group.
+        let mut group = ProcessGroup::of(&child);
         tracing::info!(hook = %kind, node, from = %change.from, to = %change.to, "role hook started");
-        let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(Ok(output)) => output,
+        let (stdout_text, mut stdout_reader) = Captured::read(child.stdout.take());
+        let (stderr_text, mut stderr_reader) = Captured::read(child.stderr.take());
+        let waited = tokio::time::timeout(timeout, child.wait()).await;
+        let status = match waited {
+            Ok(Ok(status)) => status,
             Ok(Err(source)) => {
                 tracing::warn!(hook = %kind, node, error = %source, "role hook: waiting failed");
+                group.end(&mut child).await;
                 return Err(HookError::Wait { kind, source });
             }
             Err(_) => {
-                tracing::warn!(hook = %kind, node, timeout_ms = timeout.as_millis(), "role hook killed after timeout");
+                tracing::warn!(hook = %kind, node, timeout_ms = timeout.as_millis(), "role hook killed after timeout, with its process group");
+                group.end(&mut child).await;
+                stdout_reader.abort();
+                stderr_reader.abort();
                 return Err(HookError::TimedOut { kind, after: timeout });
             }
         };
+        // The shell is gone; read what it wrote, without waiting for an end-of-file that a
+        // process it left running may hold off. Then that process is killed.
+        let _ = tokio::time::timeout(DRAIN_BOUND, async {
+            let _ = (&mut stdout_reader).await;
+            let _ = (&mut stderr_reader).await;
+        })
+        .await;
+        let output = std::process::Output { status, stdout: stdout_text.take(), stderr: stderr_text.take() };
+        if group.end(&mut child).await {
+            tracing::info!(hook = %kind, node, "killed the processes the role hook left running (detach them with setsid to keep them)");
+        }
+        stdout_reader.abort();
+        stderr_reader.abort();
         let (stdout, stderr) = (captured(&output.stdout), captured(&output.stderr));
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis();
@@ -228,6 +266,97 @@ fn captured(bytes: &[u8]) -> String {
     let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_CAPTURED_OUTPUT)]).into_owned();
     text.truncate(text.trim_end().len());
     text
+}
+
+/// What a script wrote to one pipe so far (at most [`MAX_CAPTURED_OUTPUT`] bytes), filled by a
+/// reader task as the output comes.
+#[derive(Debug, Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Read `pipe` to its end in a task; bytes beyond the limit are read and dropped, so that the
+    /// script never blocks on a full pipe.
+    fn read(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> (Self, JoinHandle<()>) {
+        let captured = Self::default();
+        let kept = captured.clone();
+        let reader = tokio::spawn(async move {
+            let Some(mut pipe) = pipe else { return };
+            let mut buffer = [0u8; 4096];
+            while let Ok(read @ 1..) = pipe.read(&mut buffer).await {
+                let mut kept = kept.0.lock().unwrap_or_else(PoisonError::into_inner);
+                let room = MAX_CAPTURED_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buffer[..read.min(room)]);
+            }
+        });
+        (captured, reader)
+    }
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// A script's process group (the shell leads it, so its id is the shell's PID). Killed whole by
+/// [`ProcessGroup::end`], or with SIGKILL when dropped before that.
+#[derive(Debug)]
+struct ProcessGroup {
+    id: Option<Pid>,
+}
+
+impl ProcessGroup {
+    fn of(child: &Child) -> Self {
+        // Never 0 or 1: kill(0) is our own group, kill(-1) every process we may signal.
+        let id = child.id().and_then(|id| i32::try_from(id).ok()).filter(|&id| id > 1).and_then(Pid::from_raw);
+        Self { id }
+    }
+
+    /// Send `signal` to the whole group; whether at least one process got it.
+    fn signal(&self, signal: Signal) -> bool {
+        self.id.is_some_and(|id| rustix::process::kill_process_group(id, signal).is_ok())
+    }
+
+    /// Whether no process of the group is left (zombies count until reaped).
+    fn is_gone(&self) -> bool {
+        self.id.is_none_or(|id| rustix::process::test_kill_process_group(id).is_err())
+    }
+
+    /// Reap the members of the group that became our children (only when this process is PID 1
+    /// or a subreaper do orphans come to it); the shell is reaped by tokio first.
+    fn reap_orphans(&self) {
+        if let Some(id) = self.id {
+            while let Ok(Some(_)) = rustix::process::waitpgid(id, rustix::process::WaitOptions::NOHANG) {}
+        }
+    }
+
+    /// SIGTERM to the group, SIGKILL to what is left after [`KILL_GRACE`]; reaps the shell.
+    /// Whether any process was still there.
+    async fn end(&mut self, child: &mut Child) -> bool {
+        let signalled = self.signal(Signal::TERM);
+        if signalled {
+            let deadline = tokio::time::Instant::now() + KILL_GRACE;
+            let _ = tokio::time::timeout_at(deadline, child.wait()).await;
+            loop {
+                self.reap_orphans();
+                if self.is_gone() || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if !self.is_gone() {
+                self.signal(Signal::KILL);
+                let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+                self.reap_orphans();
+            }
+        }
+        self.id = None;
+        signalled
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.signal(Signal::KILL);
+    }
 }
 
 type HookResult = Result<Option<HookOutcome>, HookError>;
@@ -313,5 +442,58 @@ impl HookRunner {
     pub async fn finish(self) {
         drop(self.jobs);
         let _ = self.worker.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acquired() -> RoleChange {
+        RoleChange { from: Role::Standby, to: Role::Primary, primary: Some("n1".into()), previous_primary: None }
+    }
+
+    fn addr() -> SocketAddr {
+        ([127, 0, 0, 1], 7946).into()
+    }
+
+    /// Whether process `pid` runs (a zombie does not count).
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+            .unwrap_or(false)
+    }
+
+    async fn wait_gone(pid: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(Instant::now() < deadline, "process {pid} still runs");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_background_child_does_not_hold_the_hook_and_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("echo done; sleep 60 & echo $! > {}", pid_file.display());
+        let hooks = Hooks { acquire: Some(script), release: None };
+        let started = Instant::now();
+        let outcome = hooks.run(&acquired(), "n1", addr()).await.unwrap().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert_eq!(outcome.stdout, "done");
+        wait_gone(std::fs::read_to_string(&pid_file).unwrap().trim()).await;
+    }
+
+    #[tokio::test]
+    async fn the_timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 60 & echo $! > {0}.tmp; mv {0}.tmp {0}; wait", pid_file.display());
+        let hooks = Hooks { acquire: Some(script), release: None };
+        let err = hooks.run_with_timeout(&acquired(), "n1", addr(), Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(err, HookError::TimedOut { .. }), "{err:?}");
+        wait_gone(std::fs::read_to_string(&pid_file).unwrap().trim()).await;
     }
 }
