@@ -2,7 +2,8 @@
 //!
 //! Each input is used twice, as in `decode_packet`: as a whole frame for a plaintext codec, a
 //! labelled one and one with a keyring; and as a `StreamMessage` body sealed in a valid envelope,
-//! so that arbitrary bytes reach the protobuf decoder. What decodes there must round-trip.
+//! so that arbitrary bytes reach the protobuf decoder. What decodes there must round-trip. The
+//! key-free header check and the refusal-frame decoder run on every input too.
 
 #![no_main]
 
@@ -13,8 +14,13 @@ use rand::SeedableRng;
 
 fuzz_target!(|data: &[u8]| {
     let mut rng = StdRng::seed_from_u64(0);
+    let _ = gossip_transport::Refusal::decode(data);
     for codec in &codecs(&[2; 24]) {
         let _ = codec.decode_stream(data);
+        // The key-free check a stream reader runs on the header first agrees with opening.
+        if let Err(header) = codec.header_check().check(data) {
+            assert_eq!(codec.open(data).err().map(|e| e.reason()), Some(header.reason()));
+        }
 
         let frame = codec.seal(data, &mut rng);
         if let Ok(msg) = codec.decode_stream(&frame) {

@@ -5,16 +5,24 @@
 mod common;
 
 use common::*;
-use gossip_transport::{Codec, Key, Keyring, CRC_LEN, PROTOCOL_MAJOR};
+use gossip_transport::{Codec, Key, Keyring, Refusal, CRC_LEN, PROTOCOL_MAJOR};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-/// Runs every decoder on `bytes`; the test fails if any of them panics.
+/// Runs every decoder on `bytes`; the test fails if any of them panics. The key-free header
+/// check, run by stream readers before the body, agrees with `open`: a header it refuses is
+/// refused by `open` for the same reason, and what `open` accepts it accepts.
 fn decode_all(codec: &Codec, bytes: &[u8]) {
-    let _ = codec.open(bytes);
+    let opened = codec.open(bytes);
     let _ = codec.decode_packet(bytes);
     let _ = codec.decode_stream(bytes);
+    let _ = Refusal::decode(bytes);
+    match (codec.header_check().check(bytes), &opened) {
+        (Err(header), Err(open)) => assert_eq!(header.reason(), open.reason()),
+        (Err(header), Ok(_)) => panic!("header refused ({header}) but the envelope opens"),
+        (Ok(_), _) => {}
+    }
 }
 
 /// A valid envelope around `body` for `codec`, from a fixed seed.
