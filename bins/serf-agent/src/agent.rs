@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{resolve_join_addr, ConfigSources, Settings};
-use crate::handlers::{EventKind, HandlerEvent, HandlerRunner, MemberLine, SelfInfo};
+use crate::handlers::{EventKind, HandlerEvent, HandlerLimits, HandlerRunner, MemberLine, SelfInfo};
 use crate::logging::{LogHub, Logging};
 use crate::primary::{ElectionDriver, ElectionSetup, ElectionStats};
 use crate::rpc::api::{EventRecord, MemberInfo, Payload};
@@ -251,7 +251,7 @@ impl Agent {
         let whoami_serf = handle.clone();
         let handlers = HandlerRunner::start(
             settings.event_handlers.clone(),
-            settings.handler_concurrency,
+            HandlerLimits { concurrency: settings.handler_concurrency, timeout: settings.handler_timeout },
             Arc::new(move || {
                 let member = whoami_serf.local_member();
                 SelfInfo { name: member.name.to_string(), tags: member.tags.as_map().clone() }
@@ -437,6 +437,8 @@ impl Agent {
         if tokio::time::timeout(STOP_BOUND, all).await.is_err() {
             tracing::warn!("some tasks did not stop in time");
         }
+        // No handler outlives the agent: their process groups get SIGTERM, then SIGKILL.
+        context.handlers.stop().await;
         drop(context);
         if tokio::time::timeout(STOP_BOUND, serf.shutdown()).await.is_err() {
             tracing::warn!("the gossip layer did not stop in time");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use gossip_core::{Key, Keyring};
 
 use crate::duration::parse_duration;
-use crate::handlers::HandlerSpec;
+use crate::handlers::{HandlerSpec, DEFAULT_HANDLER_TIMEOUT};
 
 /// Default gossip port (UDP and TCP), as Serf.
 pub(crate) const DEFAULT_GOSSIP_PORT: u16 = 7946;
@@ -167,6 +167,10 @@ pub(crate) struct AgentConfig {
     #[arg(long = "handler-concurrency", value_name = "N")]
     pub(crate) handler_concurrency: Option<usize>,
 
+    /// An event handler still running after this long is killed with its process group; 0: no limit [default: 5m]
+    #[arg(long = "handler-timeout", value_name = "DURATION", allow_hyphen_values = true)]
+    pub(crate) handler_timeout: Option<String>,
+
     /// Script run when this node becomes primary
     #[arg(long = "primary-acquire", value_name = "SCRIPT")]
     pub(crate) primary_acquire: Option<String>,
@@ -235,6 +239,7 @@ impl AgentConfig {
             query_size_limit,
             query_response_size_limit,
             handler_concurrency,
+            handler_timeout,
             primary_acquire,
             primary_release,
             primary_http,
@@ -389,6 +394,8 @@ pub(crate) struct Settings {
     pub(crate) query_size_limit: Option<usize>,
     pub(crate) query_response_size_limit: Option<usize>,
     pub(crate) handler_concurrency: usize,
+    /// `None`: handlers run without a time limit.
+    pub(crate) handler_timeout: Option<Duration>,
     pub(crate) primary: PrimarySettings,
 }
 
@@ -438,6 +445,11 @@ impl Settings {
         if retry_interval.is_zero() {
             return Err(invalid("retry_interval", "retry-interval", "0", "must be greater than zero"));
         }
+        let handler_timeout = match duration("handler_timeout", "handler-timeout", &config.handler_timeout)? {
+            None => Some(DEFAULT_HANDLER_TIMEOUT),
+            Some(Duration::ZERO) => None,
+            Some(timeout) => Some(timeout),
+        };
 
         let mut tags = config.tags.clone();
         tags.extend(config.tag.iter().cloned());
@@ -556,6 +568,7 @@ impl Settings {
                 config.query_response_size_limit,
             )?,
             handler_concurrency,
+            handler_timeout,
             primary: PrimarySettings {
                 acquire: config.primary_acquire.clone(),
                 release: config.primary_release.clone(),
@@ -874,5 +887,14 @@ mod tests {
         let settings = Settings::from_config(&config).unwrap();
         assert_eq!(settings.tags.get("dc").map(String::as_str), Some("west"));
         assert_eq!(settings.tags.get("role").map(String::as_str), Some("standby"));
+    }
+
+    #[test]
+    fn handler_timeout_defaults_and_zero_means_none() {
+        let settings = Settings::from_config(&AgentConfig::default()).unwrap();
+        assert_eq!(settings.handler_timeout, Some(DEFAULT_HANDLER_TIMEOUT));
+        assert_eq!(Settings::from_config(&flags(&["--handler-timeout", "0"])).unwrap().handler_timeout, None);
+        let settings = Settings::from_config(&flags(&["--handler-timeout", "90s"])).unwrap();
+        assert_eq!(settings.handler_timeout, Some(Duration::from_secs(90)));
     }
 }

@@ -2,19 +2,27 @@
 //! with Serf's environment variables and stdin format.
 //!
 //! ```text
-//!  agent event loop ── dispatch(event) ──► match specs ──► try_send(job) ──► bounded queue
-//!     (never waits)                                                             │
-//!                                     dispatcher task: one semaphore permit per job
+//!  agent event loop ── dispatch(event) ──► match specs ──► try_send(job) ──► event queue │ query queue
+//!     (never waits)                                                             │             │
+//!                    event dispatcher: one of `concurrency` slots per job ◄─────┘             │
+//!                    query dispatcher: the reserved query slot, or one of the same slots ◄────┘
 //!                                                             │
-//!                          spawned task per job: /bin/sh -c SCRIPT, env + stdin, read stdout,
-//!                          warn when slow, kill a query handler at the query's deadline,
-//!                          first successful non-empty output of a query ──► reply slot
+//!          spawned task per job: /bin/sh -c SCRIPT in its own process group, env + stdin,
+//!          stdout and stderr captured as they come, warn when slow,
+//!          at the timeout (or a query's deadline): what was printed so far ──► reply slot,
+//!            then the whole group is killed (SIGTERM, SIGKILL after a grace);
+//!          at the shell's exit: a short drain of the pipes (no wait for end-of-file),
+//!            a successful non-empty output of a query ──► reply slot, and whatever the shell
+//!            left running in its group is killed
 //! ```
 //!
-//! The gossip side never waits for a handler: when the queue is full the job is dropped, logged
-//! and counted (`serf_handler_dropped_total`).
+//! The gossip side never waits for a handler: when a queue is full the job is dropped, logged
+//! and counted (`serf_handler_dropped_total`). Event handlers cannot starve queries: a query
+//! always has a slot of its own. No handler process outlives its run, nor the agent: every
+//! process group is killed when its run ends and [`HandlerRunner::stop`] kills those still
+//! running; a group whose run is dropped (the runtime shut down) gets SIGKILL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::process::Stdio;
@@ -23,16 +31,36 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
-/// Jobs waiting for a free slot; beyond this, new jobs are dropped (and counted).
+/// Jobs waiting for a free slot, per queue (events, queries); beyond this, new jobs are dropped
+/// (and counted).
 const QUEUE_LEN: usize = 1024;
 /// A handler running longer than this is logged as slow (Serf's threshold too).
 const SLOW_AFTER: Duration = Duration::from_secs(1);
 /// Most output kept from one handler run (a query response is much smaller anyway).
 const OUTPUT_LIMIT: usize = 8 * 1024;
+/// How long a handler may run unless `-handler-timeout` says otherwise. Serf has no limit;
+/// five minutes leaves room for a deploy script started by a user event and still frees the slot
+/// of a hung handler.
+pub(crate) const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(300);
+/// Slots only query handlers use, on top of `-handler-concurrency`.
+const RESERVED_QUERY_SLOTS: usize = 1;
+/// Between SIGTERM and SIGKILL to a handler's process group.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+/// After the shell exits, how long its output may still take to be read. A process it left
+/// behind may hold the pipes open: end-of-file is not waited for beyond this.
+const DRAIN_BOUND: Duration = Duration::from_millis(100);
+/// A query handler still running is answered for (with what it printed so far) a tenth of the
+/// query's remaining time before the deadline, at most this much before, so that the answer
+/// still reaches the asker in time.
+const ANSWER_LEAD_MAX: Duration = Duration::from_millis(250);
+/// Polling period while waiting for a process group to go.
+const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// The event types a handler can be filtered on, with the names of `SERF_EVENT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -265,6 +293,8 @@ fn environment(event: &HandlerEvent, me: &SelfInfo) -> Vec<(String, String)> {
 #[derive(Debug, Default)]
 pub(crate) struct HandlerStats {
     runs: Mutex<BTreeMap<(EventKind, RunOutcome), RunTotals>>,
+    timeouts: Mutex<BTreeMap<EventKind, u64>>,
+    kills: [AtomicU64; KillReason::ALL.len()],
     dropped: AtomicU64,
     running: AtomicI64,
     queued: AtomicI64,
@@ -279,7 +309,7 @@ pub(crate) enum RunOutcome {
     Failed,
     /// Could not be started.
     NotStarted,
-    /// A query handler still running at the query's deadline, killed.
+    /// Still running at its timeout (or at the query's deadline): killed with its group.
     TimedOut,
 }
 
@@ -290,6 +320,29 @@ impl RunOutcome {
             Self::Failed => "failed",
             Self::NotStarted => "error",
             Self::TimedOut => "timeout",
+        }
+    }
+}
+
+/// Why a handler's process group was killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum KillReason {
+    /// The handler ran past its timeout or its query's deadline.
+    Timeout,
+    /// The shell exited and left processes running in its group.
+    Leftover,
+    /// The agent stopped.
+    Shutdown,
+}
+
+impl KillReason {
+    pub(crate) const ALL: [Self; 3] = [Self::Timeout, Self::Leftover, Self::Shutdown];
+
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Leftover => "leftover",
+            Self::Shutdown => "shutdown",
         }
     }
 }
@@ -309,12 +362,30 @@ impl HandlerStats {
         totals.seconds += took.as_secs_f64();
     }
 
+    fn timed_out(&self, kind: EventKind) {
+        *self.timeouts.lock().unwrap_or_else(PoisonError::into_inner).entry(kind).or_default() += 1;
+    }
+
+    fn killed(&self, reason: KillReason) {
+        self.kills[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Runs by event kind and outcome.
     pub(crate) fn runs(&self) -> BTreeMap<(EventKind, RunOutcome), RunTotals> {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Jobs dropped because the queue was full.
+    /// Runs stopped at their timeout or their query's deadline, by event kind.
+    pub(crate) fn timeouts(&self) -> BTreeMap<EventKind, u64> {
+        self.timeouts.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Process groups killed (at least one process signalled) for `reason`.
+    pub(crate) fn kills(&self, reason: KillReason) -> u64 {
+        self.kills[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Jobs dropped because a queue was full (or a query's deadline passed before a slot was free).
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -330,17 +401,71 @@ impl HandlerStats {
     }
 }
 
+/// How many handlers run at once and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HandlerLimits {
+    /// Handlers running at once (`-handler-concurrency`); queries have one more slot of their own.
+    pub(crate) concurrency: usize,
+    /// Longest run (`-handler-timeout`); `None`: no limit (a query handler still ends at the
+    /// query's deadline).
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Default for HandlerLimits {
+    fn default() -> Self {
+        Self { concurrency: 4, timeout: Some(DEFAULT_HANDLER_TIMEOUT) }
+    }
+}
+
 struct Job {
     script: String,
     event: Arc<HandlerEvent>,
 }
 
+/// The process groups of the handlers running now, and whether new ones may start.
+#[derive(Debug, Default)]
+struct LiveGroups {
+    stopped: bool,
+    groups: BTreeSet<i32>,
+}
+
+type SharedGroups = Arc<Mutex<LiveGroups>>;
+
+fn lock(groups: &SharedGroups) -> std::sync::MutexGuard<'_, LiveGroups> {
+    groups.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What every run needs.
+struct RunContext {
+    stats: Arc<HandlerStats>,
+    groups: SharedGroups,
+    timeout: Option<Duration>,
+    whoami: SelfSource,
+}
+
+impl RunContext {
+    /// Run `job` in a task of its own, holding `slot` until it ends.
+    fn start(self: &Arc<Self>, job: Job, slot: OwnedSemaphorePermit) {
+        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        let me = (self.whoami)();
+        let context = Arc::clone(self);
+        tokio::spawn(async move {
+            context.stats.running.fetch_add(1, Ordering::Relaxed);
+            run(&job, &me, &context).await;
+            context.stats.running.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+}
+
 /// Runs handlers for events without ever making the caller wait. Clone it freely.
 #[derive(Clone)]
 pub(crate) struct HandlerRunner {
-    queue: mpsc::Sender<Job>,
+    events: mpsc::Sender<Job>,
+    queries: mpsc::Sender<Job>,
     specs: Arc<RwLock<Arc<Vec<HandlerSpec>>>>,
     stats: Arc<HandlerStats>,
+    groups: SharedGroups,
 }
 
 impl fmt::Debug for HandlerRunner {
@@ -350,27 +475,24 @@ impl fmt::Debug for HandlerRunner {
 }
 
 impl HandlerRunner {
-    /// Start the dispatcher task: at most `concurrency` handlers run at a time.
-    pub(crate) fn start(specs: Vec<HandlerSpec>, concurrency: usize, whoami: SelfSource) -> Self {
-        let (queue, mut jobs) = mpsc::channel::<Job>(QUEUE_LEN);
+    /// Start the dispatcher tasks: at most `limits.concurrency` handlers run at a time, plus one
+    /// query handler in the reserved slot.
+    pub(crate) fn start(specs: Vec<HandlerSpec>, limits: HandlerLimits, whoami: SelfSource) -> Self {
+        let (events, event_jobs) = mpsc::channel::<Job>(QUEUE_LEN);
+        let (queries, query_jobs) = mpsc::channel::<Job>(QUEUE_LEN);
         let stats = Arc::new(HandlerStats::default());
-        let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-        let dispatcher_stats = Arc::clone(&stats);
-        tokio::spawn(async move {
-            while let Some(job) = jobs.recv().await {
-                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { break };
-                dispatcher_stats.queued.fetch_sub(1, Ordering::Relaxed);
-                let stats = Arc::clone(&dispatcher_stats);
-                let me = whoami();
-                tokio::spawn(async move {
-                    stats.running.fetch_add(1, Ordering::Relaxed);
-                    run(&job, &me, &stats).await;
-                    stats.running.fetch_sub(1, Ordering::Relaxed);
-                    drop(permit);
-                });
-            }
+        let groups = SharedGroups::default();
+        let context = Arc::new(RunContext {
+            stats: Arc::clone(&stats),
+            groups: Arc::clone(&groups),
+            timeout: limits.timeout,
+            whoami,
         });
-        Self { queue, specs: Arc::new(RwLock::new(Arc::new(specs))), stats }
+        let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+        let reserved = Arc::new(Semaphore::new(RESERVED_QUERY_SLOTS));
+        tokio::spawn(dispatch_events(event_jobs, Arc::clone(&slots), Arc::clone(&context)));
+        tokio::spawn(dispatch_queries(query_jobs, slots, reserved, context));
+        Self { events, queries, specs: Arc::new(RwLock::new(Arc::new(specs))), stats, groups }
     }
 
     /// Replace the handlers (SIGHUP); jobs already queued run with their old script.
@@ -392,11 +514,12 @@ impl HandlerRunner {
     /// waits: a full queue drops the job (logged and counted).
     pub(crate) fn dispatch(&self, event: HandlerEvent) -> usize {
         let event = Arc::new(event);
+        let queue = if event.kind() == EventKind::Query { &self.queries } else { &self.events };
         let mut queued = 0;
         for spec in self.specs().iter().filter(|spec| spec.filter.matches(event.kind(), event.name())) {
             let job = Job { script: spec.script.clone(), event: Arc::clone(&event) };
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
-            match self.queue.try_send(job) {
+            match queue.try_send(job) {
                 Ok(()) => queued += 1,
                 Err(_) => {
                     self.stats.queued.fetch_sub(1, Ordering::Relaxed);
@@ -407,13 +530,84 @@ impl HandlerRunner {
         }
         queued
     }
+
+    /// The agent stops: start no more handlers, and kill the process groups of those running
+    /// (SIGTERM, then SIGKILL to those still there after [`KILL_GRACE`]). Returns within about
+    /// the grace.
+    pub(crate) async fn stop(&self) {
+        let running: Vec<i32> = {
+            let mut live = lock(&self.groups);
+            live.stopped = true;
+            live.groups.iter().copied().collect()
+        };
+        if running.is_empty() {
+            return;
+        }
+        tracing::info!(count = running.len(), "agent stopping: killing the event handlers still running");
+        for &id in &running {
+            if signal_group(id, Signal::TERM) {
+                self.stats.killed(KillReason::Shutdown);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + KILL_GRACE;
+        while !lock(&self.groups).groups.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(GROUP_POLL).await;
+        }
+        let left: Vec<i32> = lock(&self.groups).groups.iter().copied().collect();
+        for id in left {
+            tracing::warn!(pgid = id, "event handler still running after SIGTERM; SIGKILL");
+            signal_group(id, Signal::KILL);
+        }
+    }
 }
 
-/// Run one handler to its end.
-async fn run(job: &Job, me: &SelfInfo, stats: &HandlerStats) {
+/// Start event handlers as slots free up, in order.
+async fn dispatch_events(mut jobs: mpsc::Receiver<Job>, slots: Arc<Semaphore>, context: Arc<RunContext>) {
+    while let Some(job) = jobs.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
+        context.start(job, slot);
+    }
+}
+
+/// Start query handlers in the reserved slot, or in a shared one when that is free first, so
+/// that event handlers that hang cannot keep queries from running.
+async fn dispatch_queries(
+    mut jobs: mpsc::Receiver<Job>,
+    slots: Arc<Semaphore>,
+    reserved: Arc<Semaphore>,
+    context: Arc<RunContext>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let slot = match Arc::clone(&reserved).try_acquire_owned() {
+            Ok(slot) => Ok(slot),
+            Err(_) => tokio::select! {
+                slot = Arc::clone(&reserved).acquire_owned() => slot,
+                slot = Arc::clone(&slots).acquire_owned() => slot,
+            },
+        };
+        let Ok(slot) = slot else { break };
+        context.start(job, slot);
+    }
+}
+
+/// Run one handler to its end, its timeout or its query's deadline.
+async fn run(job: &Job, me: &SelfInfo, context: &RunContext) {
     let event = &*job.event;
     let kind = event.kind();
+    let stats = &*context.stats;
     let started = Instant::now();
+    let now = tokio::time::Instant::now();
+    let mut ends_at = context.timeout.map(|timeout| now + timeout);
+    if let HandlerEvent::Query { deadline, .. } = event {
+        let lead = (deadline.saturating_duration_since(now) / 10).min(ANSWER_LEAD_MAX);
+        let answer_at = *deadline - lead;
+        if answer_at <= now {
+            tracing::warn!(event = %kind, script = %job.script, "query deadline passed before a handler slot was free; not run");
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        ends_at = Some(ends_at.map_or(answer_at, |at| at.min(answer_at)));
+    }
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
@@ -422,9 +616,14 @@ async fn run(job: &Job, me: &SelfInfo, stats: &HandlerStats) {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+    let (mut child, mut group) = match ProcessGroup::spawn(&mut command, &context.groups) {
+        Ok(Some(spawned)) => spawned,
+        Ok(None) => {
+            tracing::debug!(event = %kind, script = %job.script, "agent stopping; event handler not started");
+            return;
+        }
         Err(error) => {
             tracing::error!(event = %kind, script = %job.script, %error, "cannot start event handler");
             stats.record(kind, RunOutcome::NotStarted, started.elapsed());
@@ -439,55 +638,77 @@ async fn run(job: &Job, me: &SelfInfo, stats: &HandlerStats) {
             let _ = stdin.write_all(&input).await;
         }
     });
-    let stdout = tokio::spawn(read_limited(child.stdout.take()));
-    let stderr = tokio::spawn(read_limited(child.stderr.take()));
+    let (stdout, mut stdout_reader) = Captured::read(child.stdout.take());
+    let (stderr, mut stderr_reader) = Captured::read(child.stderr.take());
 
-    let deadline = match event {
-        HandlerEvent::Query { deadline, .. } => Some(*deadline),
-        _ => None,
-    };
     let slow = tokio::time::sleep(SLOW_AFTER);
     tokio::pin!(slow);
     let mut warned = false;
-    let status = loop {
+    let exit = loop {
         tokio::select! {
-            status = child.wait() => break status.ok(),
+            status = child.wait() => break Some(status.ok()),
             () = &mut slow, if !warned => {
                 warned = true;
                 tracing::warn!(event = %kind, script = %job.script, after = ?SLOW_AFTER, "event handler is slow");
             }
-            () = sleep_until_or_forever(deadline) => {
-                tracing::warn!(event = %kind, script = %job.script, "query handler still running at the query's deadline; killed");
-                let _ = child.kill().await;
-                let _ = writer.await;
-                stats.record(kind, RunOutcome::TimedOut, started.elapsed());
-                return;
-            }
+            () = sleep_until_or_forever(ends_at) => break None,
         }
     };
-    let _ = writer.await;
-    let output = stdout.await.unwrap_or_default();
-    let errors = stderr.await.unwrap_or_default();
-    let took = started.elapsed();
-    let succeeded = status.is_some_and(|status| status.success());
-    stats.record(kind, if succeeded { RunOutcome::Succeeded } else { RunOutcome::Failed }, took);
-    if !errors.is_empty() {
-        tracing::info!(event = %kind, script = %job.script, stderr = %String::from_utf8_lossy(&errors).trim_end(), "event handler wrote to stderr");
-    }
-    if succeeded {
-        tracing::debug!(event = %kind, script = %job.script, ?took, output = %String::from_utf8_lossy(&output).trim_end(), "event handler done");
-    } else {
-        let status = status.map_or_else(|| "unknown".to_owned(), |status| status.to_string());
-        tracing::warn!(event = %kind, script = %job.script, %status, ?took, "event handler failed");
-    }
-    if let HandlerEvent::Query { reply, .. } = event {
-        if succeeded && !output.is_empty() {
-            let sender = reply.lock().unwrap_or_else(PoisonError::into_inner).take();
-            if let Some(sender) = sender {
-                let _ = sender.send(Bytes::from(output));
+    match exit {
+        Some(status) => {
+            // The shell is gone; what it wrote is in the pipes. Read it, but do not wait for an
+            // end-of-file that a process it left behind may hold off.
+            let _ = tokio::time::timeout(DRAIN_BOUND, async {
+                let _ = (&mut stdout_reader).await;
+                let _ = (&mut stderr_reader).await;
+            })
+            .await;
+            let output = stdout.take();
+            let errors = stderr.take();
+            let succeeded = status.is_some_and(|status| status.success());
+            if succeeded && !output.is_empty() {
+                reply(event, &output);
+            }
+            if group.end(&mut child).await {
+                stats.killed(KillReason::Leftover);
+                tracing::info!(event = %kind, script = %job.script, "killed the processes the event handler left running (detach them with setsid to keep them)");
+            }
+            let took = started.elapsed();
+            stats.record(kind, if succeeded { RunOutcome::Succeeded } else { RunOutcome::Failed }, took);
+            if !errors.is_empty() {
+                tracing::info!(event = %kind, script = %job.script, stderr = %String::from_utf8_lossy(&errors).trim_end(), "event handler wrote to stderr");
+            }
+            if succeeded {
+                tracing::debug!(event = %kind, script = %job.script, ?took, output = %String::from_utf8_lossy(&output).trim_end(), "event handler done");
+            } else {
+                let status = status.map_or_else(|| "unknown".to_owned(), |status| status.to_string());
+                tracing::warn!(event = %kind, script = %job.script, %status, ?took, "event handler failed");
             }
         }
+        None => {
+            // A query is answered with what the handler printed so far, before it is killed.
+            let output = stdout.take();
+            let answered = !output.is_empty() && reply(event, &output);
+            let limit =
+                if matches!(event, HandlerEvent::Query { .. }) { "the query's deadline" } else { "its timeout" };
+            tracing::warn!(event = %kind, script = %job.script, took = ?started.elapsed(), answered, "event handler still running at {limit}; killing its process group");
+            stats.timed_out(kind);
+            if group.end(&mut child).await {
+                stats.killed(KillReason::Timeout);
+            }
+            stats.record(kind, RunOutcome::TimedOut, started.elapsed());
+        }
     }
+    writer.abort();
+    stdout_reader.abort();
+    stderr_reader.abort();
+}
+
+/// Hand `output` to a query's reply slot, if this is a query not answered yet.
+fn reply(event: &HandlerEvent, output: &[u8]) -> bool {
+    let HandlerEvent::Query { reply, .. } = event else { return false };
+    let sender = reply.lock().unwrap_or_else(PoisonError::into_inner).take();
+    sender.is_some_and(|sender| sender.send(Bytes::copy_from_slice(output)).is_ok())
 }
 
 async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
@@ -497,19 +718,124 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Read a pipe to its end, keeping the first [`OUTPUT_LIMIT`] bytes (the rest is drained so that
-/// the handler never blocks on a full pipe).
-async fn read_limited(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let Some(mut pipe) = pipe else { return Vec::new() };
-    let mut kept = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match pipe.read(&mut buffer).await {
-            Ok(0) | Err(_) => return kept,
-            Ok(read) => {
-                let room = OUTPUT_LIMIT.saturating_sub(kept.len());
-                kept.extend_from_slice(&buffer[..read.min(room)]);
+/// What a handler wrote to one pipe so far: the first [`OUTPUT_LIMIT`] bytes, filled by a reader
+/// task as the output comes.
+#[derive(Debug, Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Read `pipe` to its end in a task, keeping the first [`OUTPUT_LIMIT`] bytes (the rest is
+    /// drained so that the handler never blocks on a full pipe).
+    fn read(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> (Self, JoinHandle<()>) {
+        let captured = Self::default();
+        let kept = captured.clone();
+        let reader = tokio::spawn(async move {
+            let Some(mut pipe) = pipe else { return };
+            let mut buffer = [0u8; 4096];
+            loop {
+                match pipe.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => {
+                        let mut kept = kept.0.lock().unwrap_or_else(PoisonError::into_inner);
+                        let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buffer[..read.min(room)]);
+                    }
+                }
             }
+        });
+        (captured, reader)
+    }
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Send `signal` to every process of group `id`; whether at least one got it.
+fn signal_group(id: i32, signal: Signal) -> bool {
+    // Never 0 or 1 (kill(0) is our own group, kill(-1) every process we may signal).
+    match Pid::from_raw(id) {
+        Some(pid) if id > 1 => rustix::process::kill_process_group(pid, signal).is_ok(),
+        _ => false,
+    }
+}
+
+/// The process group of one handler run: the shell leads it (`process_group(0)`), so its id is
+/// the shell's PID. Registered in the runner's live groups while the run lasts, so that
+/// [`HandlerRunner::stop`] finds it; killed with SIGKILL if dropped before [`ProcessGroup::end`]
+/// (the run's task dropped when the runtime shuts down).
+struct ProcessGroup {
+    id: i32,
+    groups: SharedGroups,
+    ended: bool,
+}
+
+impl ProcessGroup {
+    /// Spawn `command` (set up with `process_group(0)`) and register its group; `None` once the
+    /// runner is stopped. Under the lock, so that a stop either sees the group or prevents it.
+    fn spawn(command: &mut Command, groups: &SharedGroups) -> std::io::Result<Option<(Child, Self)>> {
+        let mut live = lock(groups);
+        if live.stopped {
+            return Ok(None);
+        }
+        let child = command.spawn()?;
+        let id = child.id().and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
+        live.groups.insert(id);
+        Ok(Some((child, Self { id, groups: Arc::clone(groups), ended: false })))
+    }
+
+    fn signal(&self, signal: Signal) -> bool {
+        signal_group(self.id, signal)
+    }
+
+    /// Whether no process of the group is left (zombies still count until reaped).
+    fn is_gone(&self) -> bool {
+        match Pid::from_raw(self.id) {
+            Some(pid) if self.id > 1 => rustix::process::test_kill_process_group(pid).is_err(),
+            _ => true,
+        }
+    }
+
+    /// Reap the members of the group that became this process's children: only when the agent is
+    /// PID 1 (a container) or a subreaper do the processes a handler left behind come to it, and
+    /// then nobody else reaps them. The shell itself is reaped by tokio first.
+    fn reap_orphans(&self) {
+        let Some(pid) = Pid::from_raw(self.id).filter(|_| self.id > 1) else { return };
+        while let Ok(Some(_)) = rustix::process::waitpgid(pid, rustix::process::WaitOptions::NOHANG) {}
+    }
+
+    /// End the group: SIGTERM to all of it, then, for whatever is left after [`KILL_GRACE`],
+    /// SIGKILL. Reaps the shell (`child`). Whether any process was still there to signal.
+    async fn end(&mut self, child: &mut Child) -> bool {
+        let signalled = self.signal(Signal::TERM);
+        if signalled {
+            let deadline = tokio::time::Instant::now() + KILL_GRACE;
+            let _ = tokio::time::timeout_at(deadline, child.wait()).await;
+            loop {
+                self.reap_orphans();
+                if self.is_gone() || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(GROUP_POLL).await;
+            }
+            if !self.is_gone() {
+                self.signal(Signal::KILL);
+                // SIGKILL cannot be caught; bounded all the same (a process stuck in the kernel).
+                let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+                self.reap_orphans();
+            }
+        }
+        self.ended = true;
+        lock(&self.groups).groups.remove(&self.id);
+        signalled
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.signal(Signal::KILL);
+            lock(&self.groups).groups.remove(&self.id);
         }
     }
 }
@@ -579,6 +905,10 @@ mod tests {
         Arc::new(|| SelfInfo { name: "me".into(), tags: BTreeMap::from([("role".into(), "primary".into())]) })
     }
 
+    fn limits(concurrency: usize) -> HandlerLimits {
+        HandlerLimits { concurrency, ..HandlerLimits::default() }
+    }
+
     async fn wait_for(mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !done() {
@@ -592,7 +922,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let script = format!("member-join=(env | grep ^SERF_ | sort; cat) > {}.tmp && mv {0}.tmp {0}", out.display());
-        let runner = HandlerRunner::start(vec![HandlerSpec::parse(&script).unwrap()], 2, me());
+        let runner = HandlerRunner::start(vec![HandlerSpec::parse(&script).unwrap()], limits(2), me());
         let member = MemberLine { name: "a".into(), ip: "127.0.0.1".parse().unwrap(), tags: BTreeMap::new() };
         assert_eq!(runner.dispatch(HandlerEvent::Members { kind: EventKind::MemberLeave, members: vec![] }), 0);
         let event = HandlerEvent::Members { kind: EventKind::MemberJoin, members: vec![member] };
@@ -614,7 +944,7 @@ mod tests {
                 HandlerSpec::parse("query:uptime=echo up $SERF_QUERY_NAME; cat").unwrap(),
                 HandlerSpec::parse("query:other=echo wrong").unwrap(),
             ],
-            2,
+            limits(2),
             me(),
         );
         let (sender, receiver) = oneshot::channel();
@@ -628,7 +958,8 @@ mod tests {
 
     #[tokio::test]
     async fn slow_query_handler_is_killed_at_the_deadline() {
-        let runner = HandlerRunner::start(vec![HandlerSpec::parse("query=sleep 30; echo late").unwrap()], 1, me());
+        let runner =
+            HandlerRunner::start(vec![HandlerSpec::parse("query=sleep 30; echo late").unwrap()], limits(1), me());
         let (sender, receiver) = oneshot::channel();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
         let reply = Arc::new(Mutex::new(Some(sender)));
@@ -641,11 +972,87 @@ mod tests {
 
     #[tokio::test]
     async fn failing_handler_is_counted() {
-        let runner = HandlerRunner::start(vec![HandlerSpec::parse("exit 3").unwrap()], 1, me());
+        let runner = HandlerRunner::start(vec![HandlerSpec::parse("exit 3").unwrap()], limits(1), me());
         runner.dispatch(HandlerEvent::User { name: "x".into(), ltime: 1, payload: Bytes::new() });
         let stats = runner.stats();
         wait_for(|| stats.runs().contains_key(&(EventKind::User, RunOutcome::Failed))).await;
         runner.replace(vec![]);
         assert_eq!(runner.dispatch(HandlerEvent::User { name: "x".into(), ltime: 2, payload: Bytes::new() }), 0);
+    }
+
+    /// Whether process `pid` runs (a zombie does not count).
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+            .unwrap_or(false)
+    }
+
+    fn query(name: &str, within: Duration) -> (HandlerEvent, oneshot::Receiver<Bytes>) {
+        let (sender, receiver) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + within;
+        let reply = Arc::new(Mutex::new(Some(sender)));
+        (HandlerEvent::Query { name: name.into(), ltime: 1, payload: Bytes::new(), deadline, reply }, receiver)
+    }
+
+    #[tokio::test]
+    async fn a_background_child_does_not_hold_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("query=echo answer; sleep 60 & echo $! > {}", pid_file.display());
+        let runner = HandlerRunner::start(vec![HandlerSpec::parse(&script).unwrap()], limits(1), me());
+        let (event, receiver) = query("q", Duration::from_secs(30));
+        let asked = Instant::now();
+        runner.dispatch(event);
+        let answer = tokio::time::timeout(Duration::from_secs(10), receiver).await.unwrap().unwrap();
+        assert_eq!(&answer[..], b"answer\n");
+        assert!(asked.elapsed() < Duration::from_secs(5), "answered after {:?}", asked.elapsed());
+        // What it left running is killed.
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+        wait_for(|| !alive(&pid)).await;
+        let stats = runner.stats();
+        wait_for(|| stats.kills(KillReason::Leftover) == 1).await;
+    }
+
+    #[tokio::test]
+    async fn a_handler_past_its_timeout_is_killed_with_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 60 & echo $! > {0}.tmp; mv {0}.tmp {0}; wait", pid_file.display());
+        let limits = HandlerLimits { concurrency: 1, timeout: Some(Duration::from_millis(300)) };
+        let runner = HandlerRunner::start(vec![HandlerSpec::parse(&script).unwrap()], limits, me());
+        runner.dispatch(HandlerEvent::User { name: "x".into(), ltime: 1, payload: Bytes::new() });
+        wait_for(|| pid_file.exists()).await;
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+        let stats = runner.stats();
+        wait_for(|| stats.runs().contains_key(&(EventKind::User, RunOutcome::TimedOut))).await;
+        assert_eq!(stats.timeouts().get(&EventKind::User), Some(&1));
+        assert_eq!(stats.kills(KillReason::Timeout), 1);
+        wait_for(|| !alive(&pid)).await;
+    }
+
+    #[tokio::test]
+    async fn queries_run_while_event_handlers_hang_and_stop_kills_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let hang = format!("user=echo $$ > {0}.tmp; mv {0}.tmp {0}; sleep 60", pid_file.display());
+        let specs = vec![HandlerSpec::parse(&hang).unwrap(), HandlerSpec::parse("query=echo pong").unwrap()];
+        let runner = HandlerRunner::start(specs, limits(1), me());
+        runner.dispatch(HandlerEvent::User { name: "x".into(), ltime: 1, payload: Bytes::new() });
+        let stats = runner.stats();
+        wait_for(|| pid_file.exists() && stats.running() == 1).await;
+        let (event, receiver) = query("q", Duration::from_secs(30));
+        runner.dispatch(event);
+        let answer = tokio::time::timeout(Duration::from_secs(10), receiver).await.unwrap().unwrap();
+        assert_eq!(&answer[..], b"pong\n");
+
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+        runner.stop().await;
+        wait_for(|| !alive(&pid)).await;
+        assert_eq!(stats.kills(KillReason::Shutdown), 1);
+        // Nothing starts after a stop.
+        assert_eq!(runner.dispatch(HandlerEvent::User { name: "x".into(), ltime: 2, payload: Bytes::new() }), 1);
+        wait_for(|| stats.queued() == 0 && stats.running() == 0).await;
+        assert!(!stats.runs().contains_key(&(EventKind::User, RunOutcome::Succeeded)));
     }
 }

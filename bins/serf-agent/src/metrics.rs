@@ -9,6 +9,7 @@ use gossip_core::SerfStats;
 use leader_failover::Role;
 
 use crate::agent::AgentContext;
+use crate::handlers::KillReason;
 
 /// Content type of the Prometheus text format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -220,6 +221,23 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
         "Handler runs dropped because the queue was full.",
         handlers.dropped(),
     );
+    out.family(
+        "serf_handler_timeouts_total",
+        Counter,
+        "Event handler runs stopped at their timeout (-handler-timeout) or at the query's deadline, by event.",
+    );
+    for (kind, count) in handlers.timeouts() {
+        out.sample("serf_handler_timeouts_total", &[("event", kind.as_str())], count);
+    }
+    out.family(
+        "serf_handler_kills_total",
+        Counter,
+        "Event handler process groups killed (SIGTERM, then SIGKILL), by reason: timeout, leftover (processes \
+         left running when the handler's shell exited), shutdown (the agent stopped).",
+    );
+    for reason in KillReason::ALL {
+        out.sample("serf_handler_kills_total", &[("reason", reason.as_str())], handlers.kills(reason));
+    }
 
     out.family("serf_rpc_requests_total", Counter, "RPC requests answered, by status code.");
     for (code, count) in context.rpc_stats.by_status() {
