@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use gossip_core::{NodeConfig, Serf, SerfConfig, SerfEvent, SerfEventStream, SerfHandle, Tags};
 use leader_failover::{PrimaryView, Role};
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -135,14 +134,12 @@ struct Agent {
 impl Agent {
     async fn start(settings: Settings, logging: &Logging) -> anyhow::Result<Self> {
         // Listeners first: a port in use fails the start before anything joins.
-        let rpc_listener = TcpListener::bind(settings.rpc_addr)
-            .await
+        let rpc_listener = http_serve::bind(settings.rpc_addr)
             .with_context(|| format!("rpc_addr (-rpc-addr): cannot listen on {}", settings.rpc_addr))?;
         let rpc_addr = rpc_listener.local_addr()?;
         let primary_listener = match settings.primary.http {
             Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
+                http_serve::bind(addr)
                     .with_context(|| format!("primary_http (-primary-http): cannot listen on {addr}"))?,
             ),
             None => None,

@@ -1,48 +1,26 @@
 //! The primary's web service: a health check that says whether this node is primary.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use axum::http::{Method, Uri};
+use axum::Router;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::{Response, StatusCode};
 use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use std::future::Future;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::{PrimaryView, Role};
 
-/// Limits of [`serve_primary_http_with`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrimaryHttpConfig {
-    /// Connections served at once; further clients wait in the listen backlog (default 256).
-    pub max_connections: NonZeroUsize,
-    /// A client must send a request's headers within this time, or the connection is closed; this
-    /// also closes idle keep-alive connections (default 10 s).
-    pub header_read_timeout: Duration,
-    /// On shutdown, how long open connections get to finish their requests before they are cut
-    /// (default 5 s).
-    pub shutdown_grace: Duration,
-}
-
-impl Default for PrimaryHttpConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
-            header_read_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(5),
-        }
-    }
-}
+/// Limits of [`serve_primary_http_with`]: the project's one HTTP serving layer
+/// ([`http_serve::ServeConfig`]). The defaults: 4096 connections at once, idle ones closed to make
+/// room for a new client at the limit; request head within 10 s; a client that stops reading cut
+/// after 30 s; 5 s of shutdown grace.
+pub type PrimaryHttpConfig = http_serve::ServeConfig;
 
 /// Serves the primary web service on `listener` until `shutdown` completes, with the default
 /// [`PrimaryHttpConfig`].
@@ -54,8 +32,10 @@ impl Default for PrimaryHttpConfig {
 ///   (`since`: the claim time in unix milliseconds, or `null`).
 /// - other paths → `404 {"error":"not found","path":"/x"}`; other methods on these paths → `405`.
 ///
-/// `view` is read on every request; `local` is this node's name. On shutdown the listener is
-/// closed, open connections finish their current request (up to
+/// `view` is read on every request; `local` is this node's name. Clients that connect and send
+/// nothing cannot lock the service out: they hold a file descriptor each, not a serving slot, and
+/// are closed to make room at the connection limit (see [`http_serve`]). On shutdown the
+/// listener is closed, open connections finish their current request (up to
 /// [`shutdown_grace`](PrimaryHttpConfig::shutdown_grace)) and the function returns.
 pub async fn serve_primary_http(
     listener: TcpListener,
@@ -75,78 +55,11 @@ pub async fn serve_primary_http_with(
     config: PrimaryHttpConfig,
 ) {
     let local: Arc<str> = local.into();
-    let slots = Arc::new(Semaphore::new(config.max_connections.get()));
-    let (stop, stopping) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break, // never closed
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(%error, "primary http: accept failed");
-                    tokio::select! {
-                        () = &mut shutdown => break,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
-                    }
-                }
-            },
-        };
-        while connections.try_join_next().is_some() {}
-        let (view, local, stopping) = (view.clone(), Arc::clone(&local), stopping.clone());
-        let header_read_timeout = config.header_read_timeout;
-        connections.spawn(async move {
-            serve_connection(stream, view, local, stopping, header_read_timeout).await;
-            tracing::trace!(%peer, "primary http: connection closed");
-            drop(slot);
-        });
-    }
-    drop(listener);
-    let _ = stop.send(true);
-    let drained =
-        tokio::time::timeout(config.shutdown_grace, async { while connections.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!(open = connections.len(), "primary http: cutting connections after the shutdown grace");
-        connections.shutdown().await;
-    }
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    view: watch::Receiver<PrimaryView>,
-    local: Arc<str>,
-    mut stopping: watch::Receiver<bool>,
-    header_read_timeout: Duration,
-) {
-    let service = service_fn(move |request: Request<Incoming>| {
-        let response = respond(request.method(), request.uri().path(), &view.borrow(), &local);
-        async move { Ok::<_, Infallible>(response) }
+    let app = Router::new().fallback(move |method: Method, uri: Uri| {
+        let response = respond(&method, uri.path(), &view.borrow(), &local);
+        async move { response }
     });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        // A closed channel means the server is gone: shut down as well.
-        () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "primary http: connection error");
-    }
+    http_serve::serve(listener, app, config, Arc::default(), shutdown).await;
 }
 
 #[derive(Serialize)]

@@ -126,25 +126,44 @@ async fn shutdown_closes_idle_connections_and_returns() {
     assert!(TcpStream::connect(server.addr).await.is_err());
 }
 
+/// Issue 11: 300 silent connections used to take every serving slot for 10 s, so the primary
+/// looked dead to its load balancer. Idle connections now cost a file descriptor each, not a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_connections_do_not_lock_the_primary_out() {
+    let server = start("node2", view(Some("node2"), Role::Primary), None).await;
+    // All within the header read timeout (10 s), so that none has been closed for idling: the
+    // server must accept them all (before the fix the 257th waited in the backlog) and still answer.
+    let started = std::time::Instant::now();
+    let mut idle = Vec::new();
+    let opening = async {
+        for _ in 0..1000 {
+            idle.push(TcpStream::connect(server.addr).await.unwrap());
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), opening).await.expect("1000 connections accepted within 5 s");
+    for _ in 0..3 {
+        let answer = tokio::time::timeout(Duration::from_secs(2), request(server.addr, "GET", "/")).await;
+        assert_eq!(answer.expect("answered within 2 s"), (200, "primary: node2\n".to_owned()));
+    }
+    assert!(started.elapsed() < Duration::from_secs(9), "the idle connections may have timed out meanwhile");
+}
+
 #[tokio::test]
-async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+async fn at_the_connection_limit_an_idle_client_makes_room_for_a_new_one() {
     let config = PrimaryHttpConfig { max_connections: NonZeroUsize::MIN, ..PrimaryHttpConfig::default() };
     let server = start("node2", view(Some("node2"), Role::Primary), Some(config)).await;
 
+    // An idle keep-alive connection holds the only slot.
     let mut first = TcpStream::connect(server.addr).await.unwrap();
     first.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
     let mut buf = [0u8; 512];
     assert!(first.read(&mut buf).await.unwrap() > 0);
 
-    // The second client is accepted by the kernel but not served while the first holds the slot.
-    let second = tokio::spawn(request(server.addr, "GET", "/"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "served beyond the connection limit");
-
-    drop(first);
-    let answer =
-        tokio::time::timeout(Duration::from_secs(3), second).await.expect("served once a slot is free").unwrap();
-    assert_eq!(answer, (200, "primary: node2\n".to_owned()));
+    // A new client is served at once, and the idle one is closed to make room.
+    let answer = tokio::time::timeout(Duration::from_secs(3), request(server.addr, "GET", "/")).await;
+    assert_eq!(answer.expect("served at the limit"), (200, "primary: node2\n".to_owned()));
+    let closed = tokio::time::timeout(Duration::from_secs(3), first.read(&mut buf)).await;
+    assert_eq!(closed.expect("the idle connection was closed").unwrap_or(0), 0);
 }
 
 #[tokio::test]

@@ -22,6 +22,11 @@ pub(super) fn run(args: AgentArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // As Go programs (Serf) do: every client connection holds a descriptor, and clients that only
+    // idle must run out of connection slots (which are reclaimed) before the agent runs out of
+    // descriptors.
+    let open_files = http_serve::raise_fd_limit();
+    tracing::debug!(?open_files, "open-files limit");
     // One thread: an agent's work is small and IO-bound, and a single-threaded runtime keeps the
     // memory of an agent low (one malloc arena, no idle workers). The snapshot writer has its own
     // thread; handlers are child processes.

@@ -1,10 +1,12 @@
-//! The RPC server: HTTP/1.1 (hyper) on the RPC address. This file is the transport: accepting
-//! connections, token auth, body limits, JSON errors, streaming bodies. What each route does is
-//! in [`super::routes`], behind the [`Routes`] trait so that the transport is tested alone.
+//! The RPC server: HTTP/1.1 on the RPC address, served by the project's one HTTP layer
+//! ([`http_serve`]: connection limits, idle eviction, header and write-stall timeouts). This file
+//! is what the RPC adds: token auth, body limits, JSON errors, streaming bodies. What each route
+//! does is in [`super::routes`], behind the [`Routes`] trait so that the transport is tested alone.
 //!
 //! ```text
-//!  TcpListener ── accept (semaphore: MAX_CONNECTIONS) ──► connection task (hyper http1)
-//!      request ── auth (Bearer / X-Serf-Token) ── body ≤ MAX_BODY ──► Routes::handle
+//!  http_serve::serve (idle connections hold no slot; at the limit the longest idle is closed)
+//!      request head ── auth (Bearer / X-Serf-Token), before any body ── body ≤ MAX_BODY in BODY_TIMEOUT
+//!      ──► Routes::handle
 //!      Reply::Json | Reply::Text ─► one body      Reply::Stream ─► NDJSON lines from a channel
 //!  shutdown: stop accepting, let connections finish (streams end), cut them after a grace
 //! ```
@@ -19,26 +21,21 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::{Body, Frame, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use http_body_util::{BodyExt as _, Full};
+use http_serve::{BodyError, ServeConfig, ServeStats};
+use hyper::body::{Body, Frame};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 
 use super::api::ErrorBody;
 
 /// Largest request body accepted; larger ones get 413.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
-/// Connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 256;
-/// A client must send its request headers within this time (also closes idle connections).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request's body must arrive within this time once its head has.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// On shutdown, connections get this long to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Content type of streamed responses: one JSON document per line.
@@ -128,10 +125,12 @@ pub(crate) trait Routes: Send + Sync + 'static {
     fn handle(&self, request: ApiRequest) -> impl Future<Output = Result<Reply, ApiError>> + Send;
 }
 
-/// Requests answered, by status code (for the metrics).
+/// Requests answered, by status code, and the connection counters (for the metrics).
 #[derive(Debug, Default)]
 pub(crate) struct RpcStats {
     by_status: Mutex<BTreeMap<u16, u64>>,
+    /// The serving layer's counters: connections open, evicted, timed out.
+    pub(crate) connections: Arc<ServeStats>,
 }
 
 impl RpcStats {
@@ -161,65 +160,19 @@ pub(crate) async fn serve<R: Routes>(
     stats: Arc<RpcStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let connections = Arc::clone(&stats.connections);
     let shared = Arc::new(Shared { routes, token, stats });
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = JoinSet::new();
-    loop {
-        let slot = tokio::select! {
-            () = crate::agent::stopped(&mut shutdown) => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            () = crate::agent::stopped(&mut shutdown) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "rpc: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        while connections.try_join_next().is_some() {}
+    let app = axum::Router::new().fallback(move |request: Request<axum::body::Body>| {
         let shared = Arc::clone(&shared);
-        let mut stopping = shutdown.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |request| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(answer(&shared, request).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "rpc: connection ended with an error");
-                    }
-                }
-                () = crate::agent::stopped(&mut stopping) => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    let drained =
-        tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        connections.abort_all();
-    }
+        async move { answer(&shared, request).await }
+    });
+    let config = ServeConfig { shutdown_grace: SHUTDOWN_GRACE, ..ServeConfig::default() };
+    let stopped = async move { crate::agent::stopped(&mut shutdown).await };
+    http_serve::serve(listener, app, config, connections, stopped).await;
 }
 
 /// One request to its response; never fails (errors are JSON responses).
-async fn answer<R: Routes>(shared: &Shared<R>, request: Request<Incoming>) -> Response<ResponseBody> {
+async fn answer<R: Routes>(shared: &Shared<R>, request: Request<axum::body::Body>) -> Response<ResponseBody> {
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let response = match parse(shared, request).await {
         Ok(request) => match shared.routes.handle(request).await {
@@ -234,7 +187,7 @@ async fn answer<R: Routes>(shared: &Shared<R>, request: Request<Incoming>) -> Re
 }
 
 /// Authenticate, then read the body within the limit and decode the query string.
-async fn parse<R>(shared: &Shared<R>, request: Request<Incoming>) -> Result<ApiRequest, ApiError> {
+async fn parse<R>(shared: &Shared<R>, request: Request<axum::body::Body>) -> Result<ApiRequest, ApiError> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     if path != "/v1/health" {
@@ -242,19 +195,13 @@ async fn parse<R>(shared: &Shared<R>, request: Request<Incoming>) -> Result<ApiR
             check_token(&parts.headers, expected)?;
         }
     }
-    let declared = parts.headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY) {
-        return Err(too_large());
-    }
-    let body = Limited::new(body, MAX_BODY).collect().await.map_err(|error| {
-        if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            too_large()
-        } else {
-            ApiError::bad_request(format!("cannot read the request body: {error}"))
-        }
+    let body = http_serve::read_body(body, MAX_BODY, BODY_TIMEOUT).await.map_err(|error| match error {
+        BodyError::TooLarge { .. } => too_large(),
+        BodyError::TimedOut { .. } => ApiError::new(StatusCode::REQUEST_TIMEOUT, error.to_string()),
+        _ => ApiError::bad_request(error.to_string()),
     })?;
     let query = parts.uri.query().map(parse_query).unwrap_or_default();
-    Ok(ApiRequest { method: parts.method, path, query, body: body.to_bytes() })
+    Ok(ApiRequest { method: parts.method, path, query, body })
 }
 
 fn too_large() -> ApiError {
