@@ -46,7 +46,7 @@ pub(crate) struct AgentConfig {
     pub(crate) retry_join: Vec<String>,
 
     /// Pause between two retry-join attempts [default: 30s]
-    #[arg(long = "retry-interval", value_name = "DURATION")]
+    #[arg(long = "retry-interval", value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) retry_interval: Option<String>,
 
     /// Give up retry-join after this many attempts and exit; 0 retries forever [default: 0]
@@ -120,31 +120,31 @@ pub(crate) struct AgentConfig {
     pub(crate) skip_leave_on_interrupt: Option<bool>,
 
     /// Member events are batched for this long before handlers run [default: 50ms]
-    #[arg(long = "coalesce-period", value_name = "DURATION")]
+    #[arg(long = "coalesce-period", value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) coalesce_period: Option<String>,
 
     /// A batch of member events ends early after this long without a new one [default: 20ms]
-    #[arg(long = "quiescent-period", value_name = "DURATION")]
+    #[arg(long = "quiescent-period", value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) quiescent_period: Option<String>,
 
     /// User events sent with coalescing are held this long, the newest of a name delivered [default: 1s]
-    #[arg(long = "user-coalesce-period", value_name = "DURATION")]
+    #[arg(long = "user-coalesce-period", value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) user_coalesce_period: Option<String>,
 
     /// ... or until no such event came for this long [default: 200ms]
-    #[arg(long = "user-quiescent-period", value_name = "DURATION")]
+    #[arg(long = "user-quiescent-period", value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) user_quiescent_period: Option<String>,
 
     /// Pause between attempts to reconnect to a failed member [default: 30s]
-    #[arg(long = "reconnect-interval", value_name = "DURATION")]
+    #[arg(long = "reconnect-interval", value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) reconnect_interval: Option<String>,
 
     /// Failed members are reaped after this long [default: 24h]
-    #[arg(long = "reconnect-timeout", value_name = "DURATION")]
+    #[arg(long = "reconnect-timeout", value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) reconnect_timeout: Option<String>,
 
     /// Left members are reaped after this long [default: 24h]
-    #[arg(long = "tombstone-timeout", value_name = "DURATION")]
+    #[arg(long = "tombstone-timeout", value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) tombstone_timeout: Option<String>,
 
     /// Do not compute network coordinates (rtt then has nothing to report)
@@ -285,7 +285,7 @@ impl ConfigSources {
         }
         for dir in &self.dirs {
             let entries = std::fs::read_dir(dir)
-                .map_err(|error| ConfigError::File { path: dir.clone(), reason: error.to_string() })?;
+                .map_err(|error| ConfigError::Dir { path: dir.clone(), reason: error.to_string() })?;
             let mut paths: Vec<PathBuf> = entries
                 .filter_map(Result::ok)
                 .map(|entry| entry.path())
@@ -310,6 +310,14 @@ pub(crate) enum ConfigError {
     #[error("config file {}: {reason}", path.display())]
     File {
         /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A config directory (`-config-dir`) could not be read.
+    #[error("config dir {}: {reason}", path.display())]
+    Dir {
+        /// The directory.
         path: PathBuf,
         /// Why.
         reason: String,
@@ -437,7 +445,17 @@ impl Settings {
             |key: &'static str, flag: &'static str, value: &Option<String>| -> Result<Option<Duration>, ConfigError> {
                 value
                     .as_deref()
-                    .map(|text| parse_duration(text).map_err(|reason| invalid(key, flag, text, reason)))
+                    .map(|text| {
+                        if text.trim_start().starts_with('-') {
+                            return Err(invalid(
+                                key,
+                                flag,
+                                text,
+                                "must not be negative; write it as 250ms, 30s, 1m30s or 24h",
+                            ));
+                        }
+                        parse_duration(text).map_err(|reason| invalid(key, flag, text, reason))
+                    })
                     .transpose()
             };
         let retry_interval =
@@ -505,6 +523,25 @@ impl Settings {
             };
         let handler_concurrency =
             positive("handler_concurrency", "handler-concurrency", config.handler_concurrency)?.unwrap_or(4);
+        let user_event_size_limit =
+            positive("user_event_size_limit", "user-event-size-limit", config.user_event_size_limit)?;
+        if let Some(limit) = user_event_size_limit {
+            let label = config.cluster_label.as_deref().unwrap_or("");
+            let max = max_user_event_size(&profile, label, keyring.as_ref());
+            if limit > max {
+                let encrypted = if keyring.is_some() { "encrypted, " } else { "" };
+                return Err(invalid(
+                    "user_event_size_limit",
+                    "user-event-size-limit",
+                    limit.to_string(),
+                    format!(
+                        "must be at most {max} bytes, the largest user event one gossip message carries \
+                         (profile {profile}, {encrypted}cluster label of {} bytes)",
+                        label.len()
+                    ),
+                ));
+            }
+        }
         let primary_http = match &config.primary_http {
             Some(text) => Some(
                 text.parse::<SocketAddr>()
@@ -556,11 +593,7 @@ impl Settings {
             reconnect_timeout: duration("reconnect_timeout", "reconnect-timeout", &config.reconnect_timeout)?,
             tombstone_timeout: duration("tombstone_timeout", "tombstone-timeout", &config.tombstone_timeout)?,
             disable_coordinates: config.disable_coordinates.unwrap_or(false),
-            user_event_size_limit: positive(
-                "user_event_size_limit",
-                "user-event-size-limit",
-                config.user_event_size_limit,
-            )?,
+            user_event_size_limit,
             query_size_limit: positive("query_size_limit", "query-size-limit", config.query_size_limit)?,
             query_response_size_limit: positive(
                 "query_response_size_limit",
@@ -578,6 +611,26 @@ impl Settings {
             },
         })
     }
+}
+
+/// Bytes a user event message adds around its name and payload (gossip-core's serf layer,
+/// `USER_EVENT_FRAMING`).
+const USER_EVENT_FRAMING: usize = 24;
+/// Bytes the SWIM layer keeps beside a user message in a packet (`swim::Swim::max_user_payload`).
+const USER_MESSAGE_ROOM: usize = 16;
+
+/// The largest user event (name + payload) one gossip message carries: half the profile's packet
+/// budget, less the envelope (cluster label, CRC or encryption) and the event's framing. The serf
+/// layer cuts a larger `max_user_event_size` down to this; the agent refuses it instead, so that
+/// the configured limit is the one that applies. The unit tests check it against the layer.
+pub(crate) fn max_user_event_size(profile: &str, label: &str, keyring: Option<&Keyring>) -> usize {
+    let Some(node) = gossip_core::NodeConfig::preset(profile) else { return 0 };
+    let Ok(codec) = gossip_transport::Codec::new(label) else { return 0 };
+    let codec = match keyring {
+        Some(keyring) => codec.with_keyring(keyring.clone()),
+        None => codec,
+    };
+    (node.swim.packet_budget / 2).saturating_sub(codec.overhead() + USER_MESSAGE_ROOM + USER_EVENT_FRAMING)
 }
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; `default_port` when none is given.
@@ -890,11 +943,65 @@ mod tests {
     }
 
     #[test]
+    fn item_8_errors_name_the_directory_the_flag_and_the_rule() {
+        // A -config-dir that cannot be read is called a dir.
+        let sources = ConfigSources { dirs: vec![PathBuf::from("/nonexistent")], ..Default::default() };
+        let err = sources.load().unwrap_err().to_string();
+        assert!(err.starts_with("config dir /nonexistent: "), "{err}");
+
+        // A negative duration is taken as the flag's value and refused naming the flag and the rule.
+        let config = flags(&["--retry-interval", "-5s"]);
+        assert_eq!(config.retry_interval.as_deref(), Some("-5s"));
+        let err = Settings::from_config(&config).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "retry_interval (-retry-interval): \"-5s\" is invalid: must not be negative; write it as 250ms, 30s, \
+             1m30s or 24h"
+        );
+        let err = Settings::from_config(&flags(&["--handler-timeout=-1s"])).unwrap_err().to_string();
+        assert!(err.starts_with("handler_timeout (-handler-timeout): \"-1s\""), "{err}");
+
+        // The user event limit stops at what one gossip message carries, and says so.
+        let err = Settings::from_config(&AgentConfig { user_event_size_limit: Some(100_000), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("user_event_size_limit (-user-event-size-limit): \"100000\" is invalid"), "{err}");
+        assert!(err.contains("at most 651 bytes"), "{err}");
+        let settings =
+            Settings::from_config(&AgentConfig { user_event_size_limit: Some(651), ..Default::default() }).unwrap();
+        assert_eq!(settings.user_event_size_limit, Some(651));
+    }
+
+    #[test]
     fn handler_timeout_defaults_and_zero_means_none() {
         let settings = Settings::from_config(&AgentConfig::default()).unwrap();
         assert_eq!(settings.handler_timeout, Some(DEFAULT_HANDLER_TIMEOUT));
         assert_eq!(Settings::from_config(&flags(&["--handler-timeout", "0"])).unwrap().handler_timeout, None);
         let settings = Settings::from_config(&flags(&["--handler-timeout", "90s"])).unwrap();
         assert_eq!(settings.handler_timeout, Some(Duration::from_secs(90)));
+    }
+
+    #[tokio::test]
+    async fn the_user_event_bound_is_what_the_gossip_layer_carries() {
+        for (label, keyring) in [("", None), ("prod", Some(Keyring::new(Key::from_bytes(&[7; 32]).unwrap())))] {
+            let max = max_user_event_size("local", label, keyring.as_ref());
+            let mut node = gossip_core::NodeConfig::preset("local").unwrap();
+            node.name = "bound".into();
+            node.bind_addr = "127.0.0.1:0".parse().unwrap();
+            node.swim.label = label.into();
+            node.keyring = keyring;
+            let mut config = gossip_core::SerfConfig::new(node);
+            config.max_user_event_size = max + 100;
+            let serf = gossip_core::Serf::start(config).await.unwrap();
+            // A one-byte name and a payload of max - 1 bytes fit; one byte more does not.
+            let payload = bytes::Bytes::from(vec![b'x'; max - 1]);
+            serf.user_event("e", payload, false).await.unwrap();
+            let err = serf.user_event("e", bytes::Bytes::from(vec![b'x'; max]), false).await.unwrap_err();
+            assert!(
+                matches!(err, gossip_core::SerfError::EventTooLarge { max: layer, .. } if layer == max),
+                "label {label:?}: {err}"
+            );
+            serf.shutdown().await;
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Handlers that cannot wedge the agent: hung event handlers do not starve queries, a query
 //! handler's background child does not hold its answer, a hung handler is killed at its timeout
-//! (and counted), and no handler process outlives the agent.
+//! (and counted), and no handler process outlives the agent. Plus the config errors of issue 11.
 
 mod common;
 
@@ -180,4 +180,52 @@ fn a_hung_handler_is_killed_at_its_timeout_and_counted() {
             .then_some(())
     });
     assert_eq!(metric(&agent, "serf_handler_running"), 0.0);
+}
+
+/// Run `serf-agent agent ARGS` (gossip and RPC on free loopback ports) expecting it to refuse
+/// its configuration: its exit code and stderr. An agent that starts anyway is killed (by PID)
+/// after a bound, and the test fails.
+fn refused_agent(args: &[&str]) -> (Option<i32>, String) {
+    let spec = AgentSpec::new("refused");
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["agent", "-node", "refused", "-bind", &spec.gossip_addr(), "-rpc-addr", &spec.rpc_addr()])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start serf-agent");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serf-agent agent {args:?} started instead of refusing its configuration");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), stderr(&output))
+}
+
+#[test]
+fn config_errors_name_the_directory_the_flag_and_the_rule() {
+    let (code, text) = refused_agent(&["-config-dir", "/nonexistent"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.starts_with("error: config dir /nonexistent: "), "{text}");
+
+    let (code, text) = refused_agent(&["-retry-interval", "-5s"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("retry_interval (-retry-interval): \"-5s\" is invalid: must not be negative"), "{text}");
+
+    let (code, text) = refused_agent(&["-user-event-size-limit", "100000"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("user_event_size_limit (-user-event-size-limit)") && text.contains("at most"), "{text}");
+
+    // The snapshot's cause is printed once.
+    let dir = common::tempdir();
+    let snapshot = dir.path().join("missing-dir").join("snapshot");
+    let (code, text) = refused_agent(&["-snapshot", snapshot.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
 }
