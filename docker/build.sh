@@ -1,25 +1,22 @@
 #!/usr/bin/env bash
 # Build the serfnode image in one command: the static serf-agent, busybox, the scripts, FROM scratch.
 #
-#   docker/build.sh            build target/static/.../serf-agent, then the image serfnode:latest
+#   docker/build.sh            build serf-agent (scripts/build-agent.sh), then the image serfnode:latest
 #
 # Environment:
 #   IMAGE             image name (default serfnode:latest)
-#   SKIP_CARGO=1      do not run cargo; use the static binary already built
-#   CARGO_TARGET_DIR  where the static build goes (default target/static, kept apart from the
-#                     normal target/ so that the two builds do not invalidate each other)
+#   SKIP_CARGO=1      do not run cargo; use the binary already built
+#   CARGO_TARGET_DIR  where the build goes (default target/)
 #
-# The agent is linked statically against glibc (-C target-feature=+crt-static) for
-# x86_64-unknown-linux-gnu; busybox comes from the Debian package busybox-static (installed with
+# The agent is the project's one build (scripts/build-agent.sh: the `agent` profile, the binary
+# the demo and the benchmarks run), linked statically against glibc; busybox comes from the Debian package busybox-static (installed with
 # apt-get when missing). Join addresses are IPs: a static glibc cannot load the NSS modules that
 # resolving host names needs, and the image has none.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGE=${IMAGE:-serfnode:latest}
-TARGET=x86_64-unknown-linux-gnu
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/static}
-BIN=$CARGO_TARGET_DIR/$TARGET/release/serf-agent
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$(uname -m)-unknown-linux-gnu/agent/serf-agent
 CONTEXT=$ROOT/target/docker-context
 MAX_IMAGE_BYTES=$((20 * 1000 * 1000))
 # The busybox applets the scripts and a user at the shell need.
@@ -34,12 +31,8 @@ command -v docker >/dev/null || die "docker is not installed"
 
 # 1. The static agent.
 if [[ ${SKIP_CARGO:-0} != 1 ]]; then
-    say "cargo build --release -p serf-agent --target $TARGET (static, into $CARGO_TARGET_DIR)"
-    # No debug info and stripped symbols: the workspace's release profile keeps line tables for
-    # profiling, which the image does not need.
-    (cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' \
-        CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols \
-        cargo build --release -p serf-agent --target "$TARGET")
+    say "scripts/build-agent.sh (the agent profile, static)"
+    BIN=$("$ROOT/scripts/build-agent.sh")
 fi
 [[ -x $BIN ]] || die "$BIN is missing (build it, or unset SKIP_CARGO)"
 if file "$BIN" 2>/dev/null | grep -q 'dynamically linked'; then

@@ -10,13 +10,13 @@
 #
 # Ports of node i: gossip 17946+i (UDP+TCP), RPC 17373+i, primary web service 18080+i.
 # Environment: SERF_CLUSTER_DIR (state dir, default ${TMPDIR:-/tmp}/serf-local-cluster),
-# SERF_AGENT_BIN (binary; default target/release/serf-agent, built when missing or older than
-# the sources), GOSSIP_BASE, RPC_BASE, HTTP_BASE (first ports), PROFILE (default local).
+# SERF_AGENT_BIN (binary; default: the one build of scripts/build-agent.sh, the same binary the
+# demo and the benchmarks run, rebuilt by cargo when the sources changed), GOSSIP_BASE, RPC_BASE, HTTP_BASE (first ports), PROFILE (default local).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${SERF_CLUSTER_DIR:-${TMPDIR:-/tmp}/serf-local-cluster}
-BIN=${SERF_AGENT_BIN:-$ROOT/target/release/serf-agent}
+BIN=${SERF_AGENT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/$(uname -m)-unknown-linux-gnu/agent/serf-agent}
 GOSSIP_BASE=${GOSSIP_BASE:-17946}
 RPC_BASE=${RPC_BASE:-17373}
 HTTP_BASE=${HTTP_BASE:-18080}
@@ -37,10 +37,8 @@ build() {
         [[ -x $BIN ]] || die "SERF_AGENT_BIN=$BIN is not an executable"
         return
     fi
-    if [[ ! -x $BIN ]] || [[ -n $(find "$ROOT/bins" "$ROOT/crates" -name '*.rs' -newer "$BIN" -print -quit) ]]; then
-        echo "building serf-agent (cargo build --release -p serf-agent) ..."
-        (cd "$ROOT" && cargo build --release -p serf-agent)
-    fi
+    echo "building serf-agent (scripts/build-agent.sh; a no-op when up to date) ..." >&2
+    BIN=$("$ROOT/scripts/build-agent.sh")
 }
 
 # node0, 0 -> 0

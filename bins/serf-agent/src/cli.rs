@@ -46,7 +46,7 @@ fn is_single_dash_word(text: &str) -> bool {
     name = "serf-agent",
     version,
     args_override_self = true,
-    about = "A Serf-compatible gossip agent: membership, failure detection, events, queries, and a primary role that fails over",
+    about = "A Serf-like gossip agent (its commands and flags, not its wire protocol or RPC): membership, failure detection, events, queries, and a primary role that fails over",
     after_help = "Flags take one dash or two (-node or --node). Client commands reach the agent at -rpc-addr \
                   (env SERF_RPC_ADDR, default 127.0.0.1:7373) with -rpc-auth (env SERF_RPC_AUTH).\n\
                   Exit codes: 0 success, 1 error, 2 bad usage."

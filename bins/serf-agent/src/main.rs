@@ -1,4 +1,4 @@
-//! `serf-agent`: a Serf-compatible gossip agent and the CLI that talks to it. Thin: parsing is in
+//! `serf-agent`: a Serf-like gossip agent and the CLI that talks to it. Thin: parsing is in
 //! [`cli`], each command in [`commands`], the agent in [`agent`].
 
 mod agent;
