@@ -14,8 +14,10 @@ use crate::watch::Topic;
 pub struct Snapshot {
     /// The index of the last command applied.
     pub last_index: u64,
-    /// The highest index removed by a reap.
-    pub reaped_floor: u64,
+    /// The highest index of a reaped tombstone.
+    pub kv_floor: u64,
+    /// The highest index of a reaped topic change record.
+    pub catalog_floor: u64,
     /// Nodes, by name.
     pub nodes: Vec<Node>,
     /// Service instances as (node, instance), by node and ID.
@@ -40,7 +42,8 @@ impl Registry {
         topic_index.sort();
         Snapshot {
             last_index: self.last_index,
-            reaped_floor: self.reaped_floor,
+            kv_floor: self.kv_floor,
+            catalog_floor: self.catalog_floor,
             nodes: self.nodes.values().cloned().collect(),
             services: self.services.iter().map(|((node, _), service)| (node.clone(), service.clone())).collect(),
             checks: self.checks.values().cloned().collect(),
@@ -56,7 +59,8 @@ impl Registry {
     pub fn restore(snapshot: Snapshot) -> Self {
         let mut registry = Self {
             last_index: snapshot.last_index,
-            reaped_floor: snapshot.reaped_floor,
+            kv_floor: snapshot.kv_floor,
+            catalog_floor: snapshot.catalog_floor,
             nodes: snapshot.nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
             services: snapshot.services.into_iter().map(|(node, s)| ((node, s.id.clone()), s)).collect(),
             checks: snapshot.checks.into_iter().map(|c| ((c.node.clone(), c.check_id.clone()), c)).collect(),

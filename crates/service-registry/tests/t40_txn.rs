@@ -114,3 +114,13 @@ fn an_oversize_value_in_a_transaction_fails_that_operation() {
     let Error::TxnFailed { errors } = error else { panic!() };
     assert!(errors[0].what.contains("524289"), "{}", errors[0].what);
 }
+
+#[test]
+fn a_key_created_and_deleted_by_one_transaction_leaves_no_trace_and_fires_nothing() {
+    let mut h = Harness::new();
+    h.ok(set("b", "x"));
+    let applied = h.ok(Command::Txn(vec![txn_set("a", "1"), TxnOp::Delete { key: "a".into() }]));
+    assert!(applied.changes.is_empty());
+    assert_eq!(h.registry.tombstone_count(), 0);
+    assert_eq!(h.registry.index(&service_registry::WatchTarget::Prefix("a".into())), 1);
+}

@@ -31,9 +31,11 @@ type NodeKey = (String, String);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
     pub(crate) last_index: u64,
-    /// Every index removed by a reap is at most this; every answered index is at least
-    /// this, so that no answer goes backwards when a tombstone is reaped.
-    pub(crate) reaped_floor: u64,
+    /// The highest index of a reaped tombstone: every key and prefix index answered is at
+    /// least this, so that no answer goes backwards when a tombstone is reaped.
+    pub(crate) kv_floor: u64,
+    /// The same for topics: the highest index of a reaped change record.
+    pub(crate) catalog_floor: u64,
     pub(crate) nodes: BTreeMap<String, Node>,
     pub(crate) services: BTreeMap<NodeKey, Service>,
     pub(crate) checks: BTreeMap<NodeKey, Check>,
@@ -129,6 +131,7 @@ impl Registry {
     }
 
     fn commit(&mut self, mut tx: Tx, outcome: Outcome) -> Applied {
+        self.drop_transient_keys(&mut tx);
         let tags_before = std::mem::take(&mut tx.tags_before);
         if tags_before.into_iter().any(|(name, before)| self.tag_union(&name) != before) {
             tx.changes.topics.insert(Topic::Services);
@@ -139,6 +142,36 @@ impl Registry {
         self.last_index = tx.index;
         tx.released.sort_by(|a, b| a.key.cmp(&b.key));
         Applied { index: tx.index, outcome, changes: tx.changes, released_locks: tx.released }
+    }
+
+    /// A key created and deleted by the same transaction did not change: it is dropped from
+    /// the changes, and the tombstone of its delete is taken back, so that neither a watch
+    /// nor an index moves for it.
+    fn drop_transient_keys(&mut self, tx: &mut Tx) {
+        let mut first_entry: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut first_tombstone: BTreeMap<&str, Option<u64>> = BTreeMap::new();
+        for step in &tx.undo {
+            match step {
+                Undo::Kv(key, old) => {
+                    first_entry.entry(key).or_insert(old.is_some());
+                }
+                Undo::Tombstone(key, old) => {
+                    first_tombstone.entry(key).or_insert(*old);
+                }
+                _ => {}
+            }
+        }
+        let transient: Vec<(String, Option<Option<u64>>)> = first_entry
+            .into_iter()
+            .filter(|(key, existed)| !existed && !self.kv.contains_key(*key))
+            .map(|(key, _)| (key.to_owned(), first_tombstone.get(key).copied()))
+            .collect();
+        for (key, tombstone) in transient {
+            tx.changes.keys.remove(&key);
+            if let Some(before) = tombstone {
+                self.raw_tombstone(&key, before);
+            }
+        }
     }
 
     fn rollback(&mut self, undo: Vec<Undo>) {
@@ -167,17 +200,18 @@ impl Registry {
     }
 
     /// Removes tombstones with an index up to `up_to`, and the change records of nodes,
-    /// services and sessions that no longer exist, raising the floor of every answered
-    /// index to the highest index removed.
+    /// services and sessions that no longer exist, raising the floor of the key and prefix
+    /// indexes (and of the topic indexes) to the highest index removed.
     fn reap(&mut self, up_to: u64) {
-        let mut highest = self.reaped_floor;
+        let mut kv_floor = self.kv_floor;
         self.tombstones.retain(|_, index| {
             let keep = *index > up_to;
             if !keep {
-                highest = highest.max(*index);
+                kv_floor = kv_floor.max(*index);
             }
             keep
         });
+        self.kv_floor = kv_floor;
         let gone: Vec<Topic> = self
             .topic_index
             .iter()
@@ -186,10 +220,9 @@ impl Registry {
             .collect();
         for topic in gone {
             if let Some(index) = self.topic_index.remove(&topic) {
-                highest = highest.max(index);
+                self.catalog_floor = self.catalog_floor.max(index);
             }
         }
-        self.reaped_floor = highest;
     }
 
     /// Whether the thing a per-object topic names still exists (table-wide topics always

@@ -26,12 +26,14 @@ impl Registry {
     /// - a prefix: the highest `modify_index` or tombstone under it;
     /// - a topic: the last command that changed it;
     ///
-    /// each at least the highest index ever reaped, and at least 1.
+    /// each at least the highest index reaped of its kind (tombstones for keys and
+    /// prefixes, change records for topics), and at least 1.
     pub fn index(&self, target: &WatchTarget) -> u64 {
-        let own = match target {
+        let (own, floor) = match target {
             WatchTarget::Key(key) => {
                 let entry = self.kv.get(key).map_or(0, |e| e.modify_index);
-                entry.max(self.tombstones.get(key).copied().unwrap_or(0))
+                let tombstone = self.tombstones.get(key).copied().unwrap_or(0);
+                (entry.max(tombstone), self.kv_floor)
             }
             WatchTarget::Prefix(prefix) => {
                 let entries = self
@@ -48,11 +50,11 @@ impl Registry {
                     .map(|(_, index)| *index)
                     .max()
                     .unwrap_or(0);
-                entries.max(tombstones)
+                (entries.max(tombstones), self.kv_floor)
             }
-            WatchTarget::Topic(topic) => self.topic_index.get(topic).copied().unwrap_or(0),
+            WatchTarget::Topic(topic) => (self.topic_index.get(topic).copied().unwrap_or(0), self.catalog_floor),
         };
-        own.max(self.reaped_floor).max(1)
+        own.max(floor).max(1)
     }
 
     /// The entry at `key`.
