@@ -100,7 +100,7 @@ pub struct ServiceRegistration {
 /// A check in a [`Registration`]. Its node is the registration's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRegistration {
-    /// The check ID (required).
+    /// The check ID; empty means the check's name (one of the two is required).
     pub check_id: String,
     /// A human-readable name.
     pub name: String,

@@ -138,3 +138,20 @@ fn a_service_instance_carries_the_node_checks_and_its_own_checks_only() {
         h.registry.checks_in_state(Some(HealthStatus::Critical)).map(|c| c.check_id.as_str()).collect();
     assert_eq!(critical, ["service:db"]);
 }
+
+#[test]
+fn a_check_without_an_id_takes_its_name_and_one_without_either_is_refused() {
+    let mut h = Harness::new();
+    let reg = |check_id: &str, name: &str| Registration {
+        checks: vec![CheckRegistration {
+            check_id: check_id.into(),
+            name: name.into(),
+            ..CheckRegistration::default()
+        }],
+        ..common::node_registration("n1")
+    };
+    h.ok(Command::Register(reg("", "disk")));
+    assert!(h.registry.check("n1", "disk").is_some());
+    let error = h.apply(Command::Register(reg("", ""))).unwrap_err();
+    assert_eq!(error, Error::Missing { what: "check ID" });
+}

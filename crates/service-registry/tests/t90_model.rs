@@ -354,6 +354,12 @@ impl Model {
         if reg.service.as_ref().is_some_and(|s| s.service.is_empty()) {
             return Err(Error::Missing { what: "service name" });
         }
+        let mut reg = reg.clone();
+        for c in &mut reg.checks {
+            if c.check_id.is_empty() {
+                c.check_id = c.name.clone();
+            }
+        }
         if reg.checks.iter().any(|c| c.check_id.is_empty()) {
             return Err(Error::Missing { what: "check ID" });
         }
@@ -765,8 +771,11 @@ fn registration() -> impl Strategy<Value = Registration> {
         .prop_map(|(node, address, serf, service, with_serf)| {
             let mut checks = Vec::new();
             if with_serf {
+                // Sometimes by name only: the ID defaults to the name.
+                let by_name = address.ends_with('2');
                 checks.push(CheckRegistration {
-                    check_id: SERF_HEALTH_CHECK.into(),
+                    check_id: if by_name { String::new() } else { SERF_HEALTH_CHECK.into() },
+                    name: if by_name { SERF_HEALTH_CHECK.into() } else { String::new() },
                     status: serf,
                     ..CheckRegistration::default()
                 });

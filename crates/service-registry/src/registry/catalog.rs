@@ -9,7 +9,13 @@ impl Registry {
     /// Consul's `ensureRegistrationTxn`: the node, then the service, then the checks; a
     /// record equal to the stored one (indexes aside) is not written, so its
     /// `modify_index` does not move and no watch fires.
-    pub(super) fn register(&mut self, tx: &mut Tx, reg: Registration) -> Result<Outcome, Error> {
+    pub(super) fn register(&mut self, tx: &mut Tx, mut reg: Registration) -> Result<Outcome, Error> {
+        // Consul's Catalog.Register endpoint: a check without an ID takes its name.
+        for check in &mut reg.checks {
+            if check.check_id.is_empty() {
+                check.check_id = check.name.clone();
+            }
+        }
         if reg.node.is_empty() {
             return Err(Error::Missing { what: "node name" });
         }
