@@ -550,7 +550,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// One event to the handlers and to the event streams.
+/// The log target of membership and user events: the lines a Serf operator greps for
+/// (`EventMemberJoin: node1 10.0.0.1`, `Received event: user-event: deploy`), at info level.
+const EVENT_LOG: &str = "serf";
+
+/// One event to the handlers and to the event streams, and a log line.
 fn deliver(event: SerfEvent, handlers: &HandlerRunner, records: &broadcast::Sender<Arc<EventRecord>>) {
     let name = event.name();
     let mut record = EventRecord {
@@ -565,6 +569,7 @@ fn deliver(event: SerfEvent, handlers: &HandlerRunner, records: &broadcast::Send
     };
     match event {
         SerfEvent::User(user) => {
+            tracing::info!(target: EVENT_LOG, "Received event: user-event: {}", user.name);
             record.name = Some(user.name.clone());
             record.ltime = Some(user.ltime);
             record.coalesce = Some(user.coalesce);
@@ -573,6 +578,7 @@ fn deliver(event: SerfEvent, handlers: &HandlerRunner, records: &broadcast::Send
             handlers.dispatch(HandlerEvent::User { name: user.name, ltime: user.ltime, payload: user.payload });
         }
         SerfEvent::Query(query) => {
+            tracing::info!(target: EVENT_LOG, "Received event: query: {} (from {})", query.name, query.from);
             record.name = Some(query.name.clone());
             record.ltime = Some(query.ltime);
             record.id = Some(query.id);
@@ -607,6 +613,16 @@ fn deliver(event: SerfEvent, handlers: &HandlerRunner, records: &broadcast::Send
                 _ => EventKind::MemberReap,
             };
             let members = member_event.members();
+            let serf_name = match kind {
+                EventKind::MemberJoin => "EventMemberJoin",
+                EventKind::MemberLeave => "EventMemberLeave",
+                EventKind::MemberFailed => "EventMemberFailed",
+                EventKind::MemberUpdate => "EventMemberUpdate",
+                _ => "EventMemberReap",
+            };
+            for member in members {
+                tracing::info!(target: EVENT_LOG, "{serf_name}: {} {}", member.name, member.addr.ip());
+            }
             record.members = members.iter().map(MemberInfo::from_member).collect();
             let _ = records.send(Arc::new(record));
             let lines = members

@@ -193,6 +193,31 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
         "Accepted TCP connections that failed.",
         driver.inbound_stream_failures,
     );
+    labelled(
+        &mut out,
+        "serf_refused_streams_total",
+        "Inbound gossip streams refused on their header (wrong cluster label, version, encryption or key; too large).",
+        "reason",
+        &driver.refused_streams,
+    );
+    out.single(
+        "serf_refusal_warnings_total",
+        Counter,
+        "Warnings logged about refused gossip datagrams and streams (rate-limited per peer and reason).",
+        driver.refusal_warnings,
+    );
+    out.single(
+        "serf_unauthenticated_bytes",
+        Gauge,
+        "Bytes of inbound gossip stream frames buffered and not yet authenticated.",
+        driver.unauthenticated_bytes,
+    );
+    out.single(
+        "serf_unauthenticated_bytes_peak",
+        Gauge,
+        "The highest serf_unauthenticated_bytes since start.",
+        driver.unauthenticated_bytes_peak,
+    );
 
     let runs = handlers.runs();
     out.family(
@@ -243,6 +268,19 @@ pub(crate) fn render(context: &AgentContext, stats: &SerfStats) -> String {
     for (code, count) in context.rpc_stats.by_status() {
         out.sample("serf_rpc_requests_total", &[("code", &code.to_string())], count);
     }
+    let connections = context.rpc_stats.connections.snapshot();
+    out.single("serf_rpc_connections_open", Gauge, "RPC connections open now, idle ones included.", connections.open);
+    out.single("serf_rpc_connections_total", Counter, "RPC connections accepted.", connections.accepted);
+    out.family("serf_rpc_connections_closed_total", Counter, "RPC connections closed by the server, by reason.")
+        .sample("serf_rpc_connections_closed_total", &[("reason", "evicted")], connections.evicted)
+        .sample("serf_rpc_connections_closed_total", &[("reason", "idle_timeout")], connections.idle_timeouts)
+        .sample("serf_rpc_connections_closed_total", &[("reason", "write_stall")], connections.write_stalls);
+    out.single(
+        "serf_rpc_accept_errors_total",
+        Counter,
+        "Failed accepts on the RPC listener.",
+        connections.accept_errors,
+    );
 
     let view = context.primary.borrow().clone();
     out.single(

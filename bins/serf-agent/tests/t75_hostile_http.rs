@@ -57,4 +57,14 @@ fn a_thousand_idle_connections_lock_out_neither_the_rpc_nor_the_primary() {
     assert_eq!(prompt(&agent.spec.rpc_addr(), "/v1/members", Some("s3cret"), bound).0, 200);
     assert_eq!(prompt(&primary, "/", None, bound), (200, "primary: hostile0\n".to_owned()));
     assert!(started.elapsed() < Duration::from_secs(9), "the idle connections may have been closed meanwhile");
+
+    // The serving layer's counters are in the metrics.
+    let (status, metrics) = prompt(&agent.spec.rpc_addr(), "/metrics", Some("s3cret"), bound);
+    assert_eq!(status, 200, "{metrics}");
+    let open: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("serf_rpc_connections_open "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no serf_rpc_connections_open in {metrics}"));
+    assert!(open >= 1000, "{open} RPC connections open, expected the 1000 idle ones too");
 }

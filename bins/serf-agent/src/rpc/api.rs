@@ -63,6 +63,11 @@ pub(crate) const fn status_name(state: gossip_core::State) -> &'static str {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct MembersResponse {
     pub(crate) members: Vec<MemberInfo>,
+    /// The tag the primary election uses (`role` by default; its claim tags are
+    /// `{role_tag}_since` and `{role_tag}_pref`), when the election runs on this agent: the CLI
+    /// shows the role from it and hides the claim tags unless asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) role_tag: Option<String>,
 }
 
 /// `POST /v1/join`.

@@ -123,7 +123,8 @@ fn members(context: &AgentContext, request: &ApiRequest) -> Result<Reply, ApiErr
         .filter(|member| name.as_ref().is_none_or(|re| re.is_match(&member.name)))
         .filter(|member| tags.iter().all(|(key, re)| member.tags.get(key).is_some_and(|value| re.is_match(value))))
         .collect();
-    Ok(Reply::json(&MembersResponse { members }))
+    let role_tag = context.election_enabled.then(|| context.settings.primary.tag.clone());
+    Ok(Reply::json(&MembersResponse { members, role_tag }))
 }
 
 async fn join(context: &AgentContext, request: &ApiRequest) -> Result<Reply, ApiError> {

@@ -233,8 +233,14 @@ impl Running {
                 self.task.shared.forget_coordinate(&member.name);
                 self.task.members.push(MemberEventKind::Reap, member, now);
             }
-            Event::MemberSuspected(_) => bump(&counters.suspicions),
-            Event::MemberRecovered(_) => bump(&counters.recoveries),
+            Event::MemberSuspected(member) => {
+                tracing::info!(target: "serf", "Suspect {} {} has failed: suspicion started", member.name, member.addr.ip());
+                bump(&counters.suspicions);
+            }
+            Event::MemberRecovered(member) => {
+                tracing::info!(target: "serf", "{} {} refuted the suspicion: alive", member.name, member.addr.ip());
+                bump(&counters.recoveries);
+            }
             _ => {}
         }
     }
