@@ -52,6 +52,27 @@
 //! [`SessionBehavior`]). Commands: [`Command`], [`Registration`], [`KvOp`], [`TxnOp`],
 //! [`SessionSpec`].
 //!
+//! # Consul's rules, and where they come from
+//!
+//! Read in hashicorp/consul, `agent/consul/state/`:
+//! - `kvs.go` `kvsSetTxn`: a write equal to the stored entry (value, flags, session, lock
+//!   index) changes nothing, not even `ModifyIndex`; a plain set keeps the holder and takes
+//!   `LockIndex` from the request (0). `kvsSetCASTxn`: `cas=0` only creates.
+//!   `kvsDeleteCASTxn`: a missing key counts as deleted. `kvsLockTxn`: an unknown session is
+//!   an error, the holder re-acquiring keeps `LockIndex`, a key held by another session is
+//!   refused without any write, a free key gets `LockIndex + 1`. `kvsUnlockTxn`: only the
+//!   holder releases, `LockIndex` kept.
+//! - `session.go` `deleteSessionTxn`: release clears `Session` and keeps the value; delete
+//!   removes the keys (with tombstones); lock-delay capped at 60 s, recorded by wall clock
+//!   outside the state store. `session_ce.go` `validateSessionChecksTxn`: each named check
+//!   must exist on the session's node and not be critical.
+//! - `catalog.go` `ensureRegistrationTxn`, `ensureCheckTxn` (a check naming a missing
+//!   service is refused; a critical check invalidates its sessions), `deleteNodeTxn`,
+//!   `deleteServiceTxn`, `deleteCheckTxn` (cascades and session invalidation).
+//! - `txn.go` `txnKVS`, `txnDispatch`: every operation runs, every failure is reported with
+//!   its position and message, values are blanked in results except for gets.
+//! - `graveyard.go`: tombstones carry the delete's index and are reaped up to an index.
+//!
 //! # Where it differs from Consul, on purpose
 //!
 //! - Indexes are per key, per prefix, per service, per node and per session, so a blocking
@@ -62,6 +83,9 @@
 //!   that narrower prefixes see the delete too.
 //! - Names are case-sensitive; node IDs are stored but not checked for uniqueness.
 //! - Creating a session with an ID that exists is refused (Consul would overwrite it).
+//! - A key created and deleted by the same transaction leaves no tombstone.
+//! - Endpoint rules (node address required, UUID syntax, TTL and lock-delay ranges, the
+//!   lock-delay check on acquire) belong to the HTTP and leader layers, not here.
 //!
 //! # Example
 //!
