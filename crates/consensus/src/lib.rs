@@ -1,0 +1,86 @@
+//! Raft for consul-lite's servers: a replicated log that drives a state machine of yours,
+//! durable on disk, with servers talking over TCP on Consul's server port (8300).
+//!
+//! Raft itself is [openraft](https://docs.rs/openraft/0.9) (0.9); this crate keeps it behind a
+//! small API so the rest of the project never names an openraft type:
+//!
+//! - [`StateMachine`]: your deterministic state (consul-lite's service registry; the tests use a
+//!   toy key/value map): `apply(index, command) -> response`, `snapshot()`, `restore(bytes)`.
+//! - [`Config`]: identity, `data_dir`, `bind_addr`, Consul-like timings ([`Config::lan`],
+//!   [`Config::local`]), log compaction and RPC bounds; [`Config::validate`] names bad values.
+//! - [`Consensus`]: the running server. [`start`](Consensus::start),
+//!   [`initialize`](Consensus::initialize) (bootstrap once), [`add_voter`](Consensus::add_voter),
+//!   [`remove_peer`](Consensus::remove_peer), [`write`](Consensus::write),
+//!   [`linearizable_barrier`](Consensus::linearizable_barrier) then
+//!   [`with_state`](Consensus::with_state), [`leader`](Consensus::leader),
+//!   [`metrics`](Consensus::metrics), [`shutdown`](Consensus::shutdown).
+//!
+//! # What it does
+//!
+//! - **Durability.** The log, the vote and the purge point live in `data_dir/raft.redb` (redb,
+//!   pure Rust). Every append and vote is a redb transaction committed with fsync before openraft
+//!   (and so the client) hears it is done: a write acknowledged by the leader is on the disks of
+//!   a quorum. Each entry carries a CRC32; opening checks every entry, their order and that the
+//!   committed index is in the log, and refuses a damaged log with [`StoreError::Corrupt`] (or
+//!   [`StoreError::Open`] when redb cannot open the file) rather than start without entries that
+//!   were acknowledged. It never repairs by dropping entries.
+//! - **Snapshots and compaction.** Every [`Config::snapshot_threshold`] applied entries the state
+//!   machine is snapshotted to `data_dir/snapshot.bin` (temporary file, fsync, rename, fsync of
+//!   the directory) and the log is purged up to [`Config::trailing_logs`] entries behind it. The
+//!   state machine itself lives in memory: at start it is restored from the snapshot and the log
+//!   after it is applied again.
+//! - **Catching up.** A server behind the leader's purged log (a new one, or one whose data dir
+//!   was wiped) gets the snapshot in chunks of [`Config::snapshot_chunk_size`] bytes.
+//! - **Server RPC.** TCP on [`Config::bind_addr`]; each message is a frame: a 4-byte big-endian
+//!   length, a version byte ([`rpc::frame::VERSION`]) and the message in
+//!   [postcard](https://docs.rs/postcard). Frames over [`Config::max_frame_size`] are refused from
+//!   their header, before anything is allocated; a bad frame closes that connection with a
+//!   typed [`rpc::frame::FrameError`] and never panics (fuzzed: `fuzz/fuzz_targets/raft_rpc.rs`).
+//!   Connections are pooled per peer; connecting, each call and each frame body are bounded in
+//!   time.
+//! - **Forwarding.** Writes, read barriers and membership changes that reach a follower are
+//!   forwarded by it to the leader over the same RPC, so any server takes them; the caller gets
+//!   the leader's answer, or an error saying whether the request may have been applied.
+//!
+//! # What it does not do
+//!
+//! - No gossip-driven membership: finding servers (`-bootstrap-expect`), deciding when to
+//!   bootstrap and when to add or remove a voter belong to the binary, which calls
+//!   [`Consensus::initialize`], [`Consensus::add_voter`] and [`Consensus::remove_peer`].
+//! - No HTTP, no authentication or encryption of the server RPC (bind it to a private network).
+//! - No duplicate suppression: a write whose answer was lost ([`WriteError::Forward`]) may have
+//!   been applied; commands that must not apply twice carry their own check (a CAS index).
+//!
+//! # Encoding
+//!
+//! Frames and the log use postcard (serde, compact varints, a small well-kept crate with a
+//! stable wire format since 1.0). openraft's messages derive serde and use none of the
+//! self-describing features postcard lacks; a test round-trips each of them. openraft's error
+//! types are not sent: errors cross the wire as text, except the snapshot mismatch the leader
+//! acts on.
+//!
+//! ```text
+//!   caller ── write(cmd) ──> Consensus ──(follower: forward)──> leader's Consensus
+//!                               │                                   │
+//!                               ▼                                   ▼
+//!                     openraft Raft node ── AppendEntries/Vote/InstallSnapshot ──> peers
+//!                      │                  │          (TCP frames, postcard, port 8300)
+//!          LogStore (raft.redb, fsync)    StateStore: your StateMachine + snapshot.bin
+//! ```
+
+#![deny(missing_docs)]
+
+mod config;
+mod consensus;
+pub mod rpc;
+mod state_machine;
+mod store;
+mod types;
+pub mod wire;
+
+pub use config::{Config, ConfigError, DEFAULT_SERVER_PORT};
+pub use consensus::{Consensus, MembershipError, Metrics, Peer, ReadError, Role, StartError, WriteError};
+pub use rpc::RpcError;
+pub use state_machine::StateMachine;
+pub use store::StoreError;
+pub use types::NodeId;
