@@ -5,7 +5,8 @@ use crate::command::{Declined, KvOp, Outcome};
 use crate::error::Error;
 use crate::types::{KvEntry, MAX_VALUE_SIZE};
 
-/// A conditional write's result: the stored entry, or why nothing was written.
+/// A conditional write's result: the stored entry (value left out), or why nothing was
+/// written.
 pub(super) type Conditional<T> = Result<T, Declined>;
 
 impl Registry {
@@ -151,7 +152,8 @@ impl Registry {
 
     /// Writes an entry unless it equals the stored one in value, flags, session and lock
     /// index (Consul's `DirEntry.Equal`), in which case nothing changes, not even
-    /// `modify_index`. Returns the entry as stored.
+    /// `modify_index`. Returns the entry as stored but with an empty value (what a
+    /// transaction reports), so that a write copies its value only into the table.
     fn write_entry(
         &mut self,
         tx: &mut Tx,
@@ -168,7 +170,7 @@ impl Registry {
                 && existing.session == session
                 && existing.lock_index == lock_index
             {
-                return existing.clone();
+                return without_value(existing);
             }
         }
         let entry = KvEntry {
@@ -180,8 +182,22 @@ impl Registry {
             session,
             lock_index,
         };
-        self.put_kv(tx, &entry.key.clone(), Some(entry.clone()));
-        entry
+        let reported = without_value(&entry);
+        self.put_kv(tx, &reported.key, Some(entry));
+        reported
+    }
+}
+
+/// A copy of the entry's metadata, with an empty value.
+pub(super) fn without_value(entry: &KvEntry) -> KvEntry {
+    KvEntry {
+        key: entry.key.clone(),
+        value: Vec::new(),
+        flags: entry.flags,
+        session: entry.session.clone(),
+        lock_index: entry.lock_index,
+        create_index: entry.create_index,
+        modify_index: entry.modify_index,
     }
 }
 

@@ -2,6 +2,7 @@
 //! earlier ones' writes), every failure is reported with its position, and if any failed
 //! the whole transaction is rolled back.
 
+use super::kv::without_value;
 use super::{Registry, Tx};
 use crate::command::{Outcome, TxnOp};
 use crate::error::{Error, TxnError};
@@ -28,14 +29,12 @@ impl Registry {
     /// message for its failure.
     fn txn_op(&mut self, tx: &mut Tx, op: TxnOp) -> Result<Vec<KvEntry>, String> {
         let entry = match op {
-            TxnOp::Set { key, value, flags } => blank(self.kv_set(tx, key, value, flags).map_err(|e| e.to_string())?),
+            TxnOp::Set { key, value, flags } => self.kv_set(tx, key, value, flags).map_err(|e| e.to_string())?,
             TxnOp::Cas { key, value, flags, index } => {
                 let quoted = format!("{key:?}");
-                let entry = self
-                    .kv_cas(tx, key, value, flags, index)
+                self.kv_cas(tx, key, value, flags, index)
                     .map_err(|e| e.to_string())?
-                    .map_err(|_| format!("failed to set key {quoted}, index is stale"))?;
-                blank(entry)
+                    .map_err(|_| format!("failed to set key {quoted}, index is stale"))?
             }
             TxnOp::Get { key } => match self.kv.get(&key) {
                 Some(entry) => entry.clone(),
@@ -57,7 +56,7 @@ impl Registry {
                         entry.modify_index
                     ))
                 }
-                Some(entry) => blank(entry.clone()),
+                Some(entry) => without_value(entry),
             },
             TxnOp::CheckSession { key, session } => match self.kv.get(&key) {
                 None => return Err(format!("failed to check session, key {key:?} doesn't exist")),
@@ -68,7 +67,7 @@ impl Registry {
                             "failed session check for key {key:?}, current session {holder:?} != {session:?}"
                         ));
                     }
-                    blank(entry.clone())
+                    without_value(entry)
                 }
             },
             TxnOp::CheckNotExists { key } => {
@@ -92,27 +91,17 @@ impl Registry {
             }
             TxnOp::Lock { key, value, flags, session } => {
                 let quoted = format!("{key:?}");
-                let entry = self
-                    .kv_acquire(tx, key, value, flags, session)
+                self.kv_acquire(tx, key, value, flags, session)
                     .map_err(|e| e.to_string())?
-                    .map_err(|_| format!("failed to lock key {quoted}, lock is already held"))?;
-                blank(entry)
+                    .map_err(|_| format!("failed to lock key {quoted}, lock is already held"))?
             }
             TxnOp::Unlock { key, value, flags, session } => {
                 let quoted = format!("{key:?}");
-                let entry =
-                    self.kv_release(tx, key, value, flags, session).map_err(|e| e.to_string())?.map_err(|_| {
-                        format!("failed to unlock key {quoted}, lock isn't held, or is held by another session")
-                    })?;
-                blank(entry)
+                self.kv_release(tx, key, value, flags, session).map_err(|e| e.to_string())?.map_err(|_| {
+                    format!("failed to unlock key {quoted}, lock isn't held, or is held by another session")
+                })?
             }
         };
         Ok(vec![entry])
     }
-}
-
-/// The entry as a non-get result: Consul blanks the value.
-fn blank(mut entry: KvEntry) -> KvEntry {
-    entry.value = Vec::new();
-    entry
 }
