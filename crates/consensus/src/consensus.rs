@@ -280,6 +280,13 @@ pub enum MembershipError {
         /// openraft's error, as text.
         reason: String,
     },
+    /// The change did not finish in time (a new voter that cannot be reached or does not catch
+    /// up): it may still be under way.
+    #[error("membership change not done within {after:?} (it may still be under way)")]
+    Timeout {
+        /// The bound.
+        after: Duration,
+    },
 }
 
 /// A server's role.
@@ -432,7 +439,8 @@ impl<S: StateMachine> Consensus<S> {
     }
 
     /// Adds a voter (first as a learner until it caught up, then promoted), on the leader,
-    /// forwarding to it from a follower. Already a voter at that address: nothing to do.
+    /// forwarding to it from a follower. Already a voter at that address: nothing to do. A voter
+    /// known under another address gets the new one. Bounded by 60 s.
     pub async fn add_voter(&self, id: NodeId, addr: SocketAddr) -> Result<(), MembershipError> {
         self.membership(Forwarded::AddVoter { id, addr: addr.to_string() }).await
     }
@@ -444,7 +452,10 @@ impl<S: StateMachine> Consensus<S> {
     }
 
     async fn membership(&self, request: Forwarded) -> Result<(), MembershipError> {
-        match self.on_leader(request, MEMBERSHIP_TIMEOUT).await {
+        let routed = tokio::time::timeout(MEMBERSHIP_TIMEOUT, self.on_leader(request, MEMBERSHIP_TIMEOUT))
+            .await
+            .map_err(|_| MembershipError::Timeout { after: MEMBERSHIP_TIMEOUT })?;
+        match routed {
             Ok(_) => Ok(()),
             Err(Routed::NoLeader) => Err(MembershipError::NoLeader),
             Err(Routed::LeaderChanged { tried, leader }) => Err(MembershipError::LeaderChanged { tried, leader }),
