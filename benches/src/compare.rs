@@ -1048,6 +1048,19 @@ impl CompareReport {
         for note in &self.notes {
             let _ = writeln!(s, "- **{note}**");
         }
+        let _ = writeln!(
+            s,
+            "- where the detection gap comes from: serf-agent's `{}` preset changes the protocol, not just a timer \
+             (relays' nacks count as confirmations, a probe ends when every relay has failed, the ack wait follows \
+             the round trip, the suspicion timeout is counted in gossip rounds); docs/protocol.md §6 argues each. \
+             `cluster-bench demo` runs serf-agent with `memberlist-lan` (memberlist's rules) beside it, like for like",
+            o.profile
+        );
+        let _ = writeln!(
+            s,
+            "- times are read by polling every agent every 50 ms (member lists, the primary service), so each is \
+             late by up to one poll, and an effect can appear to come up to one poll before its cause"
+        );
         s.push('\n');
         for &n in &o.sizes {
             let _ = writeln!(s, "## {n} nodes\n");
