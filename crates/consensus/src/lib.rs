@@ -15,6 +15,51 @@
 //!   [`with_state`](Consensus::with_state), [`leader`](Consensus::leader),
 //!   [`metrics`](Consensus::metrics), [`shutdown`](Consensus::shutdown).
 //!
+//! ```no_run
+//! use consensus::{Config, Consensus, StateMachine};
+//!
+//! /// A counter: the smallest state machine.
+//! #[derive(Default)]
+//! struct Counter(u64);
+//!
+//! impl StateMachine for Counter {
+//!     type Command = u64; // add this much
+//!     type Response = u64; // the new total
+//!     type RestoreError = std::array::TryFromSliceError;
+//!
+//!     fn apply(&mut self, _index: u64, add: u64) -> u64 {
+//!         self.0 += add;
+//!         self.0
+//!     }
+//!     fn snapshot(&self) -> Vec<u8> {
+//!         self.0.to_le_bytes().to_vec()
+//!     }
+//!     fn restore(&mut self, bytes: &[u8]) -> Result<(), Self::RestoreError> {
+//!         self.0 = u64::from_le_bytes(bytes.try_into()?);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = Config::lan(1, "/var/lib/consul-lite/raft");
+//! config.bind_addr = "10.0.0.1:8300".parse()?;
+//! let server = Consensus::start(config, Counter::default()).await?;
+//! // Once, on one server, when all three are up (the binary decides when, from gossip):
+//! server
+//!     .initialize([
+//!         (1, "10.0.0.1:8300".parse()?),
+//!         (2, "10.0.0.2:8300".parse()?),
+//!         (3, "10.0.0.3:8300".parse()?),
+//!     ])
+//!     .await?;
+//! let (index, total) = server.write(&5).await?; // on any server: followers forward
+//! server.linearizable_barrier().await?; // Consul's ?consistent
+//! assert_eq!(server.with_state(|c| c.0), total);
+//! println!("applied at {index}; leader {:?}", server.leader());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! # What it does
 //!
 //! - **Durability.** The log, the vote and the purge point live in `data_dir/raft.redb` (redb,
@@ -23,7 +68,10 @@
 //!   a quorum. Each entry carries a CRC32; opening checks every entry, their order and that the
 //!   committed index is in the log, and refuses a damaged log with [`StoreError::Corrupt`] (or
 //!   [`StoreError::Open`] when redb cannot open the file) rather than start without entries that
-//!   were acknowledged. It never repairs by dropping entries.
+//!   were acknowledged. It never repairs by dropping entries. A copy of the vote beside the
+//!   database (`raft.vote`, written after it) catches a damaged database that opens as empty or
+//!   older. redb asserts on some truncated files: `start` turns that panic into
+//!   [`StartError::StorePanicked`], which needs unwinding (a `panic = "abort"` build aborts).
 //! - **Snapshots and compaction.** Every [`Config::snapshot_threshold`] applied entries the state
 //!   machine is snapshotted to `data_dir/snapshot.bin` (temporary file, fsync, rename, fsync of
 //!   the directory) and the log is purged up to [`Config::trailing_logs`] entries behind it. The
