@@ -14,8 +14,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gossip_transport::{net, HeaderCheck, Key, RefusalReason};
-use swim::{Event, Member, StreamId, Swim, Tags, TransmitKind};
+use gossip_transport::net::{self, FrameError};
+use gossip_transport::{HeaderCheck, Key, RefusalReason};
+use swim::{Event, Member, StreamError, StreamId, Swim, Tags, TransmitKind};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{self, JoinSet};
@@ -151,7 +152,7 @@ enum Input {
     Datagram(io::Result<(usize, SocketAddr)>),
     Command(Command),
     Inbound(InboundRequest),
-    StreamDone(Result<(task::Id, Result<Bytes, String>), task::JoinError>),
+    StreamDone(Result<(task::Id, Result<Bytes, StreamError>), task::JoinError>),
     Timer,
     Shutdown,
 }
@@ -160,7 +161,7 @@ enum Input {
 struct Driver {
     actor: Actor,
     /// Outgoing stream requests in flight, and the stream id of each task.
-    outbound: JoinSet<Result<Bytes, String>>,
+    outbound: JoinSet<Result<Bytes, StreamError>>,
     outbound_ids: HashMap<task::Id, StreamId>,
     join_waiters: Vec<JoinWaiter>,
     leave_waiters: Vec<oneshot::Sender<()>>,
@@ -338,10 +339,10 @@ impl Driver {
         self.snapshot_dirty = true;
     }
 
-    fn stream_done(&mut self, done: Result<(task::Id, Result<Bytes, String>), task::JoinError>) {
+    fn stream_done(&mut self, done: Result<(task::Id, Result<Bytes, StreamError>), task::JoinError>) {
         let (task_id, result) = match done {
             Ok((task_id, result)) => (task_id, result),
-            Err(error) => (error.id(), Err(format!("stream request task failed: {error}"))),
+            Err(error) => (error.id(), Err(StreamError::Failed(format!("stream request task failed: {error}")))),
         };
         let Some(stream_id) = self.outbound_ids.remove(&task_id) else {
             return;
@@ -404,9 +405,7 @@ impl Driver {
         Counters::bump(&self.actor.counters.stream_requests);
         let timeout = self.actor.stream_timeout;
         let handle = self.outbound.spawn(async move {
-            net::request(to, &payload, timeout, gossip_transport::MAX_FRAME_LEN)
-                .await
-                .map_err(|error| error.to_string())
+            net::request(to, &payload, timeout, gossip_transport::MAX_FRAME_LEN).await.map_err(stream_error)
         });
         self.outbound_ids.insert(handle.id(), stream_id);
     }
@@ -449,6 +448,15 @@ impl Driver {
     }
 }
 
+/// A failed stream request as the state machine needs it: a refused connection (nothing
+/// listens on the peer's port: its process is gone) apart from every other failure.
+fn stream_error(error: FrameError) -> StreamError {
+    match &error {
+        FrameError::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => StreamError::Refused(error.to_string()),
+        _ => StreamError::Failed(error.to_string()),
+    }
+}
+
 /// Apply `op` to the state machine's keyring; the keys installed afterwards, primary first.
 fn keyring_op(swim: &mut Swim, op: KeyringOp) -> Result<Vec<Key>, NodeError> {
     let keyring = swim.keyring_mut().ok_or(NodeError::NoKeyring)?;
@@ -480,4 +488,28 @@ fn is_membership_change(event: &Event) -> bool {
             | Event::MemberLeft(_)
             | Event::MemberReaped(_)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The evidence the failure detector rests on, from real sockets: a port nobody listens on
+    /// refuses (a killed process); a listener that never answers (a stopped process: the kernel
+    /// accepts the connection) times out, which is silence.
+    #[tokio::test]
+    async fn a_closed_port_is_refused_and_a_silent_listener_is_not() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let timeout = Duration::from_millis(300);
+        let refused = net::request(closed_addr, b"ping", timeout, 1024).await.map_err(stream_error);
+        assert!(matches!(refused, Err(StreamError::Refused(_))), "{refused:?}");
+        // Bound and listening, never accepted nor answered.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let unanswered = net::request(silent_addr, b"ping", timeout, 1024).await.map_err(stream_error);
+        assert!(matches!(unanswered, Err(StreamError::Failed(_))), "{unanswered:?}");
+        drop(silent);
+    }
 }

@@ -77,7 +77,9 @@
 //! - **Detection**: a crash is known by every live node within
 //!   [`bounds::crash_detection_bound`]: 10 probe intervals for someone to probe the node, one
 //!   probe interval for the direct and indirect probes to fail, the maximum suspicion timeout
-//!   (`suspicion_max_mult × suspicion_mult × max(1, log10 n) × suspicion_unit`), and
+//!   (`suspicion_max_mult × suspicion_mult × max(1, log10 n) × unit`, where the unit is
+//!   `silent_suspicion_unit` for a host gone and `suspicion_unit` for a process killed on a live
+//!   host, whose refused TCP port proves it dead: [`bounds::process_crash_detection_bound`]), and
 //!   `retransmit_mult × ceil(log10(n + 1))` gossip intervals for the `dead` news to spread.
 //! - **No false failures**: a `MemberFailed` is legitimate ([`FailureCause`]) when the life it is
 //!   about has crashed or left (or was replaced by a restart less than the grace window before), or
@@ -109,6 +111,7 @@ mod queue;
 mod report;
 mod scenario;
 mod sim;
+pub mod stalls;
 mod stats;
 
 pub use network::{Latency, NetworkModel, Partition};

@@ -15,6 +15,10 @@ use crate::network::{nanos, NetworkModel, Partition, Partitions};
 use crate::observe::{Observations, TraceLevel};
 use crate::queue::{EventQueue, Nanos};
 
+/// The failure of a stream request to a crashed process on a live host (see
+/// [`NetworkModel::crash_refuses_streams`]): the driver reports it as a refusal.
+const CONNECTION_REFUSED: &str = "connection refused";
+
 /// The gossip port every simulated node listens on.
 pub const PORT: u16 = 7946;
 
@@ -780,7 +784,7 @@ impl Simulation {
                 && self.nodes[i].status == NodeStatus::Crashed
                 && !self.partitions.cut(from as usize, i, self.now);
             let (at, result) = if refused {
-                (self.now + self.cfg.network.latency.sample(&mut self.net_rng), Err("connection refused"))
+                (self.now + self.cfg.network.latency.sample(&mut self.net_rng), Err(CONNECTION_REFUSED))
             } else {
                 ((sent_at + nanos(self.cfg.network.stream_timeout)).max(self.now), Err("stream timed out"))
             };
@@ -825,7 +829,8 @@ impl Simulation {
         if let Some(swim) = self.nodes[i].swim.as_mut() {
             let response = match &result {
                 Ok(bytes) => Ok(&bytes[..]),
-                Err(e) => Err((*e).to_owned()),
+                Err(e) if *e == CONNECTION_REFUSED => Err(swim::StreamError::Refused((*e).to_owned())),
+                Err(e) => Err(swim::StreamError::Failed((*e).to_owned())),
             };
             swim.handle_stream_response(id, response, now);
         }

@@ -6,8 +6,9 @@ use common::{alive_for_all, formed, run_until_true, secs};
 use gossip_sim::{bounds, FailureCause, SimConfig};
 use membership::State;
 
-/// 100 nodes, `lan` preset, no loss; node 7 stalls for 30 s, longer than the crash-detection bound
-/// (23 s). By the time it resumes every other node holds it `Dead`. On resume it reads its
+/// 100 nodes, `lan` preset, no loss; node 7 stalls for longer than the crash-detection bound (61.4
+/// s: a stall is silence, so its suspicion counts in probe intervals, 8 s to 48 s at 100 nodes).
+/// By the time it resumes every other node holds it `Dead`. On resume it reads its
 /// buffered datagrams (news of its own death among them), refutes, and every node sees it alive
 /// again within `push_pull_period + dissemination time` (92.4 s; the push-pull is the fallback
 /// should no buffered datagram mention its death). Observed: within 1 s; asserted below 5 s.
@@ -18,7 +19,7 @@ fn paused_node_is_declared_failed_then_refutes() {
     let detection = bounds::crash_detection_bound(&swim, 100, 10);
     let mut sim = formed(cfg);
     let from = sim.now() + secs(10);
-    let until = from + secs(30);
+    let until = from + detection + secs(5);
     assert!(until - from > detection);
     sim.pause(7, from, until);
     sim.run_until(until - secs(1));

@@ -9,6 +9,46 @@ use membership::{Member, Tags};
 /// state machine.
 pub type StreamId = u64;
 
+/// Why a [`TransmitKind::StreamRequest`] failed, as the driver saw it. The difference matters to
+/// failure detection: a refused TCP ping proves that the target's process is gone, anything
+/// else is silence (docs/protocol.md section 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The connection was refused (`ECONNREFUSED`: the host answered that nothing listens on the
+    /// port). Report only that: a reset after the connection was accepted, a timeout or a
+    /// refusal frame are [`StreamError::Failed`].
+    Refused(String),
+    /// Any other failure: no answer within the stream timeout, the connection closed without an
+    /// answer, a bad frame, a refusal frame from the peer, no route.
+    Failed(String),
+}
+
+impl StreamError {
+    /// The reason, as the driver gave it.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Refused(r) | Self::Failed(r) => r,
+        }
+    }
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(r) => write!(f, "connection refused: {r}"),
+            Self::Failed(r) => f.write_str(r),
+        }
+    }
+}
+
+impl From<String> for StreamError {
+    /// A failure that is not a refusal.
+    fn from(reason: String) -> Self {
+        Self::Failed(reason)
+    }
+}
+
 /// Something the driver must send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
@@ -26,7 +66,9 @@ pub enum TransmitKind {
     /// One UDP datagram.
     Datagram,
     /// Open a stream to `to`, write the payload as one frame, read one frame back and hand it to
-    /// [`crate::Swim::handle_stream_response`] with this id (or the error, on failure or timeout).
+    /// [`crate::Swim::handle_stream_response`] with this id (or the error, on failure or timeout:
+    /// a refused connection as [`StreamError::Refused`], anything else as
+    /// [`StreamError::Failed`]).
     StreamRequest(StreamId),
 }
 

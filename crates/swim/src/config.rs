@@ -33,8 +33,11 @@ pub struct Lifeguard {
     /// Relays answer an indirect probe that failed with a nack, so that a prober can tell its own
     /// trouble from the target's.
     pub nack: bool,
-    /// Count each relay's nack as an independent confirmation of the suspicion (the relay is alive
-    /// and could not reach the target either). memberlist wastes this evidence; off to match it.
+    /// Count each relay's nack as an independent confirmation of a suspicion whose death is
+    /// proven (the target's TCP port refused the prober's connection): the relay is alive and
+    /// could not reach the target either. A silent target's nacks are not counted (a stalled
+    /// process is silent to every relay at once), as memberlist never counts them; off to match
+    /// memberlist everywhere.
     pub nack_confirms: bool,
 }
 
@@ -72,11 +75,18 @@ pub struct Config {
     pub suspicion_mult: u32,
     /// The maximum suspicion timeout is `suspicion_max_mult` × the minimum. memberlist: 6.
     pub suspicion_max_mult: u32,
-    /// The unit of the suspicion timeout: the time a refutation needs to travel. memberlist uses
-    /// the probe interval (1 s on LAN); our presets use the gossip interval, because with the buddy
-    /// system and direct suspicion notices a refutation travels by gossip, not by probe; see
-    /// docs/protocol.md.
+    /// The unit of the suspicion timeout when death is proven (the target's TCP port refused a
+    /// connection: its host is up and its process gone). Then the timer only has to leave room
+    /// for a refutation to travel, and with the buddy system and direct suspicion notices a
+    /// refutation travels by gossip, not by probe: our presets use the gossip interval (200 ms
+    /// on LAN); memberlist has one unit for all, the probe interval. See docs/protocol.md §6.
     pub suspicion_unit: Duration,
+    /// The unit of the suspicion timeout when the evidence is silence (no answer, and a TCP
+    /// connection that was accepted and got no answer, or no answer at all): a stalled process
+    /// (a GC pause, a starved VM) looks like that, and so does a host that went away. Our
+    /// presets use memberlist's unit, the probe interval (1 s on LAN: at least 4 s at n ≤ 10),
+    /// so that a stall is tolerated as long as memberlist and Serf tolerate it.
+    pub silent_suspicion_unit: Duration,
     /// A message is piggybacked `retransmit_mult × ceil(log10(n + 1))` times. LAN: 4.
     pub retransmit_mult: u32,
     /// Upper bound on queued broadcasts; the most-sent are dropped beyond it.
@@ -101,10 +111,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// LAN preset: memberlist's `DefaultLANConfig` timings (probe 1 s, timeout 500 ms, gossip 200 ms
-    /// to 3 nodes, 3 indirect checks, suspicion mult 4 and max mult 6, retransmit mult 4,
-    /// push-pull 30 s), with this project's evidence rules (see [`Lifeguard::nack_confirms`]
-    /// and [`Config::suspicion_unit`]).
+    /// LAN preset. memberlist's `DefaultLANConfig` values for probe interval (1 s), probe timeout
+    /// (500 ms, here the upper bound of an adaptive wait of at least 100 ms), gossip (200 ms to 3
+    /// nodes), 3 indirect checks, suspicion mult 4 and max mult 6, retransmit mult 4, push-pull
+    /// 30 s, and memberlist's suspicion unit (the 1 s probe interval) when the evidence is
+    /// silence. Ours: the 200 ms suspicion unit and relay nacks as confirmations when death is
+    /// proven (see [`Config::suspicion_unit`], [`Config::silent_suspicion_unit`] and
+    /// [`Lifeguard::nack_confirms`]).
     pub fn lan() -> Self {
         Self {
             label: String::new(),
@@ -119,6 +132,7 @@ impl Config {
             suspicion_mult: 4,
             suspicion_max_mult: 6,
             suspicion_unit: Duration::from_millis(200),
+            silent_suspicion_unit: Duration::from_secs(1),
             retransmit_mult: 4,
             max_broadcasts: 1024,
             push_pull_interval: Duration::from_secs(30),
@@ -149,6 +163,7 @@ impl Config {
             gossip_to_dead: Duration::from_secs(60),
             suspicion_mult: 6,
             suspicion_unit: Duration::from_millis(500),
+            silent_suspicion_unit: Duration::from_secs(5),
             push_pull_interval: Duration::from_secs(60),
             reconnect_interval: Duration::from_secs(60),
             leave_propagate_max: Duration::from_secs(5),
@@ -169,6 +184,7 @@ impl Config {
             gossip_to_dead: Duration::from_secs(15),
             suspicion_mult: 3,
             suspicion_unit: Duration::from_millis(100),
+            silent_suspicion_unit: Duration::from_secs(1),
             // memberlist's local config uses 2; on one machine bytes are free, and 2 sends per
             // holder lets news about a joiner die out now and then in a small cluster.
             retransmit_mult: 4,
@@ -181,11 +197,12 @@ impl Config {
 
     /// memberlist's LAN configuration exactly (Serf's default), for like-for-like comparisons:
     /// the LAN timings with a fixed probe timeout, the suspicion unit set to the probe interval
-    /// and relay nacks not counted as confirmations.
+    /// whatever the evidence, and relay nacks not counted as confirmations.
     pub fn memberlist_lan() -> Self {
         let mut config = Self::lan();
         config.probe_timeout_min = config.probe_timeout;
         config.suspicion_unit = config.probe_interval;
+        config.silent_suspicion_unit = config.probe_interval;
         config.lifeguard.nack_confirms = false;
         config
     }
@@ -241,6 +258,7 @@ impl Config {
         }
         nonzero("gossip_interval", self.gossip_interval)?;
         nonzero("suspicion_unit", self.suspicion_unit)?;
+        nonzero("silent_suspicion_unit", self.silent_suspicion_unit)?;
         if self.gossip_nodes == 0 {
             return Err(invalid("gossip_nodes", self.gossip_nodes, "must be at least 1"));
         }

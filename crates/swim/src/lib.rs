@@ -77,14 +77,14 @@ use rand_chacha::ChaCha8Rng;
 
 pub use membership::{AliveClaim, Incarnation, Member, Name, ProtocolRange, State, Tags, TagsError};
 
-pub use api::{Event, LocalNode, StreamId, Transmit, TransmitKind};
+pub use api::{Event, LocalNode, StreamError, StreamId, Transmit, TransmitKind};
 pub use config::{Config, ConfigError, Lifeguard};
 pub use convert::{MAX_NAME_LEN, PROTOCOL};
 
 use convert::ConvertError;
 use peers::PeerSet;
-use probe::{Awareness, Probe, ProbePhase, Relay, RttEstimate};
-use suspicion::Suspicion;
+use probe::{Awareness, Probe, ProbePhase, Relay, RttEstimate, TcpPing};
+use suspicion::{Evidence, Suspicion, Timings};
 
 /// Counters of what the node did; read with [`Swim::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,6 +113,8 @@ pub struct Stats {
     pub probes_failed: u64,
     /// Suspicions this node started.
     pub suspicions: u64,
+    /// Of those, the ones whose death was proven (the target's TCP port refused the connection).
+    pub suspicions_proven: u64,
     /// Times this node refuted news about itself.
     pub refutations: u64,
     /// Members this node declared dead.
@@ -507,10 +509,13 @@ impl Swim {
         Some(frame)
     }
 
-    /// The answer (or failure) of a [`TransmitKind::StreamRequest`].
-    pub fn handle_stream_response(&mut self, id: StreamId, response: Result<&[u8], String>, now: Instant) {
+    /// The answer (or failure) of a [`TransmitKind::StreamRequest`]. Say whether a failure was a
+    /// refused connection ([`StreamError::Refused`]): for a TCP fallback ping that is proof that
+    /// the target's process is gone, and its suspicion is short; any other failure is silence.
+    pub fn handle_stream_response(&mut self, id: StreamId, response: Result<&[u8], StreamError>, now: Instant) {
         let Some(purpose) = self.streams.remove(&id) else { return };
-        let decoded = response.and_then(|frame| self.codec.decode_stream(frame).map_err(|e| e.to_string()));
+        let decoded =
+            response.and_then(|frame| self.codec.decode_stream(frame).map_err(|e| StreamError::Failed(e.to_string())));
         match (purpose, decoded) {
             (StreamPurpose::Join(seed), Ok(wire::StreamMessage { body: Some(StreamBody::PushPull(pp)) })) => {
                 // The answer to our own join: a join for the layer above too, whatever the flag
@@ -526,7 +531,9 @@ impl Swim {
                 };
                 self.events.push_back(Event::JoinFailed { seed, reason });
             }
-            (StreamPurpose::Join(seed), Err(reason)) => self.events.push_back(Event::JoinFailed { seed, reason }),
+            (StreamPurpose::Join(seed), Err(e)) => {
+                self.events.push_back(Event::JoinFailed { seed, reason: e.reason().to_owned() })
+            }
             (StreamPurpose::PushPull, Ok(wire::StreamMessage { body: Some(StreamBody::PushPull(pp)) })) => {
                 self.merge(&pp, false, now);
             }
@@ -538,9 +545,16 @@ impl Swim {
                     }
                 }
             }
-            (StreamPurpose::TcpPing(seq), _) => {
+            (StreamPurpose::TcpPing(seq), outcome) => {
                 if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
-                    probe.tcp_failed = true;
+                    probe.tcp = match outcome {
+                        Err(StreamError::Refused(_)) => TcpPing::Refused,
+                        _ => TcpPing::Failed,
+                    };
+                    if probe.phase == ProbePhase::Indirect && probe.nacks.len() == probe.relays.len() {
+                        // Every relay has nacked already: the refusal (or failure) was the last word.
+                        self.finish_probe(now);
+                    }
                 }
             }
         }
@@ -602,19 +616,19 @@ impl Swim {
             }
         }
         // Late notices to suspects, from nodes that have not heard a refutation yet.
-        let notices: Vec<(String, SocketAddr, Incarnation)> = self
+        let notices: Vec<(String, SocketAddr, Incarnation, Evidence)> = self
             .suspicions
             .iter_mut()
             .filter(|(_, s)| s.next_notice().is_some_and(|t| now >= t))
             .filter_map(|(name, s)| {
                 s.notice_sent();
                 let m = self.table.get(name)?;
-                Some((name.clone(), m.addr, s.incarnation))
+                Some((name.clone(), m.addr, s.incarnation, s.evidence))
             })
             .collect();
-        for (name, addr, incarnation) in notices {
+        for (name, addr, incarnation, evidence) in notices {
             let local = self.table.local().name.clone();
-            let body = self.suspect_body(&name, incarnation, &local);
+            let body = self.suspect_body(&name, incarnation, &local, evidence);
             self.send_to_member(addr, Some(&name), vec![body]);
         }
         if now >= self.next_reap {
@@ -855,7 +869,7 @@ impl Swim {
         if let Some((name, _)) = probe.relays.iter().find(|(_, a)| *a == from) {
             probe.nacks.insert(name.clone());
         }
-        if probe.nacks.len() == probe.relays.len() && (probe.tcp_ping.is_none() || probe.tcp_failed) {
+        if probe.nacks.len() == probe.relays.len() && probe.tcp.is_settled() {
             // Every relay tried and failed, and so did TCP: waiting for the end of the period
             // would add nothing.
             self.finish_probe(now);
@@ -901,16 +915,23 @@ impl Swim {
             return self.drop_count(ConvertError::Name.reason());
         }
         let incarnation = convert::incarnation(s.generation, s.incarnation);
-        self.suspect(&s.node, incarnation, &s.from, &[], Some(from), now);
+        // Unknown values (a newer peer's) and an older peer's absent field: silence.
+        let evidence = match wire::Evidence::try_from(s.evidence) {
+            Ok(wire::Evidence::Refused) => Evidence::Refused,
+            _ => Evidence::Silence,
+        };
+        self.suspect(&s.node, incarnation, &s.from, evidence, &[], Some(from), now);
     }
 
-    /// Apply a suspicion of `name` reported by `from` (this node's name when it is the prober),
-    /// with `extra` independent confirmations (relays that nacked).
+    /// Apply a suspicion of `name` reported by `from` (this node's name when it is the prober)
+    /// on `evidence`, with `extra` independent confirmations (relays that nacked).
+    #[allow(clippy::too_many_arguments)] // the inputs of one rule; a struct would only rename them
     fn suspect(
         &mut self,
         name: &str,
         incarnation: Incarnation,
         from: &str,
+        evidence: Evidence,
         extra: &[String],
         informer: Option<SocketAddr>,
         now: Instant,
@@ -919,55 +940,68 @@ impl Swim {
         match self.table.apply_suspect(name, incarnation, now) {
             Applied::Changed { member, .. } => {
                 let originated_here = from == local_name;
-                let mut suspicion = self.new_suspicion(member.incarnation, from, originated_here, now);
+                let timings = self.suspicion_timings(evidence);
+                let mut suspicion = Suspicion::new(member.incarnation, from, originated_here, evidence, timings, now);
                 for confirmer in extra {
                     suspicion.confirm(confirmer);
                 }
                 self.suspicions.insert(name.to_owned(), suspicion);
                 if originated_here {
                     self.stats.suspicions += 1;
+                    if evidence == Evidence::Refused {
+                        self.stats.suspicions_proven += 1;
+                    }
                     if self.config.lifeguard.buddy {
                         // Tell the suspect directly, so that a live one refutes at once.
-                        let notice = self.suspect_body(name, member.incarnation, from);
+                        let notice = self.suspect_body(name, member.incarnation, from, evidence);
                         self.send(member.addr, vec![notice]);
                     }
                 }
-                let body = self.suspect_body(name, member.incarnation, from);
+                let body = self.suspect_body(name, member.incarnation, from, evidence);
                 self.broadcast(name, body);
                 self.events.push_back(Event::MemberSuspected(member));
             }
             Applied::Refuted(local) => self.refute(local, informer),
             _ if name == local_name && !self.left => self.answer_stale_news(informer),
             _ => {
+                let proven = self.suspicion_timings(Evidence::Refused);
                 let confirmed = match self.suspicions.get_mut(name) {
                     Some(s) if s.incarnation == incarnation => {
-                        let mut any = s.confirm(from);
+                        // Proof for a silent suspicion shortens it (and is news to pass on).
+                        let mut any = evidence == Evidence::Refused && s.prove(proven);
+                        any |= s.confirm(from);
                         for confirmer in extra {
                             any |= s.confirm(confirmer);
                         }
-                        any
+                        any.then_some(s.evidence)
                     }
-                    _ => false,
+                    _ => None,
                 };
-                if confirmed {
-                    // Re-gossip so that others count this confirmation too.
-                    let body = self.suspect_body(name, incarnation, from);
+                if let Some(evidence) = confirmed {
+                    // Re-gossip so that others count this confirmation (and the proof) too.
+                    let body = self.suspect_body(name, incarnation, from, evidence);
                     self.broadcast(name, body);
                 }
             }
         }
     }
 
-    fn new_suspicion(&self, incarnation: Incarnation, from: &str, originated_here: bool, now: Instant) -> Suspicion {
+    /// The suspicion timings for a cluster of this node's size on `evidence`: proven death
+    /// counts in `suspicion_unit`, silence in `silent_suspicion_unit`.
+    fn suspicion_timings(&self, evidence: Evidence) -> Timings {
         let n = self.table.live_count();
         let c = &self.config;
-        let min = suspicion::min_timeout(c.suspicion_mult, n, c.suspicion_unit);
+        let unit = match evidence {
+            Evidence::Refused => c.suspicion_unit,
+            Evidence::Silence => c.silent_suspicion_unit,
+        };
+        let min = suspicion::min_timeout(c.suspicion_mult, n, unit);
         let max = min * c.suspicion_max_mult;
         let mut expected = c.suspicion_mult.saturating_sub(2);
         if (n as u32).saturating_sub(2) < expected || !c.lifeguard.dynamic_suspicion {
             expected = 0;
         }
-        Suspicion::new(incarnation, from, originated_here, expected, min, max, now)
+        Timings { min, max, expected }
     }
 
     fn suspicion_expired(&mut self, name: &str, now: Instant) {
@@ -1050,12 +1084,13 @@ impl Swim {
         self.send(to, vec![Body::Alive(convert::alive_to_wire(&claim))]);
     }
 
-    fn suspect_body(&self, name: &str, incarnation: Incarnation, from: &str) -> Body {
+    fn suspect_body(&self, name: &str, incarnation: Incarnation, from: &str, evidence: Evidence) -> Body {
         Body::Suspect(wire::Suspect {
             node: name.to_owned(),
             generation: incarnation.generation,
             incarnation: incarnation.incarnation,
             from: from.to_owned(),
+            evidence: wire_evidence(evidence),
         })
     }
 
@@ -1070,11 +1105,13 @@ impl Swim {
         let (addr, state, incarnation) = (member.addr, member.state, member.incarnation);
         let seq = self.next_seq();
         let local = self.table.local().name.to_string();
+        let evidence = self.suspicions.get(target.as_str()).map_or(Evidence::Silence, |s| s.evidence);
         let buddy = (self.config.lifeguard.buddy && state == State::Suspect).then(|| wire::Suspect {
             node: target.to_string(),
             generation: incarnation.generation,
             incarnation: incarnation.incarnation,
             from: local.clone(),
+            evidence: wire_evidence(evidence),
         });
         self.stats.probes += 1;
         self.send(addr, vec![Body::Ping(wire::Ping { seq, target: target.to_string(), source: local, buddy })]);
@@ -1087,8 +1124,7 @@ impl Swim {
             ends_at: self.next_probe,
             relays: Vec::new(),
             nacks: Default::default(),
-            tcp_ping: None,
-            tcp_failed: false,
+            tcp: TcpPing::NotSent,
             sent_at: now,
         });
     }
@@ -1157,23 +1193,23 @@ impl Swim {
             };
             self.send(*relay_addr, vec![Body::IndirectPing(req)]);
         }
-        let tcp_ping = if self.config.tcp_fallback_ping {
+        let tcp = if self.config.tcp_fallback_ping {
             let msg =
                 wire::StreamMessage { body: Some(StreamBody::Ping(wire::Ping { seq, target, source, buddy: None })) };
-            Some(self.stream_request(target_addr, &msg, StreamPurpose::TcpPing(seq)))
+            TcpPing::Pending(self.stream_request(target_addr, &msg, StreamPurpose::TcpPing(seq)))
         } else {
-            None
+            TcpPing::NotSent
         };
         if let Some(probe) = self.probe.as_mut() {
             probe.phase = ProbePhase::Indirect;
             probe.relays = relays;
-            probe.tcp_ping = tcp_ping;
+            probe.tcp = tcp;
         }
     }
 
     fn finish_probe(&mut self, now: Instant) {
         let Some(probe) = self.probe.take() else { return };
-        if let Some(id) = probe.tcp_ping {
+        if let TcpPing::Pending(id) = probe.tcp {
             self.streams.remove(&id);
         }
         if probe.phase == ProbePhase::Acked {
@@ -1198,13 +1234,17 @@ impl Swim {
             return;
         }
         let incarnation = member.incarnation;
-        let confirmers: Vec<String> = if self.config.lifeguard.nack_confirms {
+        // A refused TCP ping proves the process gone; anything else is silence, which a stalled
+        // process also produces, and then the relays' nacks are no independent evidence either
+        // (the target was silent to everyone at once).
+        let evidence = if probe.tcp == TcpPing::Refused { Evidence::Refused } else { Evidence::Silence };
+        let confirmers: Vec<String> = if self.config.lifeguard.nack_confirms && evidence == Evidence::Refused {
             probe.nacks.into_iter().map(String::from).collect()
         } else {
             Vec::new()
         };
         let local = self.table.local().name.clone();
-        self.suspect(&probe.target, incarnation, &local, &confirmers, None, now);
+        self.suspect(&probe.target, incarnation, &local, evidence, &confirmers, None, now);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1220,7 +1260,7 @@ impl Swim {
                 .filter(|(_, s)| s.originated_here)
                 .filter_map(|(name, s)| {
                     let m = self.table.get(name)?;
-                    Some((m.addr, self.suspect_body(name, s.incarnation, &self.table.local().name)))
+                    Some((m.addr, self.suspect_body(name, s.incarnation, &self.table.local().name, s.evidence)))
                 })
                 .collect();
             for (addr, body) in notices {
@@ -1351,11 +1391,12 @@ impl Swim {
             let (name, incarnation) = (claim.name.clone(), claim.incarnation);
             match state {
                 State::Alive => self.on_alive(claim, None, now),
+                // A peer's table says nothing of what its suspicion rested on: silence.
                 State::Suspect => {
                     self.on_alive(claim, None, now);
-                    self.suspect(&name, incarnation, &local_name, &[], None, now);
+                    self.suspect(&name, incarnation, &local_name, Evidence::Silence, &[], None, now);
                 }
-                State::Dead => self.suspect(&name, incarnation, &local_name, &[], None, now),
+                State::Dead => self.suspect(&name, incarnation, &local_name, Evidence::Silence, &[], None, now),
                 State::Left => {
                     let d = wire::Dead {
                         node: name.to_string(),
@@ -1467,6 +1508,15 @@ fn shrink_drained<T>(queue: &mut VecDeque<T>) {
     if queue.is_empty() && queue.capacity() > 64 {
         *queue = VecDeque::new();
     }
+}
+
+/// The wire value of `evidence` (the `Suspect.evidence` field).
+fn wire_evidence(evidence: Evidence) -> i32 {
+    let e = match evidence {
+        Evidence::Silence => wire::Evidence::Silence,
+        Evidence::Refused => wire::Evidence::Refused,
+    };
+    e as i32
 }
 
 fn message_kind(body: &Body) -> &'static str {

@@ -21,12 +21,30 @@ pub(crate) struct Probe {
     pub(crate) relays: Vec<(Name, SocketAddr)>,
     /// Relays that answered with a nack.
     pub(crate) nacks: BTreeSet<Name>,
-    /// Stream id of a TCP fallback ping, if one is out.
-    pub(crate) tcp_ping: Option<u64>,
-    /// The TCP fallback ping failed.
-    pub(crate) tcp_failed: bool,
+    /// The TCP fallback ping.
+    pub(crate) tcp: TcpPing,
     /// When the ping went out, for the round-trip time.
     pub(crate) sent_at: Instant,
+}
+
+/// Where the TCP fallback ping of a probe stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpPing {
+    /// Not sent (the probe is still direct, or the fallback is off).
+    NotSent,
+    /// Out, on this stream.
+    Pending(u64),
+    /// The connection was refused: the target's process is gone (proof of death).
+    Refused,
+    /// It failed otherwise (no answer in time, closed, ...): silence.
+    Failed,
+}
+
+impl TcpPing {
+    /// Whether it is over without an ack (or was never sent).
+    pub(crate) fn is_settled(self) -> bool {
+        !matches!(self, Self::Pending(_))
+    }
 }
 
 /// Where a probe stands.

@@ -4,17 +4,41 @@
 //! confirmations arrive: `timeout(c) = max(min, max - (max - min) × ln(c + 1) / ln(k + 1))`, where
 //! `k` is the number of confirmations expected. The node that started the suspicion (the `from` of
 //! the first suspect message) never counts as a confirmation.
+//!
+//! What the suspicion rests on ([`Evidence`]) picks its timings: a refused TCP connection proves
+//! the process gone and gets the short ones; silence gets memberlist's, which a stalled process
+//! outlives. Proof arriving for a silent suspicion shortens it ([`Suspicion::prove`]).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use membership::Incarnation;
 
+/// What a suspicion rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Evidence {
+    /// No answer: a stalled process, a host gone, a lossy path. Not proof of death.
+    Silence,
+    /// The target's TCP port refused a connection: its host is up and its process gone.
+    Refused,
+}
+
+/// The timings of a suspicion: its minimum and maximum timeout and the confirmations that bring
+/// it from the one to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timings {
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
+    pub(crate) expected: u32,
+}
+
 /// One pending suspicion of one member.
 #[derive(Debug, Clone)]
 pub(crate) struct Suspicion {
     /// The incarnation suspected.
     pub(crate) incarnation: Incarnation,
+    /// What it rests on, the strongest heard so far.
+    pub(crate) evidence: Evidence,
     /// Whether this node started it (and so runs the direct notices to the suspect).
     pub(crate) originated_here: bool,
     started: Instant,
@@ -33,21 +57,22 @@ pub(crate) struct Suspicion {
 const LATE_NOTICE_AT: [f64; 2] = [0.5, 0.75];
 
 impl Suspicion {
-    /// A suspicion started by `from` at `now`, expecting `expected` confirmations.
+    /// A suspicion started by `from` at `now` on `evidence`, with the timings for it.
     pub(crate) fn new(
         incarnation: Incarnation,
         from: &str,
         originated_here: bool,
-        expected: u32,
-        min: Duration,
-        max: Duration,
+        evidence: Evidence,
+        timings: Timings,
         now: Instant,
     ) -> Self {
         let mut confirmers = HashSet::new();
         confirmers.insert(from.to_owned());
+        let Timings { min, max, expected } = timings;
         let max = if expected == 0 { min } else { max.max(min) };
         Self {
             incarnation,
+            evidence,
             originated_here,
             started: now,
             confirmers,
@@ -57,6 +82,24 @@ impl Suspicion {
             deadline: now + max,
             late_notices: 0,
         }
+    }
+
+    /// Proof of death arrived for a suspicion that rested on silence: switch to `timings` (the
+    /// short ones), keeping the start and the confirmations, so that the deadline is the one the
+    /// suspicion would have had if it had been proven from the start (at once if that is past),
+    /// and never later than before. Returns whether anything changed.
+    pub(crate) fn prove(&mut self, timings: Timings) -> bool {
+        if self.evidence == Evidence::Refused {
+            return false;
+        }
+        self.evidence = Evidence::Refused;
+        let Timings { min, max, expected } = timings;
+        self.min = min;
+        self.max = if expected == 0 { min } else { max.max(min) };
+        self.expected = expected;
+        let proven = self.started + timeout(self.confirmations(), self.expected, self.min, self.max);
+        self.deadline = self.deadline.min(proven);
+        true
     }
 
     /// Count a confirmation from `from`; returns whether it was new (and so worth re-gossiping).
@@ -145,7 +188,7 @@ mod tests {
         let t0 = Instant::now();
         let (min, max) = (Duration::from_secs(2), Duration::from_secs(12));
         let inc = Incarnation::default();
-        let mut s = Suspicion::new(inc, "a", true, 2, min, max, t0);
+        let mut s = Suspicion::new(inc, "a", true, Evidence::Silence, Timings { min, max, expected: 2 }, t0);
         assert_eq!(s.deadline(), t0 + max);
         assert!(!s.confirm("a"));
         assert!(s.confirm("b"));
@@ -154,5 +197,35 @@ mod tests {
         assert!(s.confirm("c"));
         assert_eq!(s.deadline(), t0 + min);
         assert!(!s.confirm("d"), "no use after k confirmations");
+    }
+
+    #[test]
+    fn proof_shortens_a_silent_suspicion_from_its_start() {
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let silent = Timings { min: secs(4), max: secs(24), expected: 2 };
+        let proven = Timings { min: Duration::from_millis(800), max: Duration::from_millis(4800), expected: 2 };
+        let mut s = Suspicion::new(Incarnation::default(), "a", false, Evidence::Silence, silent, t0);
+        assert_eq!(s.deadline(), t0 + secs(24));
+        assert!(s.confirm("b"));
+        let one_confirmation = s.deadline();
+        assert!(s.prove(proven));
+        assert_eq!(s.evidence, Evidence::Refused);
+        assert_eq!(s.deadline(), t0 + timeout(1, 2, proven.min, proven.max), "the confirmation is kept");
+        assert!(s.deadline() < one_confirmation);
+        assert!(!s.prove(proven), "proven once is enough");
+        assert!(s.confirm("c"));
+        assert_eq!(s.deadline(), t0 + proven.min);
+        // Never later than before: a proven suspicion with no timings left over keeps its own.
+        let mut quick = Suspicion::new(
+            Incarnation::default(),
+            "a",
+            false,
+            Evidence::Silence,
+            Timings { min: secs(1), max: secs(1), expected: 0 },
+            t0,
+        );
+        assert!(quick.prove(Timings { min: secs(2), max: secs(12), expected: 2 }));
+        assert_eq!(quick.deadline(), t0 + secs(1));
     }
 }

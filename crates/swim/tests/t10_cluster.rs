@@ -78,9 +78,9 @@ fn no_false_failures_at_ten_percent_loss() {
 #[test]
 fn a_paused_node_refutes_when_it_comes_back() {
     let mut c = Cluster::new(5, Config::lan(), 6);
-    c.crashed.insert(4); // paused: hears nothing, says nothing
-    c.run_until(Duration::from_secs(20), |c| c.all_see(4, &[State::Dead])).expect("paused node declared dead");
-    c.crashed.remove(&4);
+    c.vanished.insert(4); // gone for a while: hears nothing, says nothing, refuses nothing
+    c.run_until(Duration::from_secs(40), |c| c.all_see(4, &[State::Dead])).expect("silent node declared dead");
+    c.vanished.remove(&4);
     c.run_until(Duration::from_secs(60), |c| c.all_see(4, &[State::Alive])).expect("it refutes and is alive again");
     assert!(c.nodes[4].stats().refutations >= 1);
     let inc = c.nodes[4].local_member().incarnation;

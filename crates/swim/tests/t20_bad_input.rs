@@ -29,6 +29,7 @@ fn garbage_is_counted_and_changes_nothing() {
             generation: 1,
             incarnation: 50,
             from: "evil".into(),
+            evidence: wire::Evidence::Refused as i32,
         })),
     };
     let foreign = other.encode_packet(std::slice::from_ref(&ping), &mut rng);

@@ -31,12 +31,16 @@ pub(crate) fn tags() -> impl Strategy<Value = Vec<wire::Tag>> {
 }
 
 pub(crate) fn suspect() -> impl Strategy<Value = wire::Suspect> {
-    (name(), any::<u64>(), any::<u64>(), name()).prop_map(|(node, generation, incarnation, from)| wire::Suspect {
-        node,
-        generation,
-        incarnation,
-        from,
-    })
+    // Any evidence value, unknown ones included: a newer peer may send one this build lacks.
+    (name(), any::<u64>(), any::<u64>(), name(), any::<i32>()).prop_map(
+        |(node, generation, incarnation, from, evidence)| wire::Suspect {
+            node,
+            generation,
+            incarnation,
+            from,
+            evidence,
+        },
+    )
 }
 
 pub(crate) fn alive() -> impl Strategy<Value = wire::Alive> {

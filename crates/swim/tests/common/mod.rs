@@ -11,18 +11,35 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
-use swim::{Config, Event, LocalNode, State, Swim, Tags, TransmitKind};
+use swim::{Config, Event, LocalNode, State, StreamError, Swim, Tags, TransmitKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Delivery {
     Datagram { from: usize, to: SocketAddr, bytes: Vec<u8> },
     StreamRequest { from: usize, to: SocketAddr, id: u64, bytes: Vec<u8> },
-    StreamResponse { to: usize, id: u64, result: Result<Vec<u8>, String> },
+    StreamResponse { to: usize, id: u64, result: Result<Vec<u8>, Failure> },
+}
+
+/// How a stream request failed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Failure {
+    Refused,
+    Failed(String),
 }
 
 pub struct Cluster {
     pub nodes: Vec<Swim>,
+    /// Crashed processes on live hosts: datagrams to them are lost, stream requests refused.
     pub crashed: HashSet<usize>,
+    /// Hosts gone: datagrams to them are lost, stream requests time out.
+    pub vanished: HashSet<usize>,
+    /// Stalled processes (SIGSTOP): no timers run; datagrams wait for them (as in a socket
+    /// buffer); stream requests are accepted by the kernel and time out unanswered.
+    pub stalled: HashSet<usize>,
+    /// Datagrams that reached a stalled node, delivered when it resumes.
+    stall_buffer: Vec<(usize, usize, Vec<u8>)>,
+    /// How long a stream request waits for its answer.
+    pub stream_timeout: Duration,
     pub events: Vec<(Duration, usize, Event)>,
     /// Timer wake-ups (`handle_timeout` calls) per node.
     pub wakeups: Vec<u64>,
@@ -52,6 +69,10 @@ impl Cluster {
         let mut c = Self {
             nodes,
             crashed: HashSet::new(),
+            vanished: HashSet::new(),
+            stalled: HashSet::new(),
+            stall_buffer: Vec::new(),
+            stream_timeout: Duration::from_secs(10),
             events: Vec::new(),
             wakeups: vec![0; n],
             base,
@@ -103,7 +124,11 @@ impl Cluster {
                     return;
                 }
                 let Some(j) = self.index(to) else { return };
-                if self.crashed.contains(&j) {
+                if self.crashed.contains(&j) || self.vanished.contains(&j) {
+                    return;
+                }
+                if self.stalled.contains(&j) {
+                    self.stall_buffer.push((from, j, bytes));
                     return;
                 }
                 let from_addr = self.nodes[from].local_member().addr;
@@ -111,23 +136,29 @@ impl Cluster {
                 self.drain(j);
             }
             Delivery::StreamRequest { from, to, id, bytes } => {
-                let answer = match self.index(to) {
+                let (answer, at) = match self.index(to) {
+                    Some(j) if self.vanished.contains(&j) || self.stalled.contains(&j) => {
+                        (Err(Failure::Failed("timed out".into())), self.now + self.stream_timeout)
+                    }
                     Some(j) if !self.crashed.contains(&j) => {
                         let from_addr = self.nodes[from].local_member().addr;
                         let a = self.nodes[j].handle_stream_request(from_addr, &bytes, self.now);
                         self.drain(j);
-                        a.map(|b| b.to_vec()).ok_or_else(|| "closed".to_owned())
+                        (a.map(|b| b.to_vec()).ok_or_else(|| Failure::Failed("closed".into())), self.now + self.latency)
                     }
-                    _ => Err("connection refused".to_owned()),
+                    _ => (Err(Failure::Refused), self.now + self.latency),
                 };
-                let at = self.now + self.latency;
                 self.push(at, Delivery::StreamResponse { to: from, id, result: answer });
             }
             Delivery::StreamResponse { to, id, result } => {
-                if self.crashed.contains(&to) {
+                if self.is_down(to) || self.stalled.contains(&to) {
                     return;
                 }
-                let r = result.as_deref().map_err(|e| e.clone());
+                let r = match &result {
+                    Ok(bytes) => Ok(&bytes[..]),
+                    Err(Failure::Refused) => Err(StreamError::Refused("connection refused".into())),
+                    Err(Failure::Failed(reason)) => Err(StreamError::Failed(reason.clone())),
+                };
                 self.nodes[to].handle_stream_response(id, r, self.now);
                 self.drain(to);
             }
@@ -138,7 +169,7 @@ impl Cluster {
         let end = self.now + d;
         loop {
             let next_timer = (0..self.nodes.len())
-                .filter(|i| !self.crashed.contains(i))
+                .filter(|&i| !self.is_down(i) && !self.stalled.contains(&i))
                 .filter_map(|i| self.nodes[i].poll_timeout().map(|t| (t, i)))
                 .min();
             let next_delivery = self.queue.peek().map(|Reverse((t, _, _))| *t);
@@ -170,6 +201,45 @@ impl Cluster {
         self.now = end;
     }
 
+    fn is_down(&self, i: usize) -> bool {
+        self.crashed.contains(&i) || self.vanished.contains(&i)
+    }
+
+    /// Stall node `i` (SIGSTOP).
+    pub fn stall(&mut self, i: usize) {
+        self.stalled.insert(i);
+    }
+
+    /// Resume a stalled node (SIGCONT): it reads the datagrams that waited for it, then runs
+    /// its timers.
+    pub fn resume(&mut self, i: usize) {
+        self.stalled.remove(&i);
+        let buffered: Vec<_> = self.stall_buffer.iter().filter(|(_, j, _)| *j == i).cloned().collect();
+        self.stall_buffer.retain(|(_, j, _)| *j != i);
+        for (from, j, bytes) in buffered {
+            let from_addr = self.nodes[from].local_member().addr;
+            self.nodes[j].handle_packet(from_addr, &bytes, self.now);
+            self.drain(j);
+        }
+        self.nodes[i].handle_timeout(self.now);
+        self.drain(i);
+    }
+
+    /// The first time any node other than `of` reported it failed, since `since`.
+    pub fn first_failure_of(&self, of: usize, since: Duration) -> Option<Duration> {
+        let name = format!("node{of}");
+        self.events
+            .iter()
+            .filter(|(t, i, e)| *t >= since && *i != of && matches!(e, Event::MemberFailed(m) if m.name == name))
+            .map(|(t, _, _)| *t)
+            .next()
+    }
+
+    /// Virtual time since the cluster was built.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.base
+    }
+
     pub fn state(&self, observer: usize, of: usize) -> Option<State> {
         self.nodes[observer].member(&format!("node{of}")).map(|m| m.state)
     }
@@ -177,7 +247,7 @@ impl Cluster {
     /// Whether every live node sees `of` in one of `states`.
     pub fn all_see(&self, of: usize, states: &[State]) -> bool {
         (0..self.nodes.len())
-            .filter(|i| *i != of && !self.crashed.contains(i))
+            .filter(|&i| i != of && !self.is_down(i) && !self.stalled.contains(&i))
             .all(|i| self.state(i, of).is_some_and(|s| states.contains(&s)))
     }
 
