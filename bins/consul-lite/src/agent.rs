@@ -1,0 +1,311 @@
+//! `consul-lite agent -dev`: the gossip pool, the store, the catalog kept in step with the
+//! pool, and the HTTP API, until a signal or `/v1/agent/leave`.
+//!
+//! ```text
+//!  Settings ─► bind HTTP ─► Serf::start (tags role=consul, dc, port) ─► -join / -retry-join
+//!      │
+//!      ├─► DevStore ◄── register this node (serfHealth passing, service "consul")
+//!      │       ▲
+//!      │       └── reconcile: member alive → serfHealth passing, failed → critical
+//!      │           (its sessions invalidated, locks released), left → deregistered
+//!      └─► http_serve::serve(/v1 router) until SIGINT / SIGTERM / leave
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use gossip_core::{Keyring, Member, NodeConfig, Serf, SerfConfig, SerfHandle, State, Tags};
+use http_serve::{ServeConfig, ServeStats};
+use rand::Rng as _;
+use service_registry::{
+    CheckRegistration, Command, HealthStatus, Registration, ServiceRegistration, SERF_HEALTH_CHECK,
+};
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::http::{AgentInfo, Api, ApiMetrics};
+use crate::store::{DevStore, Store};
+
+/// How often `-retry-join` tries again (Consul: 30 s).
+const RETRY_JOIN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs the agent until it is stopped.
+pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
+    if !settings.dev {
+        anyhow::bail!(
+            "only -dev is implemented so far (servers replicated through Raft are next): run `consul-lite agent -dev`"
+        );
+    }
+    if settings.data_dir.is_some() {
+        tracing::info!("-data-dir is accepted but unused in -dev mode: nothing is kept on disk");
+    }
+    http_serve::raise_fd_limit();
+    let http_addr = SocketAddr::new(settings.client, settings.http_port);
+    let listener = http_serve::bind(http_addr).with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
+    let server_addr = SocketAddr::new(settings.bind, settings.server_port).to_string();
+    let node_id = uuid();
+
+    let mut node = NodeConfig::lan();
+    node.name.clone_from(&settings.node);
+    node.bind_addr = SocketAddr::new(settings.bind, settings.serf_lan_port);
+    if let Some(key) = &settings.encrypt {
+        node.keyring = Some(Keyring::new(gossip_core::Key::from_base64(key).context("-encrypt")?));
+    }
+    node.tags = Tags::from_pairs(server_tags(&settings, &node_id)).context("gossip tags")?;
+    let config = SerfConfig::new(node);
+    config.validate().context("invalid gossip configuration")?;
+    let serf = Serf::start(config).await.with_context(|| {
+        format!("cannot start gossip on {}:{} (-bind, -serf-lan-port)", settings.bind, settings.serf_lan_port)
+    })?;
+    let handle = serf.handle();
+
+    let store = DevStore::new(server_addr.clone());
+    let advertise = handle.advertise_addr().ip().to_string();
+    register_self(&store, &settings, &node_id, &advertise).await?;
+
+    if !settings.join.is_empty() {
+        let addrs = resolve(&settings.join).await?;
+        if let Err(error) = handle.join(&addrs, false).await {
+            serf.shutdown().await;
+            anyhow::bail!("-join: could not join any of {:?}: {error}", settings.join);
+        }
+    }
+
+    let (stop, mut stopping) = watch::channel(false);
+    let api = Arc::new(Api {
+        store: Arc::new(store.clone()),
+        serf: handle.clone(),
+        info: AgentInfo {
+            node: settings.node.clone(),
+            node_id: node_id.clone(),
+            datacenter: settings.datacenter.clone(),
+            server_addr: server_addr.clone(),
+            advertise: advertise.clone(),
+            server: settings.server,
+            dev: settings.dev,
+        },
+        acl_token: settings.acl_master_token.clone(),
+        metrics: ApiMetrics::default(),
+        serve_stats: Arc::new(ServeStats::default()),
+        stop: stop.clone(),
+    });
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(reconcile(
+        handle.clone(),
+        Arc::clone(&api.store),
+        settings.node.clone(),
+        settings.datacenter.clone(),
+        stopping.clone(),
+    )));
+    if !settings.retry_join.is_empty() {
+        tasks.push(tokio::spawn(retry_join(handle.clone(), settings.retry_join.clone(), stopping.clone())));
+    }
+    let mut serve_stop = stopping.clone();
+    let server = tokio::spawn(http_serve::serve(
+        listener,
+        crate::http::router(Arc::clone(&api)),
+        ServeConfig::default(),
+        Arc::clone(&api.serve_stats),
+        async move {
+            let _ = serve_stop.wait_for(|stop| *stop).await;
+        },
+    ));
+    println!("==> consul-lite agent running!");
+    println!("           Node name: '{}'", settings.node);
+    println!("          Datacenter: '{}'", settings.datacenter);
+    println!("              Server: {} (dev mode, in memory)", settings.server);
+    println!("     Client Addr: {http_addr} (HTTP)");
+    println!("        Cluster Addr: {} (LAN gossip: {})", advertise, handle.local_addr());
+    tracing::info!(node = %settings.node, http = %http_addr, gossip = %handle.local_addr(), "agent running");
+
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    tokio::select! {
+        () = &mut signal => tracing::info!("caught a signal; shutting down"),
+        _ = stopping.wait_for(|stop| *stop) => tracing::info!("left the pool; shutting down"),
+    }
+    let _ = stop.send(true);
+    store.stop();
+    let _ = server.await;
+    for task in tasks {
+        task.abort();
+        let _ = task.await;
+    }
+    serf.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// The tags Consul's servers gossip: role, datacenter, server port, node ID, versions.
+fn server_tags(settings: &Settings, node_id: &str) -> Vec<(String, String)> {
+    let mut tags = vec![
+        ("role".to_owned(), "consul".to_owned()),
+        ("dc".to_owned(), settings.datacenter.clone()),
+        ("port".to_owned(), settings.server_port.to_string()),
+        ("id".to_owned(), node_id.to_owned()),
+        ("vsn".to_owned(), "2".to_owned()),
+        ("vsn_min".to_owned(), "2".to_owned()),
+        ("vsn_max".to_owned(), "3".to_owned()),
+        ("raft_vsn".to_owned(), "3".to_owned()),
+        ("build".to_owned(), format!("consul-lite-{}", env!("CARGO_PKG_VERSION"))),
+    ];
+    if settings.dev {
+        tags.push(("bootstrap".to_owned(), "1".to_owned()));
+    }
+    tags
+}
+
+/// This node in the catalog: its address, the `consul` service on the server port, and a
+/// passing `serfHealth`.
+async fn register_self(store: &DevStore, settings: &Settings, node_id: &str, address: &str) -> anyhow::Result<()> {
+    let registration = Registration {
+        node: settings.node.clone(),
+        id: node_id.to_owned(),
+        address: address.to_owned(),
+        datacenter: settings.datacenter.clone(),
+        tagged_addresses: [("lan".to_owned(), address.to_owned()), ("wan".to_owned(), address.to_owned())].into(),
+        node_meta: [("consul-network-segment".to_owned(), String::new())].into(),
+        service: Some(ServiceRegistration {
+            id: "consul".into(),
+            service: "consul".into(),
+            port: settings.server_port,
+            ..ServiceRegistration::default()
+        }),
+        checks: vec![serf_health(HealthStatus::Passing)],
+    };
+    let _applied =
+        store.write(Command::Register(registration)).await.context("cannot register this node in the catalog")?;
+    Ok(())
+}
+
+fn serf_health(status: HealthStatus) -> CheckRegistration {
+    let output = match status {
+        HealthStatus::Passing => "Agent alive and reachable",
+        _ => "Agent not live or unreachable",
+    };
+    CheckRegistration {
+        check_id: SERF_HEALTH_CHECK.into(),
+        name: "Serf Health Status".into(),
+        status,
+        output: output.into(),
+        check_type: "serf".into(),
+        ..CheckRegistration::default()
+    }
+}
+
+/// Keeps the catalog in step with the gossip pool, as Consul's leader does: a live member is
+/// registered with `serfHealth` passing, a failed one gets it critical (which invalidates its
+/// sessions and releases their locks), a member that left is deregistered.
+async fn reconcile(
+    serf: SerfHandle,
+    store: Arc<dyn Store>,
+    this_node: String,
+    datacenter: String,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut changes = serf.member_changes();
+    loop {
+        for member in serf.members() {
+            if let Some(command) = reconcile_command(&*store, &member, &this_node, &datacenter) {
+                if let Err(error) = store.write(command).await {
+                    tracing::warn!(member = %member.name, %error, "cannot update the catalog for a member");
+                }
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+fn reconcile_command(store: &dyn Store, member: &Member, this_node: &str, datacenter: &str) -> Option<Command> {
+    let name = member.name.to_string();
+    if name == this_node {
+        return None;
+    }
+    let registry = store.read();
+    let registered = registry.node(&name).is_some();
+    let health = registry.check(&name, SERF_HEALTH_CHECK).map(|check| check.status);
+    let address = member.addr.ip().to_string();
+    let register = |status| {
+        Command::Register(Registration {
+            node: name.clone(),
+            address: address.clone(),
+            datacenter: datacenter.to_owned(),
+            checks: vec![serf_health(status)],
+            ..Registration::default()
+        })
+    };
+    match member.state {
+        State::Alive | State::Suspect => {
+            let current = registry.node(&name).is_some_and(|node| node.address == address);
+            (!current || health != Some(HealthStatus::Passing)).then(|| register(HealthStatus::Passing))
+        }
+        State::Dead => (registered && health != Some(HealthStatus::Critical)).then(|| register(HealthStatus::Critical)),
+        State::Left => registered.then(|| Command::DeregisterNode { node: name.clone() }),
+    }
+}
+
+async fn resolve(addrs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut resolved = Vec::new();
+    for addr in addrs {
+        let with_port = if addr.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+            addr.clone()
+        } else {
+            format!("{addr}:{}", crate::config::DEFAULT_SERF_LAN_PORT)
+        };
+        let found = tokio::net::lookup_host(with_port.as_str()).await;
+        match found {
+            Ok(found) => resolved.extend(found),
+            Err(error) => tracing::warn!(%addr, %error, "cannot resolve a join address"),
+        }
+    }
+    if resolved.is_empty() {
+        anyhow::bail!("none of {addrs:?} resolves to an address");
+    }
+    Ok(resolved)
+}
+
+async fn retry_join(serf: SerfHandle, addrs: Vec<String>, mut stopping: watch::Receiver<bool>) {
+    loop {
+        match resolve(&addrs).await {
+            Ok(resolved) => match serf.join(&resolved, false).await {
+                Ok(count) => {
+                    tracing::info!(count, "retry-join: joined the pool");
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "retry-join: no address answered; retrying"),
+            },
+            Err(error) => tracing::warn!(%error, "retry-join"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RETRY_JOIN_INTERVAL) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// A random (version 4) UUID: node and session IDs.
+pub(crate) fn uuid() -> String {
+    let mut bytes: [u8; 16] = rand::rng().random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}

@@ -1,0 +1,262 @@
+//! Command-line parsing: Consul's single-dash flags (`-node`, `-http-addr`) are turned into
+//! clap's double-dash form before clap sees them, so both `-node x` and `--node x` work.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Rewrites `-word[=value]` (two or more characters, starting with a letter) as
+/// `--word[=value]`. Left alone: `--flags`, single letters, `-`, negative numbers, and all
+/// after `--`.
+pub(crate) fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for (index, arg) in args.into_iter().enumerate() {
+        if index == 0 || passthrough {
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            passthrough = true;
+            out.push(arg);
+            continue;
+        }
+        match arg.to_str() {
+            Some(text) if is_single_dash_word(text) => out.push(OsString::from(format!("-{text}"))),
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
+fn is_single_dash_word(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('-') else { return false };
+    let word = rest.split('=').next().unwrap_or_default();
+    word.len() > 1
+        && word.starts_with(|c: char| c.is_ascii_alphabetic())
+        && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `consul-lite`: a Consul-like agent and the commands that talk to it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "consul-lite",
+    version,
+    args_override_self = true,
+    about = "A Consul-like agent (Consul's /v1 HTTP API and commands) over SWIM gossip; -dev mode for now",
+    after_help = "Flags take one dash or two (-node or --node). Client commands reach the agent at -http-addr \
+                  (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500) with -token (env CONSUL_HTTP_TOKEN)."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run an agent (only `-dev` for now: one in-memory server).
+    Agent(Box<AgentArgs>),
+    /// List the members of the gossip pool.
+    Members {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Show every tag.
+        #[arg(long)]
+        detailed: bool,
+    },
+    /// Ask the agent to join a pool through other agents' gossip addresses.
+    Join {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Gossip addresses (`host[:port]`, port 8301 by default).
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Make the agent leave the pool gracefully and stop.
+    Leave {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Declare a failed member left on its behalf.
+    ForceLeave {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Forget the member at once.
+        #[arg(long)]
+        prune: bool,
+        /// The member's name.
+        node: String,
+    },
+    /// Show what the agent reports about itself.
+    Info {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The key/value store.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Print the version.
+    Version,
+}
+
+/// How client commands reach the agent.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ClientArgs {
+    /// The agent's HTTP address (`host:port` or `http://host:port`).
+    #[arg(long, env = "CONSUL_HTTP_ADDR", default_value = "127.0.0.1:8500")]
+    pub(crate) http_addr: String,
+    /// The ACL token to send (`X-Consul-Token`).
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+/// `consul-lite kv ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum KvCommand {
+    /// Print a key's value (or the keys under a prefix).
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Every key under the prefix, as `key:value` lines.
+        #[arg(long)]
+        recurse: bool,
+        /// Only the keys under the prefix.
+        #[arg(long)]
+        keys: bool,
+        /// With -keys: stop listing at this separator.
+        #[arg(long, default_value = "/")]
+        separator: String,
+        /// Every field of the entry.
+        #[arg(long)]
+        detailed: bool,
+        /// The key or prefix.
+        #[arg(default_value = "")]
+        key: String,
+    },
+    /// Write a value (`-` reads stdin, `@file` reads a file).
+    Put {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Write only if the key's modify index is -modify-index (0: only if absent).
+        #[arg(long)]
+        cas: bool,
+        /// The modify index for -cas.
+        #[arg(long)]
+        modify_index: Option<u64>,
+        /// Opaque flags stored with the value.
+        #[arg(long, default_value_t = 0)]
+        flags: u64,
+        /// Acquire the lock on the key for -session.
+        #[arg(long)]
+        acquire: bool,
+        /// Release the lock on the key held by -session.
+        #[arg(long)]
+        release: bool,
+        /// The session for -acquire / -release.
+        #[arg(long)]
+        session: Option<String>,
+        /// The key.
+        key: String,
+        /// The value (empty if absent).
+        value: Option<String>,
+    },
+    /// Delete a key (or a prefix with -recurse).
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Delete every key under the prefix.
+        #[arg(long)]
+        recurse: bool,
+        /// Delete only if the key's modify index is -modify-index.
+        #[arg(long)]
+        cas: bool,
+        /// The modify index for -cas.
+        #[arg(long)]
+        modify_index: Option<u64>,
+        /// The key or prefix.
+        key: String,
+    },
+    /// Print every key under a prefix as Consul's JSON export.
+    Export {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The prefix.
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Write the keys of a JSON export (an argument, `@file`, or `-` for stdin).
+    Import {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Prepended to every key.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The export (default: stdin).
+        #[arg(default_value = "-")]
+        data: String,
+    },
+}
+
+/// `consul-lite agent` flags (Consul's names). Values given here override config files.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct AgentArgs {
+    /// One in-memory server with everything on, for quick starts (nothing is kept).
+    #[arg(long)]
+    pub(crate) dev: bool,
+    /// Run as a server (Raft: not implemented yet; use -dev).
+    #[arg(long)]
+    pub(crate) server: bool,
+    /// Servers to wait for before bootstrapping Raft (not implemented yet).
+    #[arg(long)]
+    pub(crate) bootstrap_expect: Option<String>,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub(crate) node: Option<String>,
+    /// The datacenter (default dc1).
+    #[arg(long)]
+    pub(crate) datacenter: Option<String>,
+    /// Address for gossip and server RPC (default 127.0.0.1 with -dev).
+    #[arg(long)]
+    pub(crate) bind: Option<String>,
+    /// Address for the HTTP API (default 127.0.0.1).
+    #[arg(long)]
+    pub(crate) client: Option<String>,
+    /// HTTP API port (default 8500).
+    #[arg(long)]
+    pub(crate) http_port: Option<String>,
+    /// Gossip (LAN) port, UDP and TCP (default 8301).
+    #[arg(long)]
+    pub(crate) serf_lan_port: Option<String>,
+    /// Server RPC port (default 8300); reported as the leader's address.
+    #[arg(long)]
+    pub(crate) server_port: Option<String>,
+    /// DNS port (default 8600; DNS is not implemented yet).
+    #[arg(long)]
+    pub(crate) dns_port: Option<String>,
+    /// Data directory (accepted; -dev keeps nothing on disk).
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// When set, every HTTP request must carry this token (X-Consul-Token or ?token=).
+    #[arg(long)]
+    pub(crate) acl_master_token: Option<String>,
+    /// Gossip encryption key (base64, 16, 24 or 32 bytes).
+    #[arg(long)]
+    pub(crate) encrypt: Option<String>,
+    /// Join these gossip addresses at start (must reach one).
+    #[arg(long = "join")]
+    pub(crate) join: Vec<String>,
+    /// Join these gossip addresses at start, retrying until one answers.
+    #[arg(long = "retry-join")]
+    pub(crate) retry_join: Vec<String>,
+    /// A JSON config file with Consul's field names (repeatable; later ones win).
+    #[arg(long = "config-file")]
+    pub(crate) config_file: Vec<PathBuf>,
+    /// A directory of `*.json` config files, read in name order (repeatable).
+    #[arg(long = "config-dir")]
+    pub(crate) config_dir: Vec<PathBuf>,
+    /// Log level: trace, debug, info, warn, err (default info).
+    #[arg(long)]
+    pub(crate) log_level: Option<String>,
+}

@@ -1,0 +1,107 @@
+//! The HTTP client the commands use: one HTTP/1.1 connection per request (hyper), Consul's
+//! `/v1` paths, the token in `X-Consul-Token`.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::header::{HeaderValue, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::cli::ClientArgs;
+
+/// Bound on connecting to the agent.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on one request (a join may take several seconds).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An answer: status, body, and the `X-Consul-Index` if any.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Bytes,
+}
+
+/// Where the agent is, and the token to send.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    addr: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub(crate) fn new(args: &ClientArgs) -> Self {
+        let addr = args.http_addr.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        Self { addr, token: args.token.clone().filter(|token| !token.is_empty()) }
+    }
+
+    /// Sends a request; any status is returned (the caller decides what a 404 means).
+    pub(crate) async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Answer> {
+        let exchange = async {
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                .await
+                .map_err(|_| anyhow!("cannot reach the agent at {}: no answer within {CONNECT_TIMEOUT:?}", self.addr))?
+                .with_context(|| {
+                    format!(
+                        "cannot reach the agent at {} (is `consul-lite agent -dev` running? set -http-addr or CONSUL_HTTP_ADDR)",
+                        self.addr
+                    )
+                })?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .with_context(|| format!("HTTP handshake with {}", self.addr))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let mut request = Request::builder().method(method).uri(path);
+            request =
+                request.header(HOST, HeaderValue::from_str(&self.addr).unwrap_or(HeaderValue::from_static("agent")));
+            if let Some(token) = &self.token {
+                request = request
+                    .header("x-consul-token", HeaderValue::from_str(token).context("-token: not valid header text")?);
+            }
+            let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+            let response = sender.send_request(request).await.with_context(|| format!("request to {}", self.addr))?;
+            let status = response.status();
+            let body = response.into_body().collect().await.context("reading the answer")?.to_bytes();
+            anyhow::Ok(Answer { status, body })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| anyhow!("no answer from {} within {REQUEST_TIMEOUT:?}", self.addr))?
+    }
+
+    /// Sends a request and fails unless the status is 2xx, with the agent's message.
+    pub(crate) async fn ok(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Bytes> {
+        let answer = self.send(method, path, body).await?;
+        if !answer.status.is_success() {
+            bail!(
+                "Unexpected response code: {} ({})",
+                answer.status.as_u16(),
+                String::from_utf8_lossy(&answer.body).trim()
+            );
+        }
+        Ok(answer.body)
+    }
+
+    /// GET and decode JSON.
+    pub(crate) async fn json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let body = self.ok(Method::GET, path, None).await?;
+        serde_json::from_slice(&body).context("the agent's answer is not JSON")
+    }
+}
+
+/// Percent-encodes a key for a path (`/` kept), as Consul's client does.
+pub(crate) fn encode_path(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(byte as char),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,91 @@
+//! `consul-lite`: a Consul-like agent and CLI. Consul's `/v1` HTTP API (key/value with
+//! blocking queries, sessions and locks, transactions, the catalog, the agent's pool) and
+//! Consul's commands, over this project's SWIM gossip ([`gossip_core`]), the registry state
+//! machine ([`service_registry`]) and the hardened HTTP layer ([`http_serve`]).
+//!
+//! # What it does now
+//!
+//! - `consul-lite agent -dev`: one server with an in-memory registry (nothing kept on disk),
+//!   joined to a LAN gossip pool with Consul's server tags (`role=consul`, `dc`, `port`),
+//!   registered in its own catalog with a passing `serfHealth`; other members of the pool
+//!   are registered as they join, marked critical when they fail (invalidating their
+//!   sessions), and deregistered when they leave.
+//! - The HTTP API on `-client:-http-port` (127.0.0.1:8500), with what Consul's clients rely
+//!   on: `X-Consul-Index` / `X-Consul-LastContact` / `X-Consul-KnownLeader` on every read,
+//!   blocking queries (`?index&wait`) woken only by changes to their own data, 404 with an
+//!   index for a missing key, presence flags, JSON keys in any case, Go durations, Consul's
+//!   plain-text errors and status codes, an optional master token.
+//! - Client commands: `members`, `join`, `leave`, `force-leave`, `info`, `kv get|put|delete|
+//!   export|import`, `version`.
+//!
+//! # What it does not do yet
+//!
+//! Servers replicated through Raft (`-server -bootstrap-expect`: the consensus crate, next),
+//! client agents with local services and health checks, DNS, Consul's full ACL system,
+//! `operator` and `snapshot` commands. See `docs/consul-lite.md`.
+//!
+//! # Layout
+//!
+//! ```text
+//!  cli ─► config (files + flags ─► Settings) ─► agent (gossip, catalog reconcile, HTTP)
+//!                                                  │
+//!  http/ (one module per endpoint family) ─► store::Store ─► DevStore (Registry + WatchHub
+//!                                                              + leader side: lock-delays,
+//!                                                              session TTL timers)
+//!  commands ─► client (hyper, one connection per request)
+//! ```
+
+mod agent;
+mod cli;
+mod client;
+mod commands;
+mod config;
+mod duration;
+mod http;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Agent(args) => {
+            let settings = config::resolve(&args)?;
+            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            agent::run(settings).await
+        }
+        Command::Members { client, detailed } => commands::members(&client, detailed).await,
+        Command::Join { client, addresses } => commands::join(&client, &addresses).await,
+        Command::Leave { client } => commands::leave(&client).await,
+        Command::ForceLeave { client, prune, node } => commands::force_leave(&client, &node, prune).await,
+        Command::Info { client } => commands::info(&client).await,
+        Command::Kv(command) => commands::kv(command).await,
+        Command::Version => {
+            commands::version();
+            Ok(())
+        }
+    }
+}

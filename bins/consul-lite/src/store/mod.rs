@@ -1,0 +1,101 @@
+//! The storage seam between the HTTP API and where the registry lives.
+//!
+//! [`Store`] is what every endpoint uses: propose a [`Command`] and wait for it to be applied
+//! ([`Store::write`]), read the [`Registry`] ([`Store::read`]), wait for a blocking query's
+//! data to change ([`Store::wait`]), renew a session's TTL, and the leader facts the
+//! `X-Consul-*` headers carry. Two implementations fit it:
+//!
+//! - [`DevStore`] (`-dev`, here): one in-memory [`Registry`] behind a lock, the index counting
+//!   up by one per applied command; this process is the leader.
+//! - a Raft store (from the consensus crate, next): `write` proposes through Raft and resolves
+//!   once the entry is applied here, or fails with [`StoreError::NoLeader`]; `read` reads the
+//!   local state machine; the leader side (lock-delays, session TTL timers) runs only while
+//!   this server leads.
+//!
+//! The leader-side rules live in [`leader`]: lock-delay ([`LockDelays`], by wall clock,
+//! checked on request before a command is proposed, as Consul's leader does) and session
+//! TTL timers ([`SessionTimers`], invalidating a session through a write after 2 × TTL).
+//! Blocking queries wait in a [`WatchHub`]: woken exactly when a command changes their
+//! data ([`service_registry::Watches`]), never by polling.
+
+mod dev;
+pub(crate) mod leader;
+mod watch;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::time::Duration;
+
+use service_registry::{Applied, Command, Registry, Session, WatchTarget};
+
+pub(crate) use dev::DevStore;
+pub(crate) use leader::{LockDelays, SessionTimers};
+pub(crate) use watch::WatchHub;
+
+/// A boxed future, so that [`Store`] can be used as `dyn Store`.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A read view of the registry. Hold it only briefly, and never across an `.await`: writes
+/// wait for it.
+pub(crate) type RegistryRead<'a> = Box<dyn Deref<Target = Registry> + 'a>;
+
+/// Why a write was not applied. In every case nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// There is no leader to take the write (a Raft store during an election). Consul
+    /// answers 500 "No cluster leader".
+    #[error("No cluster leader")]
+    #[expect(dead_code, reason = "the Raft store (next) fails writes with it; -dev always leads")]
+    NoLeader,
+    /// An acquire (or a transaction's lock) of a key inside its lock-delay window: Consul's
+    /// leader refuses it before it reaches the log. Nothing was written.
+    #[error("failed to lock key {key:?} due to lock delay ({remaining:?} left)")]
+    LockDelay {
+        /// The key.
+        key: String,
+        /// How long the window still lasts.
+        remaining: Duration,
+        /// For a transaction, the position of the lock operation.
+        op_index: Option<usize>,
+    },
+    /// The registry refused the command (see [`service_registry::Error`]).
+    #[error(transparent)]
+    Refused(#[from] service_registry::Error),
+    /// The store is shutting down.
+    #[error("the agent is shutting down")]
+    #[expect(dead_code, reason = "the Raft store (next) fails writes with it while it stops")]
+    Stopped,
+}
+
+/// Where the registry lives: in memory (`-dev`) or replicated through Raft (next).
+pub(crate) trait Store: Send + Sync + 'static {
+    /// Proposes `command` and resolves once it is applied here (so that a read after it sees
+    /// it), with what applying it did. Leader-side checks run first: an acquire inside a
+    /// lock-delay window fails with [`StoreError::LockDelay`] and is never proposed.
+    fn write(&self, command: Command) -> BoxFuture<'_, Result<Applied, StoreError>>;
+
+    /// The registry as applied here.
+    fn read(&self) -> RegistryRead<'_>;
+
+    /// Resolves when `Registry::index(target)` is above `above`, or after `timeout`;
+    /// returns the index then. Woken by exactly the writes that change the target's data.
+    fn wait(&self, target: WatchTarget, above: u64, timeout: Duration) -> BoxFuture<'_, u64>;
+
+    /// Restarts a session's TTL timer (Consul's renew); the session as it is, or `None` if
+    /// it does not exist.
+    fn renew_session(&self, id: &str) -> BoxFuture<'_, Result<Option<Session>, StoreError>>;
+
+    /// The leader's server address (`/v1/status/leader`), if one is known.
+    fn leader(&self) -> Option<String>;
+
+    /// The server addresses of the voters (`/v1/status/peers`).
+    fn peers(&self) -> Vec<String>;
+
+    /// Time since this server last heard from the leader (0 on the leader):
+    /// `X-Consul-LastContact`.
+    fn last_contact(&self) -> Duration;
+
+    /// Blocking queries waiting now.
+    fn waiting(&self) -> usize;
+}
