@@ -11,6 +11,8 @@
 //!   client of the primary service; [`process`] owns every process the harness starts.
 //! - [`setup`]: where a setup's time goes, side by side (`cluster-bench setup`).
 //! - [`stamp`]: the command and machine stamped on every result file.
+//! - [`stress`]: stalls (SIGSTOP) against kills (SIGKILL): false failures and detection times
+//!   (`cluster-bench stress`).
 //!
 //! Every result file goes to `docs/results/` (see [`stamp::results_dir`]); `docs/benchmarks.md`
 //! explains each figure.
@@ -31,4 +33,5 @@ pub mod rpc;
 pub mod setup;
 pub mod stamp;
 pub mod stats;
+pub mod stress;
 pub mod system;

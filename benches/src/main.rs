@@ -117,6 +117,40 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// A live member stopped (SIGSTOP) for 1, 2 and 3 s, then continued: how often does any node
+    /// declare it failed? And SIGKILL detection times. serf-agent and HashiCorp Serf (when
+    /// installed), 5-node loopback clusters; writes docs/results/stress.md and .json.
+    Stress {
+        /// Nodes per cluster.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Stall lengths in seconds, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        stalls: Vec<f64>,
+        /// Stalls of each length.
+        #[arg(long, default_value_t = 6)]
+        repeats: usize,
+        /// SIGKILL rounds.
+        #[arg(long, default_value_t = 3)]
+        kills: usize,
+        /// Timing profile of both systems.
+        #[arg(long, default_value = "lan")]
+        profile: String,
+        #[command(flatten)]
+        bins: Binaries,
+        /// Measure serf-agent alone.
+        #[arg(long)]
+        ours_only: bool,
+        /// Base name of the result files in docs/results/.
+        #[arg(long, default_value = "stress")]
+        name: String,
+        /// Do not write result files.
+        #[arg(long)]
+        no_write: bool,
+        /// Keep the agents' logs.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Re-render the Markdown report and plots of a `compare` JSON file (e.g. docs/results/compare.json).
     Render {
         /// The JSON file.
@@ -244,6 +278,40 @@ fn main() -> anyhow::Result<()> {
                 pause_secs: pause,
                 verbose,
             })?;
+        }
+        Command::Stress {
+            nodes,
+            stalls,
+            repeats,
+            kills,
+            profile,
+            bins: Binaries { agent_bin, no_build, serf_bin },
+            ours_only,
+            name,
+            no_write,
+            keep,
+        } => {
+            let stalls = stalls
+                .iter()
+                .map(|&s| std::time::Duration::try_from_secs_f64(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--stalls: {e}"))?;
+            let report = cluster_bench::stress::run(&cluster_bench::stress::StressOptions {
+                nodes,
+                stalls,
+                repeats,
+                kills,
+                profile,
+                agent_bin,
+                build: !no_build,
+                serf_bin,
+                ours_only,
+                name: (!no_write).then_some(name),
+                keep,
+                command: command_line(),
+                ..Default::default()
+            })?;
+            println!("{}", report.markdown());
         }
         Command::Render { json } => {
             let report = cluster_bench::compare::render(&json)?;
