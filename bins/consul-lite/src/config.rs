@@ -36,6 +36,8 @@ pub(crate) struct Settings {
     pub(crate) join: Vec<String>,
     pub(crate) retry_join: Vec<String>,
     pub(crate) log_level: String,
+    /// What was ignored in the config files, to log once logging is set up.
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Values gathered from files and flags, each with where it came from (for messages).
@@ -43,6 +45,7 @@ pub(crate) struct Settings {
 struct Raw {
     values: BTreeMap<&'static str, (Value, String)>,
     lists: BTreeMap<&'static str, Vec<String>>,
+    warnings: Vec<String>,
 }
 
 impl Raw {
@@ -114,7 +117,7 @@ fn read_file(path: &Path, raw: &mut Raw) -> anyhow::Result<()> {
                         "server" => "ports.server",
                         "dns" => "ports.dns",
                         other => {
-                            tracing::warn!(file = %path.display(), port = other, "ignoring an unsupported port");
+                            raw.warnings.push(format!("{}: ignoring ports.{other}: not used", path.display()));
                             continue;
                         }
                     };
@@ -138,7 +141,7 @@ fn read_file(path: &Path, raw: &mut Raw) -> anyhow::Result<()> {
                 raw.lists.insert(field, list);
             }
             other => {
-                tracing::warn!(file = %path.display(), key = other, "ignoring a config key consul-lite does not use")
+                raw.warnings.push(format!("{}: ignoring {other:?}: consul-lite does not use it", path.display()));
             }
         }
     }
@@ -279,6 +282,7 @@ fn settings(dev: bool, raw: &Raw) -> anyhow::Result<Settings> {
         join: raw.lists.get("start_join").cloned().unwrap_or_default(),
         retry_join: raw.lists.get("retry_join").cloned().unwrap_or_default(),
         log_level,
+        warnings: raw.warnings.clone(),
     };
     if settings.bind == settings.client && settings.http_port == settings.serf_lan_port {
         anyhow::bail!(
@@ -345,6 +349,7 @@ mod tests {
         assert_eq!(settings.datacenter, "east");
         assert_eq!((settings.http_port, settings.serf_lan_port), (18500, 18301));
         assert_eq!(settings.acl_master_token.as_deref(), Some("secret"));
+        assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
         std::fs::write(&file, r#"{"ports": {"http": "x"}}"#).unwrap();
         let error = resolve(&AgentArgs { config_file: vec![file.clone()], ..args() }).unwrap_err().to_string();
         assert!(

@@ -75,6 +75,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let settings = config::resolve(&args)?;
             let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
             tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            for warning in &settings.warnings {
+                tracing::warn!("config: {warning}");
+            }
             agent::run(settings).await
         }
         Command::Members { client, detailed } => commands::members(&client, detailed).await,
