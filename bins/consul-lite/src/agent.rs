@@ -26,26 +26,40 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::http::{AgentInfo, Api, ApiMetrics};
+use crate::server::{self, bootstrap::ClusterSettings};
 use crate::store::{DevStore, Store};
 
 /// How often `-retry-join` tries again (Consul: 30 s).
 const RETRY_JOIN_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How often the catalog is compared with the pool when the pool does not change.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Runs the agent until it is stopped.
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
-    if !settings.dev {
+    if !settings.dev && !settings.server {
         anyhow::bail!(
-            "only -dev is implemented so far (servers replicated through Raft are next): run `consul-lite agent -dev`"
+            "client agents are not implemented yet: run a server (`consul-lite agent -server -bootstrap-expect N \
+             -data-dir DIR`) or `consul-lite agent -dev`"
         );
     }
-    if settings.data_dir.is_some() {
+    if !settings.dev && settings.data_dir.is_none() {
+        anyhow::bail!("-server needs -data-dir (data_dir): the Raft log and the node ID are kept there");
+    }
+    if settings.dev && settings.data_dir.is_some() {
         tracing::info!("-data-dir is accepted but unused in -dev mode: nothing is kept on disk");
     }
     http_serve::raise_fd_limit();
     let http_addr = SocketAddr::new(settings.client, settings.http_port);
     let listener = http_serve::bind(http_addr).with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
-    let server_addr = SocketAddr::new(settings.bind, settings.server_port).to_string();
-    let node_id = uuid();
+    // A -server keeps its node ID and its Raft log in -data-dir, and serves Raft on
+    // -bind:-server-port before it joins the pool (its tags say where).
+    let raft = if settings.dev { None } else { Some(server::start_store(&settings).await?) };
+    let node_id = match &raft {
+        Some((_, node_id)) => node_id.clone(),
+        None => uuid(),
+    };
+    let raft = raft.map(|(store, _)| store);
 
     let mut node = NodeConfig::lan();
     node.name.clone_from(&settings.node);
@@ -60,10 +74,23 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         format!("cannot start gossip on {}:{} (-bind, -serf-lan-port)", settings.bind, settings.serf_lan_port)
     })?;
     let handle = serf.handle();
-
-    let store = DevStore::new(server_addr.clone());
     let advertise = handle.advertise_addr().ip().to_string();
-    register_self(&store, &settings, &node_id, &advertise).await?;
+
+    let (store, dev_store): (Arc<dyn Store>, Option<DevStore>) = match &raft {
+        Some(raft) => (Arc::new(raft.clone()), None),
+        None => {
+            let dev = DevStore::new(SocketAddr::new(settings.bind, settings.server_port).to_string());
+            (Arc::new(dev.clone()), Some(dev))
+        }
+    };
+    // The server address the others know this server by: its gossip IP and the port tag.
+    let server_addr = match &raft {
+        Some(_) => SocketAddr::new(handle.advertise_addr().ip(), settings.server_port).to_string(),
+        None => SocketAddr::new(settings.bind, settings.server_port).to_string(),
+    };
+    if raft.is_none() {
+        register_self(&*store, &settings, &node_id, &advertise).await?;
+    }
 
     if !settings.join.is_empty() {
         let addrs = resolve(&settings.join).await?;
@@ -75,7 +102,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let (stop, mut stopping) = watch::channel(false);
     let api = Arc::new(Api {
-        store: Arc::new(store.clone()),
+        store: Arc::clone(&store),
         serf: handle.clone(),
         info: AgentInfo {
             node: settings.node.clone(),
@@ -103,6 +130,27 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     if !settings.retry_join.is_empty() {
         tasks.push(tokio::spawn(retry_join(handle.clone(), settings.retry_join.clone(), stopping.clone())));
     }
+    if let Some(raft) = &raft {
+        let cluster = ClusterSettings {
+            node: settings.node.clone(),
+            datacenter: settings.datacenter.clone(),
+            expect: settings.bootstrap_expect,
+            settle: raft.settle_time(),
+        };
+        tasks.push(tokio::spawn(server::bootstrap::run(handle.clone(), raft.clone(), cluster, stopping.clone())));
+        // Registered once the cluster takes writes (it may not have a leader yet).
+        let (store, settings, node_id, advertise) =
+            (Arc::clone(&store), settings.clone(), node_id.clone(), advertise.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match register_self(&*store, &settings, &node_id, &advertise).await {
+                    Ok(()) => return,
+                    Err(error) => tracing::info!("{error:#}; trying again"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
     let mut serve_stop = stopping.clone();
     let server = tokio::spawn(http_serve::serve(
         listener,
@@ -116,7 +164,10 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     println!("==> consul-lite agent running!");
     println!("           Node name: '{}'", settings.node);
     println!("          Datacenter: '{}'", settings.datacenter);
-    println!("              Server: {} (dev mode, in memory)", settings.server);
+    match (&raft, &settings.data_dir) {
+        (Some(_), Some(dir)) => println!("              Server: true (Raft, data in {})", dir.display()),
+        _ => println!("              Server: {} (dev mode, in memory)", settings.server),
+    }
     println!("     Client Addr: {http_addr} (HTTP)");
     println!("        Cluster Addr: {} (LAN gossip: {})", advertise, handle.local_addr());
     tracing::info!(node = %settings.node, http = %http_addr, gossip = %handle.local_addr(), "agent running");
@@ -128,11 +179,16 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         _ = stopping.wait_for(|stop| *stop) => tracing::info!("left the pool; shutting down"),
     }
     let _ = stop.send(true);
-    store.stop();
+    if let Some(dev) = &dev_store {
+        dev.stop();
+    }
     let _ = server.await;
     for task in tasks {
         task.abort();
         let _ = task.await;
+    }
+    if let Some(raft) = &raft {
+        raft.shutdown().await;
     }
     serf.shutdown().await;
     Ok(())
@@ -166,13 +222,15 @@ fn server_tags(settings: &Settings, node_id: &str) -> Vec<(String, String)> {
     ];
     if settings.dev {
         tags.push(("bootstrap".to_owned(), "1".to_owned()));
+    } else if let Some(expect) = settings.bootstrap_expect {
+        tags.push(("expect".to_owned(), expect.to_string()));
     }
     tags
 }
 
 /// This node in the catalog: its address, the `consul` service on the server port, and a
 /// passing `serfHealth`.
-async fn register_self(store: &DevStore, settings: &Settings, node_id: &str, address: &str) -> anyhow::Result<()> {
+async fn register_self(store: &dyn Store, settings: &Settings, node_id: &str, address: &str) -> anyhow::Result<()> {
     let registration = Registration {
         node: settings.node.clone(),
         id: node_id.to_owned(),
@@ -220,7 +278,10 @@ async fn reconcile(
 ) {
     let mut changes = serf.member_changes();
     loop {
-        for member in serf.members() {
+        // With Raft, only the leader reconciles (as Consul's does); the others would only
+        // propose the same writes again.
+        let leads = store.raft().is_none_or(|raft| raft.metrics().role == consensus::Role::Leader);
+        for member in serf.members().into_iter().filter(|_| leads) {
             if let Some(command) = reconcile_command(&*store, &member, &this_node, &datacenter) {
                 if let Err(error) = store.write(command).await {
                     tracing::warn!(member = %member.name, %error, "cannot update the catalog for a member");
@@ -229,6 +290,8 @@ async fn reconcile(
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
+            // Leadership moves without the pool changing: look again now and then.
+            () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
             _ = stopping.wait_for(|stop| *stop) => return,
         }
     }

@@ -97,6 +97,9 @@ pub(crate) enum Command {
     /// The key/value store.
     #[command(subcommand)]
     Kv(KvCommand),
+    /// Operator tools (`operator raft list-peers | remove-peer`).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Print the version.
     Version,
 }
@@ -110,6 +113,35 @@ pub(crate) struct ClientArgs {
     /// The ACL token to send (`X-Consul-Token`).
     #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+}
+
+/// `consul-lite operator ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum OperatorCommand {
+    /// The Raft servers.
+    #[command(subcommand)]
+    Raft(RaftCommand),
+}
+
+/// `consul-lite operator raft ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum RaftCommand {
+    /// List the servers in the Raft configuration, with the leader and who votes.
+    ListPeers {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a server from the Raft configuration (a failed server that will not return).
+    RemovePeer {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The server's RPC address (`IP:port`).
+        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        address: Option<String>,
+        /// The server's node ID (or its Raft id).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 /// `consul-lite kv ...`

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::cli::{ClientArgs, KvCommand};
+use crate::cli::{ClientArgs, KvCommand, OperatorCommand, RaftCommand};
 use crate::client::{encode_path, Client};
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -122,6 +122,29 @@ pub(crate) async fn info(args: &ClientArgs) -> anyhow::Result<()> {
 pub(crate) fn version() {
     println!("consul-lite v{}", env!("CARGO_PKG_VERSION"));
     println!("Protocol 2 spoken by default (Consul's HTTP API; its own gossip, not Consul's)");
+}
+
+/// `consul-lite operator raft list-peers | remove-peer`
+pub(crate) async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
+    let OperatorCommand::Raft(command) = command;
+    match command {
+        RaftCommand::ListPeers { client } => {
+            let answer = Client::new(&client).json("/v1/operator/raft/configuration").await?;
+            let configuration: crate::server::operator::RaftConfiguration =
+                serde_json::from_value(answer).context("the agent's Raft configuration")?;
+            print!("{}", crate::server::operator::peers_table(&configuration));
+        }
+        RaftCommand::RemovePeer { client, address, id } => {
+            let (query, what) = match (&id, &address) {
+                (Some(id), _) => (format!("id={}", encode_path(id)), format!("ID {id}")),
+                (None, Some(address)) => (format!("address={}", encode_path(address)), format!("address {address}")),
+                (None, None) => bail!("remove-peer needs -address or -id"),
+            };
+            Client::new(&client).ok(Method::DELETE, &format!("/v1/operator/raft/peer?{query}"), None).await?;
+            println!("Removed peer with {what}");
+        }
+    }
+    Ok(())
 }
 
 /// `consul-lite kv ...`

@@ -42,6 +42,7 @@ mod commands;
 mod config;
 mod duration;
 mod http;
+mod server;
 mod store;
 
 use std::process::ExitCode;
@@ -86,6 +87,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::ForceLeave { client, prune, node } => commands::force_leave(&client, &node, prune).await,
         Command::Info { client } => commands::info(&client).await,
         Command::Kv(command) => commands::kv(command).await,
+        Command::Operator(command) => commands::operator(command).await,
         Command::Version => {
             commands::version();
             Ok(())

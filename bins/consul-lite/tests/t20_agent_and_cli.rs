@@ -125,7 +125,9 @@ fn bad_flags_are_named_with_the_rule() {
     let (ok, err) = run(&["agent", "-dev", "-datacenter", "d c"]);
     assert!(!ok && err.contains("-datacenter"), "{err}");
     let (ok, err) = run(&["agent", "-server", "-bootstrap-expect", "3"]);
-    assert!(!ok && err.contains("only -dev is implemented"), "{err}");
+    assert!(!ok && err.contains("-server needs -data-dir"), "{err}");
+    let (ok, err) = run(&["agent", "-node", "c1"]);
+    assert!(!ok && err.contains("client agents are not implemented yet"), "{err}");
     let (ok, err) = run(&["agent", "-dev", "-config-file", "/nonexistent/c.json"]);
     assert!(!ok && err.contains("/nonexistent/c.json"), "{err}");
 }

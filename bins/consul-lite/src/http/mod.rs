@@ -15,6 +15,7 @@ mod agent;
 mod catalog;
 mod json;
 mod kv;
+mod operator;
 mod query;
 mod session;
 mod txn;
@@ -411,6 +412,14 @@ async fn route(api: &Api, mut request: ApiRequest) -> ApiResult {
         "/v1/status/peers" => {
             allow(GET)?;
             Ok(Reply::json(&api.store.peers()))
+        }
+        "/v1/operator/raft/configuration" => {
+            allow(GET)?;
+            operator::configuration(api)
+        }
+        "/v1/operator/raft/peer" => {
+            allow(&[Method::DELETE])?;
+            operator::remove_peer(api, &request).await
         }
         "/v1/agent/self" => {
             allow(GET)?;

@@ -152,9 +152,15 @@ impl ReadOptions {
         api.store.wait(target.clone(), self.index, self.wait + jitter).await;
     }
 
-    /// Parses the options and blocks: what every blocking read starts with.
+    /// Parses the options and blocks: what every blocking read starts with. With
+    /// `?consistent`, then waits for the Raft barrier (the leader confirms it leads with a
+    /// quorum, and this server applies everything committed before): the read that follows
+    /// is linearizable. Default and `?stale` reads are of this server's state as it is.
     pub(crate) async fn parse_and_block(api: &Api, query: &QueryString, target: &WatchTarget) -> Result<(), ApiError> {
         Self::parse(query)?.block(api, target).await;
+        if query.has("consistent") {
+            api.store.consistent().await?;
+        }
         Ok(())
     }
 }

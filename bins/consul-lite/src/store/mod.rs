@@ -20,6 +20,8 @@
 
 mod dev;
 pub(crate) mod leader;
+mod raft;
+mod replicated;
 mod watch;
 
 use std::future::Future;
@@ -31,6 +33,7 @@ use service_registry::{Applied, Command, Registry, Session, WatchTarget};
 
 pub(crate) use dev::DevStore;
 pub(crate) use leader::{LockDelays, SessionTimers};
+pub(crate) use raft::RaftStore;
 pub(crate) use watch::WatchHub;
 
 /// A boxed future, so that [`Store`] can be used as `dyn Store`.
@@ -40,13 +43,13 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// wait for it.
 pub(crate) type RegistryRead<'a> = Box<dyn Deref<Target = Registry> + 'a>;
 
-/// Why a write was not applied. In every case nothing was written.
+/// Why a write was not applied. In every case but [`StoreError::Failed`] nothing was
+/// written.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
     /// There is no leader to take the write (a Raft store during an election). Consul
     /// answers 500 "No cluster leader".
     #[error("No cluster leader")]
-    #[expect(dead_code, reason = "the Raft store (next) fails writes with it; -dev always leads")]
     NoLeader,
     /// An acquire (or a transaction's lock) of a key inside its lock-delay window: Consul's
     /// leader refuses it before it reaches the log. Nothing was written.
@@ -62,10 +65,16 @@ pub(crate) enum StoreError {
     /// The registry refused the command (see [`service_registry::Error`]).
     #[error(transparent)]
     Refused(#[from] service_registry::Error),
-    /// The store is shutting down.
+    /// The store is shutting down. Nothing was written.
     #[error("the agent is shutting down")]
-    #[expect(dead_code, reason = "the Raft store (next) fails writes with it while it stops")]
     Stopped,
+    /// Raft failed with the write under way (the leader was lost mid-write, or did not
+    /// answer): the message says whether it may have been applied. Consul answers 500.
+    #[error("{reason}")]
+    Failed {
+        /// What happened, naming the server and whether the write may have been applied.
+        reason: String,
+    },
 }
 
 /// Where the registry lives: in memory (`-dev`) or replicated through Raft (next).
@@ -98,4 +107,16 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Blocking queries waiting now.
     fn waiting(&self) -> usize;
+
+    /// Consul's `?consistent`: resolves once this server's registry holds every write
+    /// committed before the call, the leader having confirmed its leadership with a quorum.
+    /// The `-dev` store is its only server: always current.
+    fn consistent(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The Raft store, for `operator raft` (`None` in `-dev`).
+    fn raft(&self) -> Option<&RaftStore> {
+        None
+    }
 }

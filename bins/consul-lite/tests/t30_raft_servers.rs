@@ -1,0 +1,250 @@
+//! Three `-server` processes on 127.0.0.1 with distinct free ports: bootstrap with
+//! `-bootstrap-expect 3` through the gossip pool, writes through every server (followers
+//! forward), leader SIGKILL → a new leader and writes accepted again, the old leader
+//! restarted from its data dir catches up, and every acknowledged write is on every server.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, request, Response};
+
+/// Bound on anything the test waits for.
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Ports {
+    http: u16,
+    serf: u16,
+    server: u16,
+}
+
+/// A `consul-lite agent -server` process, killed by its PID on drop.
+struct Server {
+    name: String,
+    dir: PathBuf,
+    ports: Ports,
+    join: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start(name: &str, root: &Path, join: Option<u16>) -> Self {
+        let ports = Ports { http: free_port(), serf: free_port(), server: free_port() };
+        let mut server =
+            Self { name: name.to_owned(), dir: root.join(name), join: join.unwrap_or(ports.serf), ports, child: None };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let (http, serf, rpc, join) = (
+            self.ports.http.to_string(),
+            self.ports.serf.to_string(),
+            self.ports.server.to_string(),
+            format!("127.0.0.1:{}", self.join),
+        );
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mut args = vec![
+            "agent",
+            "-server",
+            "-bootstrap-expect",
+            "3",
+            "-node",
+            &self.name,
+            "-data-dir",
+            &dir,
+            "-bind",
+            "127.0.0.1",
+            "-client",
+            "127.0.0.1",
+            "-http-port",
+            &http,
+            "-serf-lan-port",
+            &serf,
+            "-server-port",
+            &rpc,
+            "-log-level",
+            "warn",
+        ];
+        if self.join != self.ports.serf {
+            args.extend(["-retry-join", join.as_str()]);
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_consul-lite"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start consul-lite");
+        self.child = Some(child);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.ports.http)).is_err() {
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait"));
+            assert!(exited.is_none(), "{} exited at start: {exited:?}", self.name);
+            assert!(started.elapsed() < WAIT, "{} does not answer HTTP", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL, by PID, and reaped.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, body: &[u8]) -> Option<Response> {
+        TcpStream::connect(("127.0.0.1", self.ports.http)).ok()?;
+        Some(request(self.ports.http, method, path, body, &[]))
+    }
+
+    fn put(&self, key: &str, value: &str) -> Option<Response> {
+        self.request("PUT", &format!("/v1/kv/{key}"), value.as_bytes())
+    }
+
+    /// The leader's server address as this server knows it (empty if none).
+    fn leader(&self) -> String {
+        self.request("GET", "/v1/status/leader", b"")
+            .filter(|r| r.status == 200)
+            .and_then(|r| serde_json::from_slice::<String>(&r.body).ok())
+            .unwrap_or_default()
+    }
+
+    fn rpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.server)
+    }
+
+    /// `?stale` read of a key's value on this server.
+    fn stale_value(&self, key: &str) -> Option<String> {
+        let response = self.request("GET", &format!("/v1/kv/{key}?stale&raw"), b"")?;
+        (response.status == 200).then(|| response.text())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> (T, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return (value, started.elapsed());
+        }
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The leader's index in `servers`, once every running server names the same one.
+fn agreed_leader(servers: &[Server]) -> Option<usize> {
+    let leaders: Vec<String> = servers.iter().filter(|s| s.running()).map(Server::leader).collect();
+    let first = leaders.first()?.clone();
+    if first.is_empty() || leaders.iter().any(|l| *l != first) {
+        return None;
+    }
+    servers.iter().position(|s| s.running() && s.rpc_addr() == first)
+}
+
+fn wrote(response: Option<Response>) -> bool {
+    response.is_some_and(|r| r.status == 200 && r.text().trim() == "true")
+}
+
+#[test]
+fn three_servers_bootstrap_fail_over_and_keep_every_acknowledged_write() {
+    let root = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let s1 = Server::start("s1", root.path(), None);
+    let mut servers = vec![s1];
+    let seed = servers[0].ports.serf;
+    servers.push(Server::start("s2", root.path(), Some(seed)));
+    servers.push(Server::start("s3", root.path(), Some(seed)));
+    let (leader, _) = eventually(WAIT, "a leader all three agree on", || agreed_leader(&servers));
+    eprintln!("bootstrap: leader {} after {:?} from the first start", servers[leader].name, started.elapsed());
+
+    // The Raft configuration lists the three servers, with one leader.
+    let configuration = servers[0].request("GET", "/v1/operator/raft/configuration", b"").unwrap().json();
+    let listed = configuration["Servers"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{configuration}");
+    assert_eq!(listed.iter().filter(|s| s["Leader"] == true).count(), 1);
+    let peers = servers[1].request("GET", "/v1/status/peers", b"").unwrap().json();
+    assert_eq!(peers.as_array().unwrap().len(), 3, "{peers}");
+
+    // A write through each server, read back from every server with ?consistent.
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let (key, value) = (format!("through/{}", server.name), format!("v{i}"));
+        let (_, took) =
+            eventually(WAIT, "a write through each server", || wrote(server.put(&key, &value)).then_some(()));
+        eprintln!("write through {} ({}): {took:?}", server.name, if i == leader { "leader" } else { "follower" });
+        acknowledged.push((key, value));
+    }
+    for server in &servers {
+        for (key, value) in &acknowledged {
+            let read = server.request("GET", &format!("/v1/kv/{key}?consistent&raw"), b"").unwrap();
+            assert_eq!((read.status, read.text()), (200, value.clone()), "{key} on {}", server.name);
+        }
+    }
+
+    // SIGKILL the leader; the others elect a new one and take writes again.
+    let old = leader;
+    let killed_at = Instant::now();
+    servers[old].kill();
+    let (new_leader, elected) = eventually(WAIT, "a new leader", || agreed_leader(&servers));
+    assert_ne!(new_leader, old);
+    let survivor = (old + 1) % 3;
+    let mut n = 0;
+    let (_, _) = eventually(Duration::from_secs(20), "a write accepted after the leader died", || {
+        n += 1;
+        let (key, value) = (format!("after-kill/{n}"), format!("{n}"));
+        wrote(servers[survivor].put(&key, &value)).then(|| acknowledged.push((key, value)))
+    });
+    let accepted = killed_at.elapsed();
+    eprintln!(
+        "failover: new leader {} seen {elected:?} after the SIGKILL; first write accepted {accepted:?} after it",
+        servers[new_leader].name
+    );
+    assert!(accepted < Duration::from_secs(15), "writes accepted again only after {accepted:?}");
+
+    // More writes while the old leader is down, through both survivors.
+    for i in 0..20 {
+        let server = &servers[(old + 1 + i % 2) % 3];
+        let (key, value) = (format!("while-down/{i}"), format!("{i}"));
+        let (_, _) =
+            eventually(WAIT, "a write while a server is down", || wrote(server.put(&key, &value)).then_some(()));
+        acknowledged.push((key, value));
+    }
+
+    // The old leader restarts from its data dir and catches up.
+    let restarted_at = Instant::now();
+    servers[old].spawn();
+    let (_, caught_up) = eventually(WAIT, "the restarted server catches up", || {
+        acknowledged.iter().all(|(key, value)| servers[old].stale_value(key).as_deref() == Some(value)).then_some(())
+    });
+    eprintln!("restart: {} caught up {caught_up:?} after its restart", servers[old].name);
+    let _ = restarted_at;
+    let (_, _) = eventually(WAIT, "all agree on a leader after the restart", || agreed_leader(&servers));
+    let (key, value) = ("after-restart".to_owned(), "x".to_owned());
+    let (_, _) = eventually(WAIT, "a write through the restarted server", || {
+        wrote(servers[old].put(&key, &value)).then_some(())
+    });
+    acknowledged.push((key, value));
+
+    // Every acknowledged write is on every server.
+    for server in &servers {
+        let (_, _) = eventually(WAIT, "every acknowledged write on every server", || {
+            acknowledged.iter().all(|(key, value)| server.stale_value(key).as_deref() == Some(value)).then_some(())
+        });
+    }
+    let list = servers[0].request("GET", "/v1/kv/?recurse", b"").unwrap().json();
+    assert_eq!(list.as_array().unwrap().len(), acknowledged.len(), "no write appeared twice or from nowhere");
+}
