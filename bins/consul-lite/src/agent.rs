@@ -1,10 +1,11 @@
-//! `consul-lite agent -dev`: the gossip pool, the store, the catalog kept in step with the
-//! pool, and the HTTP API, until a signal or `/v1/agent/leave`.
+//! `consul-lite agent -dev | -server`: the gossip pool, the store, the catalog kept in step
+//! with the pool, and the HTTP API, until a signal or `/v1/agent/leave`.
 //!
 //! ```text
-//!  Settings ─► bind HTTP ─► Serf::start (tags role=consul, dc, port) ─► -join / -retry-join
-//!      │
-//!      ├─► DevStore ◄── register this node (serfHealth passing, service "consul")
+//!  Settings ─► bind HTTP ─► (-server: RaftStore on -data-dir, server RPC on -server-port)
+//!      │     ─► Serf::start (tags role=consul, dc, port, id, expect) ─► -join / -retry-join
+//!      │     ─► (-server: server::bootstrap::run: bootstrap, then voters follow the pool)
+//!      ├─► DevStore | RaftStore ◄── register this node (serfHealth passing, service "consul")
 //!      │       ▲
 //!      │       └── reconcile: member alive → serfHealth passing, failed → critical
 //!      │           (its sessions invalidated, locks released), left → deregistered

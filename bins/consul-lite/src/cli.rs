@@ -56,7 +56,7 @@ pub(crate) struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run an agent (only `-dev` for now: one in-memory server).
+    /// Run an agent: a Raft server (`-server -bootstrap-expect N -data-dir DIR`) or `-dev`.
     Agent(Box<AgentArgs>),
     /// List the members of the gossip pool.
     Members {
@@ -237,10 +237,10 @@ pub(crate) struct AgentArgs {
     /// One in-memory server with everything on, for quick starts (nothing is kept).
     #[arg(long)]
     pub(crate) dev: bool,
-    /// Run as a server (Raft: not implemented yet; use -dev).
+    /// Run as a server: the registry replicated through Raft (needs -data-dir).
     #[arg(long)]
     pub(crate) server: bool,
-    /// Servers to wait for before bootstrapping Raft (not implemented yet).
+    /// Servers to see alive in the pool before bootstrapping Raft (the lowest name does).
     #[arg(long)]
     pub(crate) bootstrap_expect: Option<String>,
     /// This node's name (default: the host name).

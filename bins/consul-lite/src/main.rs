@@ -15,14 +15,18 @@
 //!   blocking queries (`?index&wait`) woken only by changes to their own data, 404 with an
 //!   index for a missing key, presence flags, JSON keys in any case, Go durations, Consul's
 //!   plain-text errors and status codes, an optional master token.
+//! - `consul-lite agent -server -bootstrap-expect N -data-dir DIR`: a server whose registry
+//!   is replicated through Raft ([`consensus`]) with the other servers found in the pool
+//!   (bootstrapped by the lowest name once N are alive; later servers added as voters by the
+//!   leader); any server takes writes (followers forward them), `?consistent` reads go
+//!   through the Raft read barrier, default and `?stale` reads are the server's own state.
 //! - Client commands: `members`, `join`, `leave`, `force-leave`, `info`, `kv get|put|delete|
-//!   export|import`, `version`.
+//!   export|import`, `operator raft list-peers|remove-peer`, `version`.
 //!
 //! # What it does not do yet
 //!
-//! Servers replicated through Raft (`-server -bootstrap-expect`: the consensus crate, next),
-//! client agents with local services and health checks, DNS, Consul's full ACL system,
-//! `operator` and `snapshot` commands. See `docs/consul-lite.md`.
+//! Client agents with local services and health checks, DNS, Consul's full ACL system,
+//! `snapshot` commands, autopilot. See `docs/consul-lite.md`.
 //!
 //! # Layout
 //!
@@ -32,6 +36,9 @@
 //!  http/ (one module per endpoint family) ─► store::Store ─► DevStore (Registry + WatchHub
 //!                                                              + leader side: lock-delays,
 //!                                                              session TTL timers)
+//!                                                           └► RaftStore (consensus + the
+//!                                                              replicated registry)
+//!  server/ (bootstrap and voters from the pool, operator raft) ─► RaftStore
 //!  commands ─► client (hyper, one connection per request)
 //! ```
 

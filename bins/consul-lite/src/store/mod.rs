@@ -7,10 +7,11 @@
 //!
 //! - [`DevStore`] (`-dev`, here): one in-memory [`Registry`] behind a lock, the index counting
 //!   up by one per applied command; this process is the leader.
-//! - a Raft store (from the consensus crate, next): `write` proposes through Raft and resolves
-//!   once the entry is applied here, or fails with [`StoreError::NoLeader`]; `read` reads the
-//!   local state machine; the leader side (lock-delays, session TTL timers) runs only while
-//!   this server leads.
+//! - [`RaftStore`] (`-server`, [`raft`] over [`replicated`]): `write` proposes through Raft
+//!   (a follower forwards to the leader) and resolves once the entry is applied here, or
+//!   fails with [`StoreError::NoLeader`]; `read` reads the local state machine;
+//!   [`Store::consistent`] is the read barrier of `?consistent`; the session TTL timers run
+//!   only while this server leads.
 //!
 //! The leader-side rules live in [`leader`]: lock-delay ([`LockDelays`], by wall clock,
 //! checked on request before a command is proposed, as Consul's leader does) and session
@@ -20,8 +21,8 @@
 
 mod dev;
 pub(crate) mod leader;
-mod raft;
-mod replicated;
+pub(crate) mod raft;
+pub(crate) mod replicated;
 mod watch;
 
 use std::future::Future;
@@ -77,7 +78,7 @@ pub(crate) enum StoreError {
     },
 }
 
-/// Where the registry lives: in memory (`-dev`) or replicated through Raft (next).
+/// Where the registry lives: in memory (`-dev`) or replicated through Raft (`-server`).
 pub(crate) trait Store: Send + Sync + 'static {
     /// Proposes `command` and resolves once it is applied here (so that a read after it sees
     /// it), with what applying it did. Leader-side checks run first: an acquire inside a
