@@ -45,9 +45,11 @@ fn ten_minutes_at_ten_percent_loss_without_false_failures() {
 /// start: Lifeguard (nacks, local health, buddy, dynamic suspicion) must get nearly every one
 /// refuted. Not every one: without the fallback a false failure is rare but possible, so this
 /// counts them over 40 seeds instead of betting on one. `gossip-sim scenario --nodes 50 --loss
-/// 0.1 --no-tcp-fallback --duration 600 --runs 40 --seed 100` counts 2 with the `lan` preset
-/// (and 0 with `memberlist-lan`, whose suspicion timeouts are 4.5x longer), while the same
-/// runs without Lifeguard (`--preset swim-paper`) count 10: the bound of 5 sits between.
+/// 0.1 --no-tcp-fallback --duration 600 --runs 40 --seed 100` counted 2 with the `lan` preset
+/// before a suspicion carried its evidence, and counts 0 since (without the fallback no probe is
+/// refused, so every suspicion rests on silence and gets `memberlist-lan`'s timeouts, which also
+/// count 0), while the same runs without Lifeguard (`--preset swim-paper`) count 10: the bound of
+/// 5 sits between.
 #[test]
 fn ten_minutes_at_ten_percent_loss_without_tcp_fallback() {
     let nodes = 50;
