@@ -20,8 +20,15 @@
 //! What it promises: nothing read from the network can make it panic; malformed, foreign-cluster,
 //! wrong-key and future-version packets are dropped and counted in [`Stats::dropped`] by reason
 //! and change no state. What it leaves to the driver: sockets, stream timeouts (a stream request
-//! that never answers must be reported with [`Swim::handle_stream_response`] as an error), and
-//! the wall clock (the `generation` of [`LocalNode`]).
+//! that never answers must be reported with [`Swim::handle_stream_response`] as an error), telling
+//! a refused connection ([`StreamError::Refused`]: the evidence that a member's process is gone)
+//! from every other failure, and the wall clock (the `generation` of [`LocalNode`]).
+//!
+//! Failure detection is fast where death is proven and patient where it is not: a failed probe
+//! whose TCP fallback ping was refused starts a short suspicion (`suspicion_unit`, relay nacks as
+//! confirmations); a silent one (a stalled process, a host gone) starts memberlist's
+//! (`silent_suspicion_unit`), which a process stopped for a few seconds outlives. The evidence
+//! travels in the suspicion, so every node times it the same way (docs/protocol.md §6).
 //!
 //! State per node grows with the cluster: about 130 bytes per member it knows when the names are
 //! shared ([`Swim::preload`] with the same [`Name`]s), about 175 when it decoded its own copy of
