@@ -27,14 +27,26 @@ struct Server {
     dir: PathBuf,
     ports: Ports,
     join: u16,
+    /// `-bootstrap-expect 3`, or none (a server that joins an existing cluster).
+    expect: bool,
     child: Option<Child>,
 }
 
 impl Server {
     fn start(name: &str, root: &Path, join: Option<u16>) -> Self {
+        Self::start_with(name, root, join, true)
+    }
+
+    fn start_with(name: &str, root: &Path, join: Option<u16>, expect: bool) -> Self {
         let ports = Ports { http: free_port(), serf: free_port(), server: free_port() };
-        let mut server =
-            Self { name: name.to_owned(), dir: root.join(name), join: join.unwrap_or(ports.serf), ports, child: None };
+        let mut server = Self {
+            name: name.to_owned(),
+            dir: root.join(name),
+            join: join.unwrap_or(ports.serf),
+            ports,
+            expect,
+            child: None,
+        };
         server.spawn();
         server
     }
@@ -47,11 +59,11 @@ impl Server {
             format!("127.0.0.1:{}", self.join),
         );
         let dir = self.dir.to_string_lossy().into_owned();
-        let mut args = vec![
-            "agent",
-            "-server",
-            "-bootstrap-expect",
-            "3",
+        let mut args = vec!["agent", "-server"];
+        if self.expect {
+            args.extend(["-bootstrap-expect", "3"]);
+        }
+        args.extend([
             "-node",
             &self.name,
             "-data-dir",
@@ -67,8 +79,8 @@ impl Server {
             "-server-port",
             &rpc,
             "-log-level",
-            "warn",
-        ];
+            "error",
+        ]);
         if self.join != self.ports.serf {
             args.extend(["-retry-join", join.as_str()]);
         }
@@ -115,6 +127,32 @@ impl Server {
             .filter(|r| r.status == 200)
             .and_then(|r| serde_json::from_slice::<String>(&r.body).ok())
             .unwrap_or_default()
+    }
+
+    /// A client command against this server: (success, stdout, stderr).
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_consul-lite"))
+            .args(args)
+            .env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{}", self.ports.http))
+            .output()
+            .expect("run consul-lite");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (output.status.success(), text(&output.stdout), text(&output.stderr))
+    }
+
+    /// The servers in the Raft configuration as this server knows it: (address, voter).
+    fn configuration(&self) -> Vec<(String, bool)> {
+        let Some(answer) = self.request("GET", "/v1/operator/raft/configuration", b"") else { return Vec::new() };
+        let json = answer.json();
+        let servers = json["Servers"].as_array().cloned().unwrap_or_default();
+        servers.iter().map(|s| (s["Address"].as_str().unwrap_or("").to_owned(), s["Voter"] == true)).collect()
+    }
+
+    /// Whether this server's pool shows `name` failed (`Status` 4).
+    fn member_failed(&self, name: &str) -> bool {
+        let Some(answer) = self.request("GET", "/v1/agent/members", b"") else { return false };
+        let members = answer.json();
+        members.as_array().into_iter().flatten().any(|m| m["Name"] == name && m["Status"] == 4)
     }
 
     fn rpc_addr(&self) -> String {
@@ -224,8 +262,10 @@ fn three_servers_bootstrap_fail_over_and_keep_every_acknowledged_write() {
         acknowledged.push((key, value));
     }
 
-    // The old leader restarts from its data dir and catches up.
+    // The old leader restarts from its data dir and catches up (joining the pool through a
+    // server that stayed up).
     let restarted_at = Instant::now();
+    servers[old].join = servers[(old + 1) % 3].ports.serf;
     servers[old].spawn();
     let (_, caught_up) = eventually(WAIT, "the restarted server catches up", || {
         acknowledged.iter().all(|(key, value)| servers[old].stale_value(key).as_deref() == Some(value)).then_some(())
@@ -238,6 +278,60 @@ fn three_servers_bootstrap_fail_over_and_keep_every_acknowledged_write() {
         wrote(servers[old].put(&key, &value)).then_some(())
     });
     acknowledged.push((key, value));
+
+    // operator raft list-peers: three servers, one leader; Raft in the metrics.
+    let (ok, out, err) = servers[0].cli(&["operator", "raft", "list-peers"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains(" leader ")).count(), 1, "{out}");
+    let metrics = servers[0].request("GET", "/v1/agent/metrics?format=prometheus", b"").unwrap().text();
+    assert!(metrics.contains("consul_raft_term ") && metrics.contains("consul_raft_leader_changes_total"), "{metrics}");
+
+    // A fourth server without -bootstrap-expect joins the pool: the leader adds it as a voter.
+    let mut s4 = Server::start_with("s4", root.path(), Some(servers[(old + 1) % 3].ports.serf), false);
+    let (_, added) = eventually(WAIT, "s4 a voter", || {
+        let configuration = servers[(old + 1) % 3].configuration();
+        configuration.iter().any(|(addr, voter)| *addr == s4.rpc_addr() && *voter).then_some(())
+    });
+    eprintln!("join: s4 a voter {added:?} after its start");
+    let (_, _) = eventually(WAIT, "s4 catches up", || {
+        acknowledged.iter().all(|(key, value)| s4.stale_value(key).as_deref() == Some(value)).then_some(())
+    });
+    // It fails and will not return: once the pool sees it failed (the leader adds back a
+    // server the pool shows alive), remove-peer takes it out (by address).
+    s4.kill();
+    let (_, _) = eventually(WAIT, "s4 failed in the pool", || servers[old].member_failed("s4").then_some(()));
+    let (ok, out, err) = servers[old].cli(&["operator", "raft", "remove-peer", "-address", &s4.rpc_addr()]);
+    assert!(ok && out.contains("Removed peer"), "{out}{err}");
+    let (_, _) = eventually(WAIT, "s4 gone from the configuration", || {
+        let configuration = servers[old].configuration();
+        (configuration.len() == 3 && !configuration.iter().any(|(addr, _)| *addr == s4.rpc_addr())).then_some(())
+    });
+    let (ok, _, err) = servers[old].cli(&["operator", "raft", "remove-peer", "-address", "127.0.0.1:1"]);
+    assert!(!ok && err.contains("no server with address"), "{err}");
+
+    // A follower whose data dir is wiped comes back under a new node ID. Its old entry is
+    // removed first (while it is down): the server RPC does not carry the target's Raft id,
+    // so the leader must not replicate to the old id at an address the new one answers on.
+    let (leader, _) = eventually(WAIT, "a leader", || agreed_leader(&servers));
+    let wiped = (leader + 1) % 3;
+    servers[wiped].kill();
+    std::fs::remove_dir_all(&servers[wiped].dir).unwrap();
+    let name = servers[wiped].name.clone();
+    let (_, _) =
+        eventually(WAIT, "the wiped server failed in the pool", || servers[leader].member_failed(&name).then_some(()));
+    let (ok, out, err) =
+        servers[leader].cli(&["operator", "raft", "remove-peer", "-address", &servers[wiped].rpc_addr()]);
+    assert!(ok, "{out}{err}");
+    servers[wiped].spawn();
+    let (_, _) = eventually(WAIT, "the wiped server back in the configuration", || {
+        let configuration = servers[leader].configuration();
+        let addr = servers[wiped].rpc_addr();
+        (configuration.len() == 3 && configuration.iter().any(|(a, voter)| *a == addr && *voter)).then_some(())
+    });
+    let (_, _) = eventually(WAIT, "the wiped server catches up", || {
+        acknowledged.iter().all(|(key, value)| servers[wiped].stale_value(key).as_deref() == Some(value)).then_some(())
+    });
 
     // Every acknowledged write is on every server.
     for server in &servers {

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use gossip_core::{Member, State};
 use serde_json::{json, Value};
@@ -65,10 +66,7 @@ pub(super) fn this(api: &Api) -> Reply {
                 "known_servers": api.store.peers().len().to_string(),
                 "server": info.server.to_string(),
             },
-            "raft": {
-                "applied_index": registry.last_index().to_string(),
-                "state": if info.dev { "Leader" } else { "Follower" },
-            },
+            "raft": raft_stats(api, registry.last_index()),
             "serf_lan": {
                 "members": api.serf.members().len().to_string(),
             },
@@ -154,7 +152,7 @@ fn samples(api: &Api) -> Vec<Sample> {
             registry.index(&WatchTarget::Topic(Topic::Services)),
         )
     };
-    vec![
+    let mut samples = vec![
         ("consul_kvs_get_total", "counter", "KV reads (GET /v1/kv)", load(&m.kv_get)),
         ("consul_kvs_put_total", "counter", "KV writes (PUT /v1/kv)", load(&m.kv_put)),
         ("consul_kvs_delete_total", "counter", "KV deletes (DELETE /v1/kv)", load(&m.kv_delete)),
@@ -201,5 +199,75 @@ fn samples(api: &Api) -> Vec<Sample> {
         ("consul_serf_lan_members", "gauge", "gossip members alive", count(1)),
         ("consul_serf_lan_members_left", "gauge", "gossip members left", count(3)),
         ("consul_serf_lan_members_failed", "gauge", "gossip members failed", count(4)),
-    ]
+    ];
+    if let Some(raft) = api.store.raft() {
+        let stats = raft.stats();
+        let m = &stats.metrics;
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        samples.extend([
+            ("consul_raft_term", "gauge", "the current Raft term", m.term),
+            ("consul_raft_leader", "gauge", "1 if this server leads", u64::from(m.role == consensus::Role::Leader)),
+            (
+                "consul_raft_last_log_index",
+                "gauge",
+                "index of the last entry in the log",
+                m.last_log_index.unwrap_or(0),
+            ),
+            (
+                "consul_raft_last_applied_index",
+                "gauge",
+                "index of the last log entry applied",
+                m.applied_index.unwrap_or(0),
+            ),
+            ("consul_raft_snapshot_index", "gauge", "index the latest snapshot covers", m.snapshot_index.unwrap_or(0)),
+            ("consul_raft_peers", "gauge", "servers in the Raft configuration", m.peers.len() as u64),
+            (
+                "consul_raft_last_contact_milliseconds",
+                "gauge",
+                "time since the leader was last heard from (the leader: since a quorum acknowledged it)",
+                m.last_contact.map_or(u64::MAX, millis),
+            ),
+            ("consul_raft_leader_changes_total", "counter", "new leaders this server saw", stats.leader_changes),
+            ("consul_raft_apply_total", "counter", "writes through this server applied", stats.writes),
+            (
+                "consul_raft_apply_milliseconds_total",
+                "counter",
+                "their total time from proposal to applied on this server (divide by consul_raft_apply_total)",
+                millis(stats.write_time),
+            ),
+            ("consul_raft_snapshots_built_total", "counter", "snapshots this server built", m.snapshots_built),
+            (
+                "consul_raft_snapshots_installed_total",
+                "counter",
+                "snapshots installed from a leader",
+                m.snapshots_installed,
+            ),
+        ]);
+    }
+    samples
+}
+
+/// `/v1/agent/self`'s `Stats.raft`.
+fn raft_stats(api: &Api, registry_index: u64) -> Value {
+    let Some(raft) = api.store.raft() else {
+        return json!({ "applied_index": registry_index.to_string(), "state": "Leader", "num_peers": "0" });
+    };
+    let m = raft.metrics();
+    let state = match m.role {
+        consensus::Role::Leader => "Leader",
+        consensus::Role::Candidate => "Candidate",
+        consensus::Role::Learner => "Learner",
+        consensus::Role::Shutdown => "Shutdown",
+        _ => "Follower",
+    };
+    json!({
+        "applied_index": m.applied_index.unwrap_or(0).to_string(),
+        "commit_index": m.applied_index.unwrap_or(0).to_string(),
+        "last_log_index": m.last_log_index.unwrap_or(0).to_string(),
+        "last_snapshot_index": m.snapshot_index.unwrap_or(0).to_string(),
+        "term": m.term.to_string(),
+        "state": state,
+        "num_peers": m.peers.len().saturating_sub(1).to_string(),
+        "last_contact": m.last_contact.map_or_else(|| "never".to_owned(), |d| format!("{d:?}")),
+    })
 }

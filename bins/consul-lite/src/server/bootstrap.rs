@@ -6,7 +6,7 @@
 //!   elects. Only a server with an empty log and no leader bootstraps, and only after the
 //!   same set was seen for a settle time (an election timeout), so that a server joining an
 //!   existing cluster is added by its leader first and never starts a second cluster.
-//! - **Membership** (on the leader): a live server of this datacenter that is not a voter
+//! - **Membership** (on the leader): an alive server of this datacenter that is not a voter
 //!   (or is one under an old address) is added as a voter; a voter whose address now
 //!   belongs to another node ID (its data dir was wiped) is removed first; a server that
 //!   left the pool gracefully is removed. A failed server stays a voter (its data dir may
@@ -108,7 +108,9 @@ pub(crate) fn plan_membership(me: NodeId, peers: &[Peer], servers: &[ServerInfo]
             }
             continue;
         }
-        if !server.is_live() || known.is_some_and(|peer| peer.voter && same_addr(peer, server.addr)) {
+        // Only a server the pool sees alive is added: not a suspect one (it may be dying), not
+        // a failed one (it may come back; remove-peer takes it out).
+        if server.state != State::Alive || known.is_some_and(|peer| peer.voter && same_addr(peer, server.addr)) {
             continue;
         }
         for stale in peers.iter().filter(|peer| peer.id != server.raft_id && peer.id != me) {
@@ -300,6 +302,9 @@ mod tests {
         with_learner.push(peer(&joining, false));
         assert_eq!(plan_membership(me, &with_learner, &pool).len(), 1);
         assert!(plan_membership(me, &peers, &three(State::Dead)).is_empty());
+        let mut suspect = pool.clone();
+        suspect[3].state = State::Suspect;
+        assert!(plan_membership(me, &peers, &suspect).is_empty(), "a suspect server is not added");
         // Left: removed.
         let changes = plan_membership(me, &peers, &three(State::Left));
         assert!(matches!(&changes[..], [MembershipChange::Remove { id, .. }] if *id == all[2].raft_id), "{changes:?}");

@@ -29,7 +29,7 @@
 //!   leading. A renew on the leader restarts the timer in memory; a renew on a follower goes
 //!   through the log ([`RaftCommand::RenewSession`]) to whichever server leads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -70,6 +70,31 @@ struct Inner {
     stopping: AtomicBool,
     stop: watch::Sender<bool>,
     leader_side: std::sync::Mutex<Option<JoinHandle<()>>>,
+    counters: Counters,
+}
+
+/// Counters for the metrics endpoint.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Writes proposed through this server and applied.
+    writes: AtomicU64,
+    /// Their total time from proposal to applied here, in microseconds.
+    write_micros: AtomicU64,
+    /// Times this server saw a new leader.
+    leader_changes: AtomicU64,
+}
+
+/// What the metrics endpoint shows of Raft on this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RaftStats {
+    /// Raft's own view ([`Consensus::metrics`]).
+    pub(crate) metrics: Metrics,
+    /// Writes proposed through this server and applied (renews through the log included).
+    pub(crate) writes: u64,
+    /// Their total latency, proposal to applied here.
+    pub(crate) write_time: Duration,
+    /// Times this server saw a new leader (elections it saw end).
+    pub(crate) leader_changes: u64,
 }
 
 impl std::fmt::Debug for RaftStore {
@@ -95,6 +120,7 @@ impl RaftStore {
             stopping: AtomicBool::new(false),
             stop,
             leader_side: std::sync::Mutex::new(None),
+            counters: Counters::default(),
         });
         let task = tokio::spawn(leader_side(Arc::downgrade(&inner), events, stopped));
         *inner.leader_side.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
@@ -115,6 +141,17 @@ impl RaftStore {
     /// Raft's state now.
     pub(crate) fn metrics(&self) -> Metrics {
         self.inner.consensus.metrics()
+    }
+
+    /// Raft's state and this store's counters, for `/v1/agent/metrics`.
+    pub(crate) fn stats(&self) -> RaftStats {
+        let counters = &self.inner.counters;
+        RaftStats {
+            metrics: self.metrics(),
+            writes: counters.writes.load(Ordering::Relaxed),
+            write_time: Duration::from_micros(counters.write_micros.load(Ordering::Relaxed)),
+            leader_changes: counters.leader_changes.load(Ordering::Relaxed),
+        }
     }
 
     /// Stops the timers, the leader side and Raft; the data directory can then be opened
@@ -147,7 +184,8 @@ impl Inner {
     /// Proposes `command` (retrying while no leader is known, up to [`HOLD_TIMEOUT`]) and
     /// waits until it is applied here.
     async fn propose(&self, command: RaftCommand) -> Result<RaftReply, StoreError> {
-        let deadline = Instant::now() + HOLD_TIMEOUT;
+        let started = Instant::now();
+        let deadline = started + HOLD_TIMEOUT;
         loop {
             self.check_stopping()?;
             let error = match self.consensus.write(&command).await {
@@ -155,6 +193,9 @@ impl Inner {
                     if !self.shared.wait_applied(index, LOCAL_APPLY_WAIT).await {
                         tracing::warn!(index, "a write was applied by the leader but not yet here");
                     }
+                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                    self.counters.write_micros.fetch_add(micros, Ordering::Relaxed);
                     return Ok(reply);
                 }
                 Err(error) => error,
@@ -263,6 +304,7 @@ async fn leader_side(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut leading = false;
+    let mut leader = None;
     let mut poll = tokio::time::interval(LEADERSHIP_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -288,7 +330,13 @@ async fn leader_side(
             }
             _ = poll.tick() => {
                 let Some(inner) = inner.upgrade() else { return };
-                let now_leading = inner.is_leader();
+                let metrics = inner.consensus.metrics();
+                if metrics.leader.is_some() && metrics.leader != leader {
+                    inner.counters.leader_changes.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(leader = ?metrics.leader, term = metrics.term, "a new leader");
+                }
+                leader = metrics.leader.or(leader);
+                let now_leading = metrics.role == Role::Leader;
                 if now_leading == leading {
                     continue;
                 }
