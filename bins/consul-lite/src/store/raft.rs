@@ -546,6 +546,44 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_leader_times_the_sessions_and_an_acquire_on_a_follower_respects_the_lock_delay() {
+        let root = tempfile::tempdir().unwrap();
+        let stores = cluster(root.path()).await;
+        let first = leader_of(&stores);
+        let (a, b) = ((first + 1) % 3, (first + 2) % 3);
+        let _ = stores[a].write(register("n1")).await.unwrap();
+        let spec =
+            |id: &str, ttl| SessionSpec { ttl, lock_delay: Duration::from_secs(15), ..SessionSpec::new(id, "n1") };
+        let _ = stores[a].write(Command::SessionCreate(spec("s1", None))).await.unwrap();
+        let _ = stores[a].write(Command::SessionCreate(spec("s2", None))).await.unwrap();
+        let acquire = |session: &str| {
+            Command::Kv(KvOp::Acquire { key: "lock".into(), value: vec![], flags: 0, session: session.into() })
+        };
+        let held = stores[a].write(acquire("s1")).await.unwrap();
+        assert!(held.outcome.is_done());
+        // s1 destroyed through one follower; s2 tries at once through the other: refused by
+        // lock-delay (the follower catches up first), and never proposed.
+        let _ = stores[a].write(Command::SessionDestroy { id: "s1".into() }).await.unwrap();
+        let refused = stores[b].write(acquire("s2")).await.unwrap_err();
+        assert!(matches!(refused, StoreError::LockDelay { .. }), "{refused:?}");
+        assert_eq!(stores[b].read().kv_get("lock").and_then(|e| e.session.clone()), None);
+
+        // A TTL session, then the leader stops: the new leader times it (at full TTL) and
+        // invalidates it after 2 × TTL without a renew.
+        let _ = stores[a].write(Command::SessionCreate(spec("t1", Some(Duration::from_secs(1))))).await.unwrap();
+        wait_until("the first leader's timer", || stores[first].inner.timers.len() == 1).await;
+        stores[first].shutdown().await;
+        wait_until("a new leader", || {
+            [a, b].iter().any(|&i| stores[i].metrics().role == Role::Leader && stores[i].inner.timers.len() == 1)
+        })
+        .await;
+        wait_until("expiry through the new leader", || stores[a].read().session("t1").is_none()).await;
+        for i in [a, b] {
+            stores[i].shutdown().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restarted_server_keeps_its_registry() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("s1");
