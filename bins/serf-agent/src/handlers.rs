@@ -31,11 +31,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rustix::process::{Pid, Signal};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use leader_failover::script::{signal_group, CapturedOutput, GroupSignal, ProcessGroup};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 
 /// Jobs waiting for a free slot, per queue (events, queries); beyond this, new jobs are dropped
 /// (and counted).
@@ -545,7 +544,7 @@ impl HandlerRunner {
         }
         tracing::info!(count = running.len(), "agent stopping: killing the event handlers still running");
         for &id in &running {
-            if signal_group(id, Signal::TERM) {
+            if signal_group(id, GroupSignal::Terminate) {
                 self.stats.killed(KillReason::Shutdown);
             }
         }
@@ -556,7 +555,7 @@ impl HandlerRunner {
         let left: Vec<i32> = lock(&self.groups).groups.iter().copied().collect();
         for id in left {
             tracing::warn!(pgid = id, "event handler still running after SIGTERM; SIGKILL");
-            signal_group(id, Signal::KILL);
+            signal_group(id, GroupSignal::Kill);
         }
     }
 }
@@ -618,7 +617,7 @@ async fn run(job: &Job, me: &SelfInfo, context: &RunContext) {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let (mut child, mut group) = match ProcessGroup::spawn(&mut command, &context.groups) {
+    let (mut child, mut group) = match TrackedGroup::spawn(&mut command, &context.groups) {
         Ok(Some(spawned)) => spawned,
         Ok(None) => {
             tracing::debug!(event = %kind, script = %job.script, "agent stopping; event handler not started");
@@ -638,8 +637,8 @@ async fn run(job: &Job, me: &SelfInfo, context: &RunContext) {
             let _ = stdin.write_all(&input).await;
         }
     });
-    let (stdout, mut stdout_reader) = Captured::read(child.stdout.take());
-    let (stderr, mut stderr_reader) = Captured::read(child.stderr.take());
+    let (stdout, mut stdout_reader) = CapturedOutput::read(child.stdout.take(), OUTPUT_LIMIT);
+    let (stderr, mut stderr_reader) = CapturedOutput::read(child.stderr.take(), OUTPUT_LIMIT);
 
     let slow = tokio::time::sleep(SLOW_AFTER);
     tokio::pin!(slow);
@@ -718,59 +717,17 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// What a handler wrote to one pipe so far: the first [`OUTPUT_LIMIT`] bytes, filled by a reader
-/// task as the output comes.
-#[derive(Debug, Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// Read `pipe` to its end in a task, keeping the first [`OUTPUT_LIMIT`] bytes (the rest is
-    /// drained so that the handler never blocks on a full pipe).
-    fn read(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> (Self, JoinHandle<()>) {
-        let captured = Self::default();
-        let kept = captured.clone();
-        let reader = tokio::spawn(async move {
-            let Some(mut pipe) = pipe else { return };
-            let mut buffer = [0u8; 4096];
-            loop {
-                match pipe.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(read) => {
-                        let mut kept = kept.0.lock().unwrap_or_else(PoisonError::into_inner);
-                        let room = OUTPUT_LIMIT.saturating_sub(kept.len());
-                        kept.extend_from_slice(&buffer[..read.min(room)]);
-                    }
-                }
-            }
-        });
-        (captured, reader)
-    }
-
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-/// Send `signal` to every process of group `id`; whether at least one got it.
-fn signal_group(id: i32, signal: Signal) -> bool {
-    // Never 0 or 1 (kill(0) is our own group, kill(-1) every process we may signal).
-    match Pid::from_raw(id) {
-        Some(pid) if id > 1 => rustix::process::kill_process_group(pid, signal).is_ok(),
-        _ => false,
-    }
-}
-
-/// The process group of one handler run: the shell leads it (`process_group(0)`), so its id is
-/// the shell's PID. Registered in the runner's live groups while the run lasts, so that
-/// [`HandlerRunner::stop`] finds it; killed with SIGKILL if dropped before [`ProcessGroup::end`]
-/// (the run's task dropped when the runtime shuts down).
-struct ProcessGroup {
+/// The process group of one handler run ([`leader_failover::script::ProcessGroup`]), registered
+/// in the runner's live groups while the run lasts, so that [`HandlerRunner::stop`] finds it;
+/// killed with SIGKILL if dropped before [`TrackedGroup::end`] (the run's task dropped when the
+/// runtime shuts down).
+struct TrackedGroup {
+    group: ProcessGroup,
     id: i32,
     groups: SharedGroups,
-    ended: bool,
 }
 
-impl ProcessGroup {
+impl TrackedGroup {
     /// Spawn `command` (set up with `process_group(0)`) and register its group; `None` once the
     /// runner is stopped. Under the lock, so that a stop either sees the group or prevents it.
     fn spawn(command: &mut Command, groups: &SharedGroups) -> std::io::Result<Option<(Child, Self)>> {
@@ -779,64 +736,25 @@ impl ProcessGroup {
             return Ok(None);
         }
         let child = command.spawn()?;
-        let id = child.id().and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
+        let group = ProcessGroup::of(&child);
+        let id = group.id().unwrap_or(0);
         live.groups.insert(id);
-        Ok(Some((child, Self { id, groups: Arc::clone(groups), ended: false })))
+        Ok(Some((child, Self { group, id, groups: Arc::clone(groups) })))
     }
 
-    fn signal(&self, signal: Signal) -> bool {
-        signal_group(self.id, signal)
-    }
-
-    /// Whether no process of the group is left (zombies still count until reaped).
-    fn is_gone(&self) -> bool {
-        match Pid::from_raw(self.id) {
-            Some(pid) if self.id > 1 => rustix::process::test_kill_process_group(pid).is_err(),
-            _ => true,
-        }
-    }
-
-    /// Reap the members of the group that became this process's children: only when the agent is
-    /// PID 1 (a container) or a subreaper do the processes a handler left behind come to it, and
-    /// then nobody else reaps them. The shell itself is reaped by tokio first.
-    fn reap_orphans(&self) {
-        let Some(pid) = Pid::from_raw(self.id).filter(|_| self.id > 1) else { return };
-        while let Ok(Some(_)) = rustix::process::waitpgid(pid, rustix::process::WaitOptions::NOHANG) {}
-    }
-
-    /// End the group: SIGTERM to all of it, then, for whatever is left after [`KILL_GRACE`],
-    /// SIGKILL. Reaps the shell (`child`). Whether any process was still there to signal.
+    /// End the group (SIGTERM, SIGKILL after [`KILL_GRACE`]) and reap the shell; whether any
+    /// process was still there to signal.
     async fn end(&mut self, child: &mut Child) -> bool {
-        let signalled = self.signal(Signal::TERM);
-        if signalled {
-            let deadline = tokio::time::Instant::now() + KILL_GRACE;
-            let _ = tokio::time::timeout_at(deadline, child.wait()).await;
-            loop {
-                self.reap_orphans();
-                if self.is_gone() || tokio::time::Instant::now() >= deadline {
-                    break;
-                }
-                tokio::time::sleep(GROUP_POLL).await;
-            }
-            if !self.is_gone() {
-                self.signal(Signal::KILL);
-                // SIGKILL cannot be caught; bounded all the same (a process stuck in the kernel).
-                let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
-                self.reap_orphans();
-            }
-        }
-        self.ended = true;
+        let signalled = self.group.end(child, KILL_GRACE).await;
         lock(&self.groups).groups.remove(&self.id);
         signalled
     }
 }
 
-impl Drop for ProcessGroup {
+impl Drop for TrackedGroup {
     fn drop(&mut self) {
-        if !self.ended {
-            self.signal(Signal::KILL);
-            lock(&self.groups).groups.remove(&self.id);
-        }
+        // The inner group kills what is left, if the run did not end it.
+        lock(&self.groups).groups.remove(&self.id);
     }
 }
 

@@ -3,15 +3,13 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
-use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::script::{CapturedOutput, ProcessGroup};
 use crate::{Role, RoleChange};
 
 /// How long a hook may run before it is killed, unless told otherwise.
@@ -211,19 +209,19 @@ impl Hooks {
         // If this future is dropped (the runtime shuts down), the guard kills the whole group.
         let mut group = ProcessGroup::of(&child);
         tracing::info!(hook = %kind, node, from = %change.from, to = %change.to, "role hook started");
-        let (stdout_text, mut stdout_reader) = Captured::read(child.stdout.take());
-        let (stderr_text, mut stderr_reader) = Captured::read(child.stderr.take());
+        let (stdout_text, mut stdout_reader) = CapturedOutput::read(child.stdout.take(), MAX_CAPTURED_OUTPUT);
+        let (stderr_text, mut stderr_reader) = CapturedOutput::read(child.stderr.take(), MAX_CAPTURED_OUTPUT);
         let waited = tokio::time::timeout(timeout, child.wait()).await;
         let status = match waited {
             Ok(Ok(status)) => status,
             Ok(Err(source)) => {
                 tracing::warn!(hook = %kind, node, error = %source, "role hook: waiting failed");
-                group.end(&mut child).await;
+                group.end(&mut child, KILL_GRACE).await;
                 return Err(HookError::Wait { kind, source });
             }
             Err(_) => {
                 tracing::warn!(hook = %kind, node, timeout_ms = timeout.as_millis(), "role hook killed after timeout, with its process group");
-                group.end(&mut child).await;
+                group.end(&mut child, KILL_GRACE).await;
                 stdout_reader.abort();
                 stderr_reader.abort();
                 return Err(HookError::TimedOut { kind, after: timeout });
@@ -237,7 +235,7 @@ impl Hooks {
         })
         .await;
         let output = std::process::Output { status, stdout: stdout_text.take(), stderr: stderr_text.take() };
-        if group.end(&mut child).await {
+        if group.end(&mut child, KILL_GRACE).await {
             tracing::info!(hook = %kind, node, "killed the processes the role hook left running (detach them with setsid to keep them)");
         }
         stdout_reader.abort();
@@ -266,97 +264,6 @@ fn captured(bytes: &[u8]) -> String {
     let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_CAPTURED_OUTPUT)]).into_owned();
     text.truncate(text.trim_end().len());
     text
-}
-
-/// What a script wrote to one pipe so far (at most [`MAX_CAPTURED_OUTPUT`] bytes), filled by a
-/// reader task as the output comes.
-#[derive(Debug, Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// Read `pipe` to its end in a task; bytes beyond the limit are read and dropped, so that the
-    /// script never blocks on a full pipe.
-    fn read(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> (Self, JoinHandle<()>) {
-        let captured = Self::default();
-        let kept = captured.clone();
-        let reader = tokio::spawn(async move {
-            let Some(mut pipe) = pipe else { return };
-            let mut buffer = [0u8; 4096];
-            while let Ok(read @ 1..) = pipe.read(&mut buffer).await {
-                let mut kept = kept.0.lock().unwrap_or_else(PoisonError::into_inner);
-                let room = MAX_CAPTURED_OUTPUT.saturating_sub(kept.len());
-                kept.extend_from_slice(&buffer[..read.min(room)]);
-            }
-        });
-        (captured, reader)
-    }
-
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-/// A script's process group (the shell leads it, so its id is the shell's PID). Killed whole by
-/// [`ProcessGroup::end`], or with SIGKILL when dropped before that.
-#[derive(Debug)]
-struct ProcessGroup {
-    id: Option<Pid>,
-}
-
-impl ProcessGroup {
-    fn of(child: &Child) -> Self {
-        // Never 0 or 1: kill(0) is our own group, kill(-1) every process we may signal.
-        let id = child.id().and_then(|id| i32::try_from(id).ok()).filter(|&id| id > 1).and_then(Pid::from_raw);
-        Self { id }
-    }
-
-    /// Send `signal` to the whole group; whether at least one process got it.
-    fn signal(&self, signal: Signal) -> bool {
-        self.id.is_some_and(|id| rustix::process::kill_process_group(id, signal).is_ok())
-    }
-
-    /// Whether no process of the group is left (zombies count until reaped).
-    fn is_gone(&self) -> bool {
-        self.id.is_none_or(|id| rustix::process::test_kill_process_group(id).is_err())
-    }
-
-    /// Reap the members of the group that became our children (only when this process is PID 1
-    /// or a subreaper do orphans come to it); the shell is reaped by tokio first.
-    fn reap_orphans(&self) {
-        if let Some(id) = self.id {
-            while let Ok(Some(_)) = rustix::process::waitpgid(id, rustix::process::WaitOptions::NOHANG) {}
-        }
-    }
-
-    /// SIGTERM to the group, SIGKILL to what is left after [`KILL_GRACE`]; reaps the shell.
-    /// Whether any process was still there.
-    async fn end(&mut self, child: &mut Child) -> bool {
-        let signalled = self.signal(Signal::TERM);
-        if signalled {
-            let deadline = tokio::time::Instant::now() + KILL_GRACE;
-            let _ = tokio::time::timeout_at(deadline, child.wait()).await;
-            loop {
-                self.reap_orphans();
-                if self.is_gone() || tokio::time::Instant::now() >= deadline {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if !self.is_gone() {
-                self.signal(Signal::KILL);
-                let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
-                self.reap_orphans();
-            }
-        }
-        self.id = None;
-        signalled
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.signal(Signal::KILL);
-    }
 }
 
 type HookResult = Result<Option<HookOutcome>, HookError>;

@@ -166,6 +166,7 @@ mod election;
 mod hooks;
 mod http;
 mod order;
+pub mod script;
 
 use std::fmt;
 use std::time::{Instant, SystemTime};
