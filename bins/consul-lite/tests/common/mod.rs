@@ -9,16 +9,25 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port free for TCP and UDP on 127.0.0.1 (gossip uses both on one port).
+/// A port free for TCP and UDP on 127.0.0.1 (gossip uses both on one port), never handed out
+/// twice in one test process, and below the kernel's ephemeral range (32768 and up), so that
+/// no outgoing connection of a test running beside it takes it before its agent binds it.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind a TCP port");
-        let port = tcp.local_addr().expect("local addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    // Spread the processes of parallel test binaries over the range.
+    let mut candidate = 20_000 + u16::try_from(std::process::id() % 10_000).unwrap_or(0);
+    for _ in 0..10_000 {
+        candidate = if candidate >= 32_000 { 20_000 } else { candidate + 1 };
+        let mut used = USED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if used.contains(&candidate) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", candidate)).is_ok() && UdpSocket::bind(("127.0.0.1", candidate)).is_ok() {
+            used.push(candidate);
+            return candidate;
         }
     }
-    panic!("no free port found in 100 tries");
+    panic!("no free port found below the ephemeral range");
 }
 
 /// A running agent; killed (by its PID) and waited for on drop.
