@@ -9,6 +9,7 @@
 //!      │       ▲
 //!      │       └── reconcile: member alive → serfHealth passing, failed → critical
 //!      │           (its sessions invalidated, locks released), left → deregistered
+//!      ├─► dns::DnsServer on -client:-dns-port (UDP + TCP), reading the store's registry
 //!      └─► http_serve::serve(/v1 router) until SIGINT / SIGTERM / leave
 //! ```
 
@@ -89,6 +90,23 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         Some(_) => SocketAddr::new(handle.advertise_addr().ip(), settings.server_port).to_string(),
         None => SocketAddr::new(settings.bind, settings.server_port).to_string(),
     };
+    // DNS on -client:-dns-port, UDP and TCP, answered from this agent's registry.
+    let dns = match settings.dns_port {
+        None => None,
+        Some(port) => {
+            let addr = SocketAddr::new(settings.client, port);
+            let view = Arc::new(crate::dns::StoreView(Arc::clone(&store)));
+            let config = Arc::new(settings.dns.clone());
+            match crate::dns::DnsServer::bind(addr, view, config, crate::dns::Limits::default()).await {
+                Ok(dns) => Some(dns),
+                Err(error) => {
+                    serf.shutdown().await;
+                    anyhow::bail!("cannot listen for DNS on {addr} (-client, -dns-port): {error}");
+                }
+            }
+        }
+    };
+    let dns_addr = dns.as_ref().and_then(|dns| dns.local_addr().ok());
     if raft.is_none() {
         register_self(&*store, &settings, &node_id, &advertise).await?;
     }
@@ -117,10 +135,14 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         acl_token: settings.acl_master_token.clone(),
         metrics: ApiMetrics::default(),
         serve_stats: Arc::new(ServeStats::default()),
+        dns_stats: dns.as_ref().map(crate::dns::DnsServer::stats),
         stop: stop.clone(),
     });
 
     let mut tasks = Vec::new();
+    if let Some(dns) = dns {
+        tasks.push(tokio::spawn(dns.run()));
+    }
     tasks.push(tokio::spawn(reconcile(
         handle.clone(),
         Arc::clone(&api.store),
@@ -169,7 +191,10 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         (Some(_), Some(dir)) => println!("              Server: true (Raft, data in {})", dir.display()),
         _ => println!("              Server: {} (dev mode, in memory)", settings.server),
     }
-    println!("     Client Addr: {http_addr} (HTTP)");
+    match dns_addr {
+        Some(dns_addr) => println!("     Client Addr: {http_addr} (HTTP), {dns_addr} (DNS)"),
+        None => println!("     Client Addr: {http_addr} (HTTP)"),
+    }
     println!("        Cluster Addr: {} (LAN gossip: {})", advertise, handle.local_addr());
     tracing::info!(node = %settings.node, http = %http_addr, gossip = %handle.local_addr(), "agent running");
 

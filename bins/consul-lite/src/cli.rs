@@ -264,9 +264,12 @@ pub(crate) struct AgentArgs {
     /// Server RPC port (default 8300); reported as the leader's address.
     #[arg(long)]
     pub(crate) server_port: Option<String>,
-    /// DNS port (default 8600; DNS is not implemented yet).
-    #[arg(long)]
+    /// DNS port, UDP and TCP, on -client (default 8600; -1 turns DNS off).
+    #[arg(long, allow_hyphen_values = true)]
     pub(crate) dns_port: Option<String>,
+    /// The DNS domain answered (default consul.).
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
     /// Data directory (accepted; -dev keeps nothing on disk).
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,

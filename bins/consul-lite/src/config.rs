@@ -29,7 +29,10 @@ pub(crate) struct Settings {
     pub(crate) http_port: u16,
     pub(crate) serf_lan_port: u16,
     pub(crate) server_port: u16,
-    pub(crate) dns_port: u16,
+    /// `None`: DNS off (`-dns-port -1`, as Consul's).
+    pub(crate) dns_port: Option<u16>,
+    /// `-domain` and the `dns_config` block.
+    pub(crate) dns: crate::dns::DnsConfig,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) acl_master_token: Option<String>,
     pub(crate) encrypt: Option<String>,
@@ -66,6 +69,8 @@ const FILE_FIELDS: &[(&str, &str)] = &[
     ("acl_master_token", "acl-master-token"),
     ("encrypt", "encrypt"),
     ("log_level", "log-level"),
+    ("domain", "domain"),
+    ("dns_config", "dns_config"),
 ];
 
 /// Reads the config files and applies the flags over them.
@@ -170,6 +175,7 @@ fn apply_flags(args: &AgentArgs, raw: &mut Raw) {
     flag("acl_master_token", "acl-master-token", args.acl_master_token.as_ref());
     flag("encrypt", "encrypt", args.encrypt.as_ref());
     flag("log_level", "log-level", args.log_level.as_ref());
+    flag("domain", "domain", args.domain.as_ref());
     if let Some(dir) = &args.data_dir {
         raw.set("data_dir", Value::String(dir.display().to_string()), "-data-dir".into());
     }
@@ -264,6 +270,18 @@ fn settings(dev: bool, raw: &Raw) -> anyhow::Result<Settings> {
             Some(key.to_owned())
         }
     };
+    // Consul's -dns-port -1 turns DNS off.
+    let dns_port = match raw.values.get("ports.dns") {
+        Some((Value::Number(n), _)) if n.as_i64() == Some(-1) => None,
+        Some((Value::String(text), _)) if text.trim() == "-1" => None,
+        _ => Some(port(raw, "ports.dns", DEFAULT_DNS_PORT)?),
+    };
+    let (dns, dns_ignored) = crate::dns::DnsConfig::from_settings(
+        text(raw, "domain")?,
+        &datacenter,
+        raw.values.get("dns_config").map(|(value, source)| (value, source.as_str())),
+    )
+    .map_err(|error| anyhow::anyhow!(error))?;
     let settings = Settings {
         dev,
         server,
@@ -275,14 +293,15 @@ fn settings(dev: bool, raw: &Raw) -> anyhow::Result<Settings> {
         http_port: port(raw, "ports.http", DEFAULT_HTTP_PORT)?,
         serf_lan_port: port(raw, "ports.serf_lan", DEFAULT_SERF_LAN_PORT)?,
         server_port: port(raw, "ports.server", DEFAULT_SERVER_PORT)?,
-        dns_port: port(raw, "ports.dns", DEFAULT_DNS_PORT)?,
+        dns_port,
+        dns,
         data_dir: text(raw, "data_dir")?.map(|(dir, _)| PathBuf::from(dir)),
         acl_master_token: text(raw, "acl_master_token")?.map(|(token, _)| token.to_owned()).filter(|t| !t.is_empty()),
         encrypt,
         join: raw.lists.get("start_join").cloned().unwrap_or_default(),
         retry_join: raw.lists.get("retry_join").cloned().unwrap_or_default(),
         log_level,
-        warnings: raw.warnings.clone(),
+        warnings: raw.warnings.iter().cloned().chain(dns_ignored).collect(),
     };
     if settings.bind == settings.client && settings.http_port == settings.serf_lan_port {
         anyhow::bail!(

@@ -20,12 +20,15 @@
 //!   (bootstrapped by the lowest name once N are alive; later servers added as voters by the
 //!   leader); any server takes writes (followers forward them), `?consistent` reads go
 //!   through the Raft read barrier, default and `?stale` reads are the server's own state.
+//! - DNS on `-client:-dns-port` (127.0.0.1:8600), UDP and TCP ([`dns`]): Consul's
+//!   `<service>.service.consul` (A, SRV with the target's address as an additional record),
+//!   `<node>.node.consul`, NXDOMAIN with the SOA, answered from this agent's registry.
 //! - Client commands: `members`, `join`, `leave`, `force-leave`, `info`, `kv get|put|delete|
 //!   export|import`, `operator raft list-peers|remove-peer`, `version`.
 //!
 //! # What it does not do yet
 //!
-//! Client agents with local services and health checks, DNS, Consul's full ACL system,
+//! Client agents with local services and health checks, Consul's full ACL system,
 //! `snapshot` commands, autopilot. See `docs/consul-lite.md`.
 //!
 //! # Layout
@@ -47,6 +50,7 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod dns;
 mod duration;
 mod http;
 mod server;

@@ -19,6 +19,7 @@ struct Ports {
     http: u16,
     serf: u16,
     server: u16,
+    dns: u16,
 }
 
 /// A `consul-lite agent -server` process, killed by its PID on drop.
@@ -38,7 +39,7 @@ impl Server {
     }
 
     fn start_with(name: &str, root: &Path, join: Option<u16>, expect: bool) -> Self {
-        let ports = Ports { http: free_port(), serf: free_port(), server: free_port() };
+        let ports = Ports { http: free_port(), serf: free_port(), server: free_port(), dns: free_port() };
         let mut server = Self {
             name: name.to_owned(),
             dir: root.join(name),
@@ -52,10 +53,11 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let (http, serf, rpc, join) = (
+        let (http, serf, rpc, dns, join) = (
             self.ports.http.to_string(),
             self.ports.serf.to_string(),
             self.ports.server.to_string(),
+            self.ports.dns.to_string(),
             format!("127.0.0.1:{}", self.join),
         );
         let dir = self.dir.to_string_lossy().into_owned();
@@ -78,6 +80,8 @@ impl Server {
             &serf,
             "-server-port",
             &rpc,
+            "-dns-port",
+            &dns,
             "-log-level",
             "error",
         ]);
@@ -234,12 +238,28 @@ fn three_servers_bootstrap_fail_over_and_keep_every_acknowledged_write() {
     }
 
     // SIGKILL the leader; the others elect a new one and take writes again.
+    // Meanwhile a survivor's DNS is asked every 50 ms: it answers from its own registry, so
+    // it keeps answering while there is no leader (Consul's does not: hashicorp/consul#1554).
     let old = leader;
+    let survivor = (old + 1) % 3;
+    let stop_dns = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dns_probe = {
+        let (port, stop) = (servers[survivor].ports.dns, stop_dns.clone());
+        std::thread::spawn(move || {
+            let (mut asked, mut answered) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                asked += 1;
+                let reply = common::dns_ask(port, "consul.service.consul.", hickory_proto::rr::RecordType::A, false);
+                answered += usize::from(reply.is_some_and(|r| !r.answers.is_empty()));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (asked, answered)
+        })
+    };
     let killed_at = Instant::now();
     servers[old].kill();
     let (new_leader, elected) = eventually(WAIT, "a new leader", || agreed_leader(&servers));
     assert_ne!(new_leader, old);
-    let survivor = (old + 1) % 3;
     let mut n = 0;
     let (_, _) = eventually(Duration::from_secs(20), "a write accepted after the leader died", || {
         n += 1;
@@ -252,6 +272,10 @@ fn three_servers_bootstrap_fail_over_and_keep_every_acknowledged_write() {
         servers[new_leader].name
     );
     assert!(accepted < Duration::from_secs(15), "writes accepted again only after {accepted:?}");
+    stop_dns.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (asked, answered) = dns_probe.join().expect("DNS probe");
+    eprintln!("DNS on {} during the failover: {answered} of {asked} queries answered", servers[survivor].name);
+    assert!(asked > 0 && answered == asked, "DNS answered {answered} of {asked} queries during the election");
 
     // More writes while the old leader is down, through both survivors.
     for i in 0..20 {

@@ -70,6 +70,7 @@ pub(super) fn this(api: &Api) -> Reply {
             "serf_lan": {
                 "members": api.serf.members().len().to_string(),
             },
+            "dns": api.dns_stats.as_deref().map(crate::dns::DnsStats::to_json),
         },
     }))
 }

@@ -93,6 +93,8 @@ pub(crate) struct Api {
     pub(crate) acl_token: Option<String>,
     pub(crate) metrics: ApiMetrics,
     pub(crate) serve_stats: Arc<ServeStats>,
+    /// The DNS server's counters (`None` with DNS off): `Stats.dns` of `/v1/agent/self`.
+    pub(crate) dns_stats: Option<Arc<crate::dns::DnsStats>>,
     /// Set to true to stop the agent (`/v1/agent/leave`).
     pub(crate) stop: watch::Sender<bool>,
 }

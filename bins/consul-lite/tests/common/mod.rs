@@ -36,6 +36,8 @@ pub struct Agent {
     pub name: String,
     pub http: u16,
     pub serf: u16,
+    /// The DNS port (UDP and TCP).
+    pub dns: u16,
 }
 
 impl Agent {
@@ -55,7 +57,8 @@ impl Agent {
     fn try_start(name: &str, extra: &[&str]) -> Option<Self> {
         let http = free_port();
         let serf = free_port();
-        let (http_s, serf_s) = (http.to_string(), serf.to_string());
+        let dns = free_port();
+        let (http_s, serf_s, dns_s) = (http.to_string(), serf.to_string(), dns.to_string());
         let mut args = vec![
             "agent",
             "-dev",
@@ -65,6 +68,8 @@ impl Agent {
             &http_s,
             "-serf-lan-port",
             &serf_s,
+            "-dns-port",
+            &dns_s,
             "-log-level",
             "warn",
         ];
@@ -75,7 +80,7 @@ impl Agent {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start consul-lite");
-        let mut agent = Self { child, name: name.to_owned(), http, serf };
+        let mut agent = Self { child, name: name.to_owned(), http, serf, dns };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = agent.child.try_wait().expect("try_wait") {
@@ -233,4 +238,46 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[line_end + 2 + size + 2..];
     }
     out
+}
+
+/// Asks a DNS server on 127.0.0.1:`port` one question over UDP (or TCP), with hickory-proto's
+/// message types; `None` if nothing decodable came back within 2 s.
+pub fn dns_ask(
+    port: u16,
+    name: &str,
+    qtype: hickory_proto::rr::RecordType,
+    tcp: bool,
+) -> Option<hickory_proto::op::Message> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    let mut query = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    query.add_query(Query::query(hickory_proto::rr::Name::from_ascii(name).ok()?, qtype));
+    let bytes = query.to_vec().ok()?;
+    let timeout = Some(Duration::from_secs(2));
+    let reply = if tcp {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_read_timeout(timeout).ok()?;
+        stream.write_all(&(bytes.len() as u16).to_be_bytes()).ok()?;
+        stream.write_all(&bytes).ok()?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).ok()?;
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut reply).ok()?;
+        reply
+    } else {
+        let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+        socket.set_read_timeout(timeout).ok()?;
+        socket.send_to(&bytes, ("127.0.0.1", port)).ok()?;
+        let mut buf = vec![0u8; 65536];
+        let len = socket.recv(&mut buf).ok()?;
+        buf.truncate(len);
+        buf
+    };
+    let reply = Message::from_vec(&reply).ok()?;
+    (reply.metadata.id == query.metadata.id).then_some(reply)
+}
+
+fn rand_id() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed) ^ (std::process::id() as u16)
 }
