@@ -537,4 +537,74 @@ fn dns_port_minus_one_turns_dns_off() {
     let defaults = crate::config::resolve(&AgentArgs { dev: true, ..AgentArgs::default() }).unwrap();
     assert_eq!((defaults.dns_port, defaults.dns.domain_name().to_ascii()), (Some(8600), "consul.".to_owned()));
     assert!(crate::config::resolve(&args("0")).is_err());
+
+    // From a config file, with -domain over the file's domain.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dns.json");
+    std::fs::write(
+        &file,
+        r#"{"domain": "file.", "ports": {"dns": 8654}, "dns_config": {"node_ttl": "1m", "udp_answer_limit": 0}}"#,
+    )
+    .unwrap();
+    let from_file = |domain: Option<&str>| {
+        crate::config::resolve(&AgentArgs {
+            dev: true,
+            config_file: vec![file.clone()],
+            domain: domain.map(str::to_owned),
+            ..AgentArgs::default()
+        })
+    };
+    let error = from_file(None).unwrap_err().to_string();
+    assert!(error.contains("udp_answer_limit: 0 must be a whole number from 1"), "{error}");
+    std::fs::write(&file, r#"{"domain": "file.", "ports": {"dns": 8654}, "dns_config": {"node_ttl": "1m"}}"#).unwrap();
+    let settings = from_file(None).unwrap();
+    assert_eq!((settings.dns_port, settings.dns.node_ttl), (Some(8654), 60));
+    assert_eq!(settings.dns.domain_name().to_ascii(), "file.");
+    assert_eq!(from_file(Some("flag")).unwrap().dns.domain_name().to_ascii(), "flag.");
+}
+
+/// A registry last in contact with a leader long ago; a read barrier succeeds or not.
+struct StaleView {
+    registry: RwLock<Registry>,
+    barrier: bool,
+}
+
+impl super::View for StaleView {
+    fn read(&self) -> crate::store::RegistryRead<'_> {
+        Box::new(self.registry.read().expect("registry lock"))
+    }
+
+    fn last_contact(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    fn consistent(&self) -> crate::store::BoxFuture<'_, bool> {
+        let barrier = self.barrier;
+        Box::pin(async move { barrier })
+    }
+}
+
+#[tokio::test]
+async fn state_older_than_max_stale_needs_a_read_barrier_or_is_servfail() {
+    for (barrier, max_stale, expected) in [
+        (false, Duration::from_secs(87_600 * 3600), ResponseCode::NoError), // Consul's default: stale is fine
+        (true, Duration::from_secs(10), ResponseCode::NoError),             // too stale, barrier had
+        (false, Duration::from_secs(10), ResponseCode::ServFail),           // too stale, no leader
+    ] {
+        let view = Arc::new(StaleView { registry: RwLock::new(many(2).registry), barrier });
+        let mut cfg = config();
+        cfg.max_stale = max_stale;
+        let server =
+            DnsServer::bind("127.0.0.1:0".parse().unwrap(), view, Arc::new(cfg), Limits::default()).await.unwrap();
+        let (addr, stats) = (server.local_addr().unwrap(), server.stats());
+        let task = tokio::spawn(server.run());
+        let reply = udp_ask(addr, &query("web.service.consul.", RecordType::A, 9)).await;
+        assert_eq!(reply.metadata.response_code, expected, "barrier {barrier}, max_stale {max_stale:?}");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let reply = tcp_ask(&mut stream, &query("web.service.consul.", RecordType::A, 10)).await;
+        assert_eq!(reply.metadata.response_code, expected);
+        let failures = stats.stale_failures.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(failures, if expected == ResponseCode::ServFail { 2 } else { 0 });
+        task.abort();
+    }
 }
