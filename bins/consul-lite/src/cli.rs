@@ -44,7 +44,7 @@ fn is_single_dash_word(text: &str) -> bool {
     name = "consul-lite",
     version,
     args_override_self = true,
-    about = "A Consul-like agent (Consul's /v1 HTTP API and commands) over SWIM gossip; -dev mode for now",
+    about = "A Consul-like agent (Consul's /v1 HTTP API, DNS and commands) over SWIM gossip: Raft servers (-server) or one in-memory server (-dev)",
     after_help = "Flags take one dash or two (-node or --node). Client commands reach the agent at -http-addr \
                   (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500) with -token (env CONSUL_HTTP_TOKEN)."
 )]
