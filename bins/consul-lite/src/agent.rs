@@ -31,8 +31,10 @@ use crate::http::{AgentInfo, Api, ApiMetrics};
 use crate::server::{self, bootstrap::ClusterSettings};
 use crate::store::{DevStore, Store};
 
-/// How often `-retry-join` tries again (Consul: 30 s).
+/// How often `-retry-join` tries again once its first quick tries have failed (Consul: 30 s).
 const RETRY_JOIN_INTERVAL: Duration = Duration::from_secs(30);
+/// The first wait of `-retry-join` after a miss; it doubles up to [`RETRY_JOIN_INTERVAL`].
+const RETRY_JOIN_FIRST: Duration = Duration::from_secs(1);
 
 /// How often the catalog is compared with the pool when the pool does not change.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
@@ -372,6 +374,10 @@ async fn resolve(addrs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
 }
 
 async fn retry_join(serf: SerfHandle, addrs: Vec<String>, mut stopping: watch::Receiver<bool>) {
+    // Servers started together race: the first attempts come quickly (1 s, doubling), and only
+    // then every RETRY_JOIN_INTERVAL, as Consul's retry_interval. Consul waits the whole 30 s
+    // after a first miss, so three servers started at once can take 30 s to form.
+    let mut wait = RETRY_JOIN_FIRST.min(RETRY_JOIN_INTERVAL);
     loop {
         match resolve(&addrs).await {
             Ok(resolved) => match serf.join(&resolved, false).await {
@@ -384,9 +390,10 @@ async fn retry_join(serf: SerfHandle, addrs: Vec<String>, mut stopping: watch::R
             Err(error) => tracing::warn!(%error, "retry-join"),
         }
         tokio::select! {
-            () = tokio::time::sleep(RETRY_JOIN_INTERVAL) => {}
+            () = tokio::time::sleep(wait) => {}
             _ = stopping.wait_for(|stop| *stop) => return,
         }
+        wait = (wait * 2).min(RETRY_JOIN_INTERVAL);
     }
 }
 

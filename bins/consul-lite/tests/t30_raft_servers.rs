@@ -39,7 +39,13 @@ impl Server {
     }
 
     fn start_with(name: &str, root: &Path, join: Option<u16>, expect: bool) -> Self {
-        let ports = Ports { http: free_port(), serf: free_port(), server: free_port(), dns: free_port() };
+        Self::start_on(name, root, join, expect, free_port())
+    }
+
+    /// As [`Server::start_with`], with its gossip port given (a seed others were told to join
+    /// before it started).
+    fn start_on(name: &str, root: &Path, join: Option<u16>, expect: bool, serf: u16) -> Self {
+        let ports = Ports { http: free_port(), serf, server: free_port(), dns: free_port() };
         let mut server = Self {
             name: name.to_owned(),
             dir: root.join(name),
@@ -365,4 +371,20 @@ fn three_servers_bootstrap_fail_over_and_keep_every_acknowledged_write() {
     }
     let list = servers[0].request("GET", "/v1/kv/?recurse", b"").unwrap().json();
     assert_eq!(list.as_array().unwrap().len(), acknowledged.len(), "no write appeared twice or from nowhere");
+}
+
+/// Servers started together race: two point `-retry-join` at a seed that starts 1.5 s after
+/// them. Their next tries come within seconds (Consul's retry_interval alone would make them wait
+/// 30 s), so the three agree on a leader well within the bound.
+#[test]
+fn servers_started_before_their_seed_form_the_cluster_within_seconds() {
+    let root = tempfile::tempdir().unwrap();
+    let seed = free_port();
+    let started = Instant::now();
+    let early: Vec<Server> = ["r2", "r3"].iter().map(|name| Server::start(name, root.path(), Some(seed))).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut servers = early;
+    servers.insert(0, Server::start_on("r1", root.path(), None, true, seed));
+    let (_, took) = eventually(Duration::from_secs(15), "a leader all three agree on", || agreed_leader(&servers));
+    eprintln!("formed {:?} after the first start ({took:?} after the seed)", started.elapsed());
 }
