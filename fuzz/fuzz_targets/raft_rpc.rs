@@ -1,6 +1,7 @@
 //! The consensus crate's server RPC decoder (frames carrying openraft's AppendEntries, Vote and
-//! InstallSnapshot, and forwarded requests) must never panic, whatever arrives, and must refuse
-//! oversized frames from their header.
+//! InstallSnapshot, and forwarded requests, each in an envelope naming the sender's and the
+//! target's Raft ids; answers, refusals included) must never panic, whatever arrives, and must
+//! refuse oversized frames from their header.
 //!
 //! Each input is decoded as a request and as a response, both as it is and behind a valid
 //! header of the right length (so arbitrary bytes reach the postcard decoder). A request that

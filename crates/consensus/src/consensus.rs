@@ -388,7 +388,7 @@ impl<S: StateMachine> Consensus<S> {
             .map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
         let raft_config = config.to_openraft().validate().map_err(|e| StartError::Raft(e.to_string()))?;
-        let peers = Arc::new(Peers::new(config.max_frame_size, config.connect_timeout));
+        let peers = Arc::new(Peers::new(config.node_id, config.max_frame_size, config.connect_timeout));
         let network = Network { peers: Arc::clone(&peers) };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, state.clone())
             .await
@@ -594,7 +594,7 @@ impl<S: StateMachine> Consensus<S> {
         let Some((leader, addr)) = leader.filter(|(id, _)| *id != self.id()) else {
             return Err(Routed::NoLeader);
         };
-        let answer = self.core.peers.call(&addr, &Request::Forward(request), timeout, false).await;
+        let answer = self.core.peers.call(leader, &addr, Request::Forward(request), timeout, false).await;
         match answer {
             Ok(Response::Forward(Ok(reply))) => Ok(reply),
             Ok(Response::Forward(Err(ForwardFailure::NotLeader { leader: now }))) => {

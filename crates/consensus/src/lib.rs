@@ -86,6 +86,15 @@
 //!   typed [`rpc::frame::FrameError`] and never panics (fuzzed: `fuzz/fuzz_targets/raft_rpc.rs`).
 //!   Connections are pooled per peer; connecting, each call and each frame body are bounded in
 //!   time.
+//! - **Addressed requests.** Every request (AppendEntries, Vote, InstallSnapshot, forwarded
+//!   work) names the sender's Raft id and the Raft id it is for. A server refuses a request for
+//!   another id without acting on it, and the caller gets [`RpcError::WrongNode`]; for openraft
+//!   that target is unreachable, so the leader backs off it and never takes the answer as the
+//!   target's. This closes the window in which a server whose data dir was wiped, back at its old
+//!   address under a new id, would answer for its old identity while that is still in the
+//!   configuration (a debug-build leader stopped on openraft's log-reversion assertion). The
+//!   ids came with frame version 2: a version 1 server and a version 2 server refuse each
+//!   other's frames, so upgrade all servers of a cluster together.
 //! - **Forwarding.** Writes, read barriers and membership changes that reach a follower are
 //!   forwarded by it to the leader over the same RPC, so any server takes them; the caller gets
 //!   the leader's answer, or an error saying whether the request may have been applied.

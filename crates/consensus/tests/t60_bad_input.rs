@@ -31,7 +31,7 @@ async fn bad_frames_close_the_connection_only() {
 
     // A body that is not a message.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&[0, 0, 0, 5, 1, 200, 200, 200, 200]).await.unwrap();
+    s.write_all(&[0, 0, 0, 5, consensus::rpc::frame::VERSION, 200, 200, 200, 200]).await.unwrap();
     assert!(closed_by_server(s).await);
 
     // Random bytes.

@@ -15,7 +15,7 @@ use openraft::BasicNode;
 use tokio::net::TcpStream;
 
 use super::frame::{self, FrameError};
-use super::message::{Request, Response, SnapshotFailure};
+use super::message::{Envelope, Refusal, Request, Response, SnapshotFailure};
 use super::RpcError;
 use crate::types::{NodeId, TypeConfig};
 
@@ -25,14 +25,16 @@ const IDLE_PER_PEER: usize = 4;
 /// Connections to peers, reused between calls.
 #[derive(Debug)]
 pub(crate) struct Peers {
+    /// This server's Raft id, sent as the sender of every request.
+    me: NodeId,
     idle: Mutex<HashMap<String, Vec<TcpStream>>>,
     max_frame: u32,
     connect_timeout: Duration,
 }
 
 impl Peers {
-    pub(crate) fn new(max_frame: u32, connect_timeout: Duration) -> Self {
-        Self { idle: Mutex::default(), max_frame, connect_timeout }
+    pub(crate) fn new(me: NodeId, max_frame: u32, connect_timeout: Duration) -> Self {
+        Self { me, idle: Mutex::default(), max_frame, connect_timeout }
     }
 
     fn take_idle(&self, addr: &str) -> Option<TcpStream> {
@@ -64,17 +66,20 @@ impl Peers {
         }
     }
 
-    /// Sends `request` to `addr` and waits at most `timeout` for the answer (connecting is
-    /// bounded apart). A pooled connection that turns out closed is replaced once when
-    /// `idempotent`: the peer closed it idle, so it never saw the request.
+    /// Sends `request` to server `to` at `addr` and waits at most `timeout` for the answer
+    /// (connecting is bounded apart). A pooled connection that turns out closed is replaced
+    /// once when `idempotent`: the peer closed it idle, so it never saw the request. A server
+    /// at `addr` that is not `to` refuses the request: [`RpcError::WrongNode`].
     pub(crate) async fn call(
         &self,
+        to: NodeId,
         addr: &str,
-        request: &Request,
+        request: Request,
         timeout: Duration,
         idempotent: bool,
     ) -> Result<Response, RpcError> {
-        let frame = frame::encode(request, self.max_frame)
+        let envelope = Envelope { from: self.me, to, request };
+        let frame = frame::encode(&envelope, self.max_frame)
             .map_err(|source| RpcError::Frame { addr: addr.to_owned(), source })?;
         loop {
             let (mut stream, reused) = match self.take_idle(addr) {
@@ -88,7 +93,12 @@ impl Peers {
             match tokio::time::timeout(timeout, exchange).await {
                 Ok(Ok(Some(response))) => {
                     self.put_idle(addr, stream);
-                    return Ok(response);
+                    return match response {
+                        Response::Refused(Refusal::WrongNode { addressed, actual }) => {
+                            Err(RpcError::WrongNode { addr: addr.to_owned(), addressed, actual })
+                        }
+                        response => Ok(response),
+                    };
                 }
                 Ok(Ok(None) | Err(FrameError::Io(_))) if reused && idempotent => continue,
                 Ok(Ok(None)) => return Err(RpcError::Closed { addr: addr.to_owned() }),
@@ -127,8 +137,12 @@ impl PeerClient {
         request: Request,
         option: &RPCOption,
     ) -> Result<Response, RaftRpcError<E>> {
-        self.peers.call(&self.addr, &request, option.hard_ttl(), true).await.map_err(|e| match e {
-            RpcError::Connect { .. } | RpcError::ConnectTimeout { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+        self.peers.call(self.target, &self.addr, request, option.hard_ttl(), true).await.map_err(|e| match e {
+            // Another server at the target's address refused the request: for openraft the
+            // target is unreachable (it backs off), and no answer is taken as coming from it.
+            RpcError::Connect { .. } | RpcError::ConnectTimeout { .. } | RpcError::WrongNode { .. } => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
             _ => RPCError::Network(NetworkError::new(&e)),
         })
     }

@@ -6,8 +6,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The frame format version this build speaks.
-pub const VERSION: u8 = 1;
+/// The frame format version this build speaks. Version 2: every request is an envelope naming
+/// the sender's and the target's Raft ids, and a server answers a request for another id with a
+/// refusal. Version 1 (no ids) is refused: servers of both versions do not talk to each other.
+pub const VERSION: u8 = 2;
 
 /// Bytes before a frame's body: the length.
 pub const HEADER_LEN: usize = 4;

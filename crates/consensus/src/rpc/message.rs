@@ -11,6 +11,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{NodeId, TypeConfig};
 
+/// What goes on the wire for every request: who sends it, which server (Raft id) it is meant
+/// for, and the request. A server refuses an envelope addressed to another id with
+/// [`Response::Refused`] and does nothing else with it: a server that came back at an old
+/// address under a new id must not answer for its old identity.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Envelope {
+    /// The sender's Raft id.
+    pub(crate) from: NodeId,
+    /// The Raft id the sender believes is at the address it connected to.
+    pub(crate) to: NodeId,
+    pub(crate) request: Request,
+}
+
 /// A request from one server to another.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
@@ -41,6 +54,16 @@ pub(crate) enum Response {
     Vote(Result<VoteResponse<NodeId>, String>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, SnapshotFailure>),
     Forward(Result<ForwardReply, ForwardFailure>),
+    /// The request was not looked at (any kind of request).
+    Refused(Refusal),
+}
+
+/// Why a server refused a request without acting on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Refusal {
+    /// The envelope was addressed to `addressed`, but this server is `actual` (its data dir was
+    /// wiped and it came back under a new id, or the address now belongs to another server).
+    WrongNode { addressed: NodeId, actual: NodeId },
 }
 
 /// Why an InstallSnapshot chunk was not taken.
@@ -151,6 +174,12 @@ mod tests {
         };
         assert_eq!(back, install);
 
+        let envelope = Envelope { from: 3, to: u64::MAX, request: Request::Vote(vote.clone()) };
+        let back = round_trip(&envelope);
+        assert_eq!((back.from, back.to), (3, u64::MAX));
+        let Request::Vote(back) = back.request else { panic!("kind changed") };
+        assert_eq!(back, vote);
+
         for forwarded in [
             Forwarded::Write(vec![0, 255]),
             Forwarded::ReadIndex,
@@ -202,6 +231,9 @@ mod tests {
             panic!("kind changed")
         };
         assert_eq!(back, failure);
+        let refusal = Refusal::WrongNode { addressed: 3, actual: 4 };
+        let Response::Refused(back) = round_trip(&Response::Refused(refusal.clone())) else { panic!("kind changed") };
+        assert_eq!(back, refusal);
         let reply = ForwardReply::Written { index: 9, response: vec![1] };
         let Response::Forward(Ok(back)) = round_trip(&Response::Forward(Ok(reply.clone()))) else {
             panic!("kind changed")

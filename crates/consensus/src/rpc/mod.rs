@@ -58,6 +58,17 @@ pub enum RpcError {
         /// Its error, as text.
         message: String,
     },
+    /// The server at `addr` is not the one the request was for: it refused the request without
+    /// acting on it (it came back under a new id, e.g. after its data dir was wiped).
+    #[error("{addr} is server {actual}, not {addressed}: request refused")]
+    WrongNode {
+        /// The peer's address.
+        addr: String,
+        /// The id the request was addressed to.
+        addressed: crate::NodeId,
+        /// The id of the server that answered.
+        actual: crate::NodeId,
+    },
     /// The peer answered with a message of another kind.
     #[error("{addr}: answered something other than {wanted}")]
     Unexpected {

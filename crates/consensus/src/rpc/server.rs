@@ -10,7 +10,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::frame;
-use super::message::{Request, Response, SnapshotFailure};
+use super::message::{Envelope, Refusal, Request, Response, SnapshotFailure};
 use crate::consensus::Core;
 
 /// An inbound connection with no request for this long is closed (peers reconnect).
@@ -55,17 +55,19 @@ async fn serve_connection(mut stream: TcpStream, core: &Core) {
     let max = core.config.max_frame_size;
     let body_timeout = Some(core.config.rpc_timeout);
     loop {
-        let request =
-            match tokio::time::timeout(IDLE_TIMEOUT, frame::read_bounded::<Request, _>(&mut stream, max, body_timeout))
-                .await
-            {
-                Err(_) | Ok(Ok(None)) => return,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "server RPC: closing a connection after a bad frame");
-                    return;
-                }
-                Ok(Ok(Some(request))) => request,
-            };
+        let request = match tokio::time::timeout(
+            IDLE_TIMEOUT,
+            frame::read_bounded::<Envelope, _>(&mut stream, max, body_timeout),
+        )
+        .await
+        {
+            Err(_) | Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "server RPC: closing a connection after a bad frame");
+                return;
+            }
+            Ok(Ok(Some(request))) => request,
+        };
         let response = handle(core, request).await;
         let bytes = match frame::encode(&response, max) {
             Ok(bytes) => bytes,
@@ -81,7 +83,15 @@ async fn serve_connection(mut stream: TcpStream, core: &Core) {
     }
 }
 
-async fn handle(core: &Core, request: Request) -> Response {
+async fn handle(core: &Core, envelope: Envelope) -> Response {
+    let Envelope { from, to, request } = envelope;
+    let me = core.config.node_id;
+    if to != me {
+        // Meant for another identity (this server's data dir was wiped and it came back under a
+        // new id at the same address, or the address changed hands): touch nothing.
+        tracing::warn!(from, addressed = to, me, "server RPC: refused a request addressed to another server id");
+        return Response::Refused(Refusal::WrongNode { addressed: to, actual: me });
+    }
     match request {
         Request::AppendEntries(rpc) => {
             let result = core.raft.append_entries(rpc).await;
