@@ -17,6 +17,7 @@ mod json;
 mod kv;
 mod operator;
 mod query;
+mod register;
 mod session;
 mod txn;
 
@@ -372,7 +373,17 @@ async fn route(api: &Api, mut request: ApiRequest) -> ApiResult {
     }
     if let Some(rest) = path.strip_prefix("/v1/catalog/") {
         let (verb, arg) = rest.split_once('/').unwrap_or((rest, ""));
-        allow(GET)?;
+        match verb {
+            "register" => {
+                allow(PUT)?;
+                return register::register(api, &mut request).await;
+            }
+            "deregister" => {
+                allow(PUT)?;
+                return register::deregister(api, &mut request).await;
+            }
+            _ => allow(GET)?,
+        }
         return match verb {
             "datacenters" => Ok(Reply::json(&[&api.info.datacenter])),
             "nodes" => catalog::nodes(api, &request).await,

@@ -1,0 +1,221 @@
+//! `PUT /v1/catalog/register` and `PUT /v1/catalog/deregister` (Consul's
+//! `agent/catalog_endpoint.go` and the server's `Catalog.Register` / `Catalog.Deregister`
+//! checks), and the request parsing the agent endpoints share: services, checks, string maps
+//! and statuses, with JSON keys in any letter case (and Consul's snake_case aliases).
+//!
+//! Every check happens before the write: a bad request is a 400 naming the field and nothing
+//! is written.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use service_registry::{CheckRegistration, Command, HealthStatus, Registration, ServiceRegistration, Weights};
+
+use super::json::Fields;
+use super::{Api, ApiError, ApiRequest, ApiResult, Reply};
+
+/// The field `name`, or its snake_case alias (`tagged_addresses`), in any letter case.
+pub(super) fn field<'a>(fields: &Fields<'a>, name: &str, alias: &str) -> Option<&'a Value> {
+    fields.get(name).or_else(|| fields.get(alias))
+}
+
+/// A JSON object of strings (`Meta`, `NodeMeta`, `TaggedAddresses`).
+pub(super) fn string_map(value: Option<&Value>, what: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(key, value)| match value {
+                Value::String(text) => Ok((key.clone(), text.clone())),
+                _ => Err(ApiError::bad_request(format!("Request decode failed: {what}.{key}: expected a string"))),
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad_request(format!("Request decode failed: {what}: expected an object of strings"))),
+    }
+}
+
+/// A port: an integer from 0 to 65535 (Go decodes a string or a negative number as an error).
+pub(super) fn port(fields: &Fields<'_>, what: &str) -> Result<u16, ApiError> {
+    match fields.get("Port") {
+        None => Ok(0),
+        Some(value) => value
+            .as_u64()
+            .and_then(|port| u16::try_from(port).ok())
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid {what}.Port: {value}: expected an integer 0-65535"))),
+    }
+}
+
+/// A check status as Consul spells it; empty or absent means `default`.
+pub(super) fn status(text: Option<&str>, default: HealthStatus, what: &str) -> Result<HealthStatus, ApiError> {
+    match text.unwrap_or("") {
+        "" => Ok(default),
+        "passing" => Ok(HealthStatus::Passing),
+        "warning" => Ok(HealthStatus::Warning),
+        "critical" => Ok(HealthStatus::Critical),
+        "maintenance" => Ok(HealthStatus::Maintenance),
+        other => Err(ApiError::bad_request(format!("Invalid {what}.Status {other:?}: Bad check status"))),
+    }
+}
+
+fn string(fields: &Fields<'_>, name: &str) -> Result<String, ApiError> {
+    Ok(fields.string(name)?.unwrap_or("").to_owned())
+}
+
+/// A catalog service (`Service` of a register request).
+fn service(value: &Value) -> Result<ServiceRegistration, ApiError> {
+    let fields = Fields::of(value, "Service")?;
+    let weights = match fields.get("Weights") {
+        None => None,
+        Some(value) => {
+            let weights = Fields::of(value, "Service.Weights")?;
+            let weight = |name| -> Result<u32, ApiError> {
+                Ok(weights.uint(name)?.map_or(1, |w| u32::try_from(w).unwrap_or(u32::MAX)))
+            };
+            Some(Weights { passing: weight("Passing")?, warning: weight("Warning")? })
+        }
+    };
+    let service = ServiceRegistration {
+        id: string(&fields, "ID")?,
+        service: string(&fields, "Service")?,
+        tags: fields.strings("Tags")?.unwrap_or_default(),
+        address: string(&fields, "Address")?,
+        port: port(&fields, "Service")?,
+        meta: string_map(fields.get("Meta"), "Service.Meta")?,
+        enable_tag_override: matches!(
+            field(&fields, "EnableTagOverride", "enable_tag_override"),
+            Some(Value::Bool(true))
+        ),
+        weights,
+    };
+    if service.service.is_empty() {
+        return Err(ApiError::bad_request(if service.id.is_empty() {
+            "Missing Service.Service: must provide a service name"
+        } else {
+            "Missing Service.Service: must provide service name with ID"
+        }));
+    }
+    Ok(service)
+}
+
+/// A catalog check (`Check` or an element of `Checks`) on `node`.
+fn check(value: &Value, node: &str, what: &str) -> Result<CheckRegistration, ApiError> {
+    let fields = Fields::of(value, what)?;
+    if let Some(other) = fields.string("Node")?.filter(|other| !other.is_empty() && *other != node) {
+        return Err(ApiError::bad_request(format!("Invalid {what}.Node {other:?}: it must be the request's Node")));
+    }
+    let check = CheckRegistration {
+        check_id: fields.string("CheckID")?.or(fields.string("ID")?).unwrap_or("").to_owned(),
+        name: string(&fields, "Name")?,
+        status: status(fields.string("Status")?, HealthStatus::Critical, what)?,
+        notes: string(&fields, "Notes")?,
+        output: string(&fields, "Output")?,
+        service_id: match field(&fields, "ServiceID", "service_id") {
+            None => String::new(),
+            Some(Value::String(id)) => id.clone(),
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "Request decode failed: {what}.ServiceID: expected a string"
+                )))
+            }
+        },
+        check_type: string(&fields, "Type")?,
+    };
+    if check.check_id.is_empty() && check.name.is_empty() {
+        return Err(ApiError::bad_request(format!("Missing {what}.CheckID: a check needs a CheckID or a Name")));
+    }
+    Ok(check)
+}
+
+/// The registration in a `/v1/catalog/register` body, checked whole.
+fn registration(api: &Api, body: Option<&Value>) -> Result<Registration, ApiError> {
+    let body = body.ok_or_else(|| ApiError::bad_request("Missing request body"))?;
+    let fields = Fields::of(body, "register")?;
+    let node = string(&fields, "Node")?;
+    if node.is_empty() {
+        return Err(ApiError::bad_request("Missing Node: must provide node"));
+    }
+    let address = string(&fields, "Address")?;
+    if address.is_empty() {
+        return Err(ApiError::bad_request("Missing Address: must provide address"));
+    }
+    let datacenter = string(&fields, "Datacenter")?;
+    if !datacenter.is_empty() && datacenter != api.info.datacenter {
+        return Err(ApiError::bad_request(format!("Invalid Datacenter {datacenter:?}: no path to datacenter")));
+    }
+    let service = fields.get("Service").map(service).transpose()?;
+    let mut checks = Vec::new();
+    if let Some(value) = fields.get("Check") {
+        checks.push(check(value, &node, "Check")?);
+    }
+    match fields.get("Checks") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                checks.push(check(item, &node, &format!("Checks[{i}]"))?);
+            }
+        }
+        Some(_) => return Err(ApiError::bad_request("Request decode failed: Checks: expected a list")),
+    }
+    // A service check must name a service registered on the node, or the one registered now.
+    for (i, check) in checks.iter().enumerate() {
+        if check.service_id.is_empty() {
+            continue;
+        }
+        let in_request =
+            service.as_ref().is_some_and(|s| (if s.id.is_empty() { &s.service } else { &s.id }) == &check.service_id);
+        if !in_request && api.store.read().node_services(&node).all(|s| s.id != check.service_id) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid ServiceID {:?} of check {i}: no such service on node {node:?}",
+                check.service_id
+            )));
+        }
+    }
+    Ok(Registration {
+        node,
+        id: string(&fields, "ID")?,
+        address,
+        datacenter: api.info.datacenter.clone(),
+        tagged_addresses: string_map(field(&fields, "TaggedAddresses", "tagged_addresses"), "TaggedAddresses")?,
+        node_meta: string_map(field(&fields, "NodeMeta", "node_meta"), "NodeMeta")?,
+        service,
+        checks,
+    })
+}
+
+/// `PUT /v1/catalog/register`: `true` once applied.
+pub(super) async fn register(api: &Api, request: &mut ApiRequest) -> ApiResult {
+    let body = request.json_body().await?;
+    let registration = registration(api, body.as_ref())?;
+    let _applied = api.store.write(Command::Register(registration)).await?;
+    Ok(Reply::json(&true))
+}
+
+/// `PUT /v1/catalog/deregister`: the node (with its services and checks), or only a service
+/// (`ServiceID`, with its checks) and/or a check (`CheckID`). `true` once applied; removing
+/// what does not exist is not an error, as in Consul.
+pub(super) async fn deregister(api: &Api, request: &mut ApiRequest) -> ApiResult {
+    let body = request.json_body().await?;
+    let body = body.ok_or_else(|| ApiError::bad_request("Missing request body"))?;
+    let fields = Fields::of(&body, "deregister")?;
+    let node = string(&fields, "Node")?;
+    if node.is_empty() {
+        return Err(ApiError::bad_request("Missing Node: must provide node"));
+    }
+    let datacenter = string(&fields, "Datacenter")?;
+    if !datacenter.is_empty() && datacenter != api.info.datacenter {
+        return Err(ApiError::bad_request(format!("Invalid Datacenter {datacenter:?}: no path to datacenter")));
+    }
+    let service_id = string(&fields, "ServiceID")?;
+    let check_id = string(&fields, "CheckID")?;
+    if service_id.is_empty() && check_id.is_empty() {
+        let _applied = api.store.write(Command::DeregisterNode { node }).await?;
+        return Ok(Reply::json(&true));
+    }
+    if !service_id.is_empty() {
+        let _applied = api.store.write(Command::DeregisterService { node: node.clone(), service_id }).await?;
+    }
+    if !check_id.is_empty() {
+        let _applied = api.store.write(Command::DeregisterCheck { node, check_id }).await?;
+    }
+    Ok(Reply::json(&true))
+}
