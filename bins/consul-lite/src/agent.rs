@@ -9,6 +9,7 @@
 //!      │       ▲
 //!      │       └── reconcile: member alive → serfHealth passing, failed → critical
 //!      │           (its sessions invalidated, locks released), left → deregistered
+//!      ├─► local::LocalAgent: this agent's services and TTL checks, written to the store
 //!      ├─► dns::DnsServer on -client:-dns-port (UDP + TCP), reading the store's registry
 //!      └─► http_serve::serve(/v1 router) until SIGINT / SIGTERM / leave
 //! ```
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::http::{AgentInfo, Api, ApiMetrics};
+use crate::local::LocalAgent;
 use crate::server::{self, bootstrap::ClusterSettings};
 use crate::store::{DevStore, Store};
 
@@ -122,7 +124,9 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let (stop, mut stopping) = watch::channel(false);
+    let local = Arc::new(LocalAgent::new(settings.node.clone(), Arc::clone(&store)));
     let api = Arc::new(Api {
+        local: Arc::clone(&local),
         store: Arc::clone(&store),
         serf: handle.clone(),
         info: AgentInfo {
@@ -145,6 +149,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(dns) = dns {
         tasks.push(tokio::spawn(dns.run()));
     }
+    tasks.push(tokio::spawn(local.run(stopping.clone())));
     tasks.push(tokio::spawn(reconcile(
         handle.clone(),
         Arc::clone(&api.store),

@@ -53,6 +53,7 @@ mod config;
 mod dns;
 mod duration;
 mod http;
+mod local;
 mod server;
 mod store;
 

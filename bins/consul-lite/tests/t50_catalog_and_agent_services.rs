@@ -115,3 +115,135 @@ fn catalog_register_bad_input_is_400_naming_the_field_and_writes_nothing() {
     assert_eq!(agent.get("/v1/catalog/node/n1").json(), serde_json::Value::Null, "nothing written");
     assert_eq!(agent.get("/v1/catalog/service/db").json(), json!([]));
 }
+
+fn eventually(within: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < within, "not within {within:?}: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+fn dns_answers(agent: &Agent, name: &str) -> usize {
+    common::dns_ask(agent.dns, name, RecordType::A, false).expect("a DNS reply").answers.len()
+}
+
+#[test]
+fn agent_service_with_a_ttl_check_critical_pass_expire_deregister() {
+    let agent = Agent::start("t50-agent", &[]);
+    // py-consul's shape: lowercase keys, the check as {"ttl": ...}.
+    let body = json!({"name": "api", "id": "api-1", "port": 9000, "tags": ["v2"], "meta": {"m": "1"},
+                      "check": {"ttl": "2s"}});
+    let reply = put_json(&agent, "/v1/agent/service/register", &body);
+    assert_eq!(reply.status, 200, "{reply:?}");
+
+    let services = agent.get("/v1/agent/services").json();
+    assert_eq!(services["api-1"]["Service"], "api");
+    assert_eq!(services["api-1"]["Port"], 9000);
+    assert_eq!(services["api-1"]["Tags"], json!(["v2"]));
+    let one = agent.get("/v1/agent/service/api-1");
+    assert_eq!((one.status, one.json()["ID"].clone()), (200, json!("api-1")));
+    assert_eq!(agent.get("/v1/agent/service/nope").status, 404);
+
+    // Critical at start (Consul's default for a new TTL check), in the catalog as in the agent.
+    let checks = agent.get("/v1/agent/checks").json();
+    assert_eq!(checks["service:api-1"]["Status"], "critical", "{checks}");
+    assert_eq!(checks["service:api-1"]["ServiceID"], "api-1");
+    assert_eq!(checks["service:api-1"]["Type"], "ttl");
+    let rows = agent.get("/v1/health/service/api").json();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["Service"]["Port"], 9000);
+    assert_eq!(agent.get("/v1/health/service/api?passing").json(), json!([]));
+    assert_eq!(dns_answers(&agent, "api.service.consul."), 0);
+
+    // pass: passing, in ?passing and in DNS.
+    let reply = agent.put("/v1/agent/check/pass/service:api-1?note=all%20good", b"");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let passing = agent.get("/v1/health/service/api?passing").json();
+    assert_eq!(passing.as_array().unwrap().len(), 1, "{passing}");
+    let check = passing[0]["Checks"].as_array().unwrap().iter().find(|c| c["CheckID"] == "service:api-1").unwrap();
+    assert_eq!((check["Status"].clone(), check["Output"].clone()), (json!("passing"), json!("all good")));
+    assert_eq!(dns_answers(&agent, "api.service.consul."), 1);
+
+    // No update within the TTL (2 s): critical, out of ?passing and out of DNS.
+    let took = eventually(std::time::Duration::from_secs(6), "the TTL check turns critical", || {
+        agent.get("/v1/health/service/api?passing").json() == json!([])
+    });
+    assert!(took >= std::time::Duration::from_millis(1500), "critical after {took:?}, before its TTL");
+    let checks = agent.get("/v1/agent/checks").json();
+    assert_eq!(checks["service:api-1"]["Status"], "critical");
+    assert_eq!(checks["service:api-1"]["Output"], "TTL expired");
+    assert_eq!(dns_answers(&agent, "api.service.consul."), 0);
+
+    // update: Status and Output.
+    let reply =
+        put_json(&agent, "/v1/agent/check/update/service:api-1", &json!({"Status": "warning", "Output": "slow"}));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let checks = agent.get("/v1/health/checks/api").json();
+    assert_eq!((checks[0]["Status"].clone(), checks[0]["Output"].clone()), (json!("warning"), json!("slow")));
+
+    // A node-level TTL check through /v1/agent/check/register, then removed.
+    let reply =
+        put_json(&agent, "/v1/agent/check/register", &json!({"Name": "mem", "TTL": "30s", "Status": "passing"}));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(agent.get("/v1/agent/checks").json()["mem"]["Status"], "passing");
+    let node_checks = names(&agent.get("/v1/health/node/t50-agent").json(), "CheckID");
+    assert!(node_checks.contains(&"mem".to_owned()), "{node_checks:?}");
+    assert_eq!(agent.put("/v1/agent/check/deregister/mem", b"").status, 200);
+    assert!(agent.get("/v1/agent/checks").json().get("mem").is_none());
+    let node_checks = names(&agent.get("/v1/health/node/t50-agent").json(), "CheckID");
+    assert!(!node_checks.contains(&"mem".to_owned()), "{node_checks:?}");
+
+    // Deregister: gone from the agent, the catalog and DNS.
+    assert_eq!(agent.put("/v1/agent/service/deregister/api-1", b"").status, 200);
+    assert_eq!(agent.get("/v1/agent/services").json(), json!({}));
+    assert_eq!(agent.get("/v1/agent/checks").json(), json!({}));
+    assert_eq!(agent.get("/v1/catalog/service/api").json(), json!([]));
+    assert_eq!(dns_answers(&agent, "api.service.consul."), 0);
+    assert_eq!(agent.put("/v1/agent/service/deregister/api-1", b"").status, 404);
+}
+
+#[test]
+fn agent_registration_bad_input_is_400_naming_the_field_and_writes_nothing() {
+    let agent = Agent::start("t50-bad", &[]);
+    let cases = [
+        (json!({"Port": 80}), "Name"),
+        (json!({"Name": "web", "Port": 70000}), "Port"),
+        (json!({"Name": "web", "Port": -1}), "Port"),
+        (
+            json!({"Name": "web", "Check": {"HTTP": "http://127.0.0.1/", "Interval": "10s"}}),
+            "not implemented yet: http checks",
+        ),
+        (
+            json!({"Name": "web", "Check": {"TCP": "127.0.0.1:80", "Interval": "10s"}}),
+            "not implemented yet: tcp checks",
+        ),
+        (json!({"Name": "web", "Check": {"Args": ["true"], "Interval": "10s"}}), "not implemented yet: script checks"),
+        (json!({"Name": "web", "Check": {"TTL": "soon"}}), "TTL"),
+        (json!({"Name": "web", "Checks": [{"TTL": "5s"}, {"TTL": "5s", "Status": "fine"}]}), "Checks[1].Status"),
+    ];
+    for (body, expected) in cases {
+        let reply = put_json(&agent, "/v1/agent/service/register", &body);
+        assert_eq!(reply.status, 400, "{body}: {reply:?}");
+        assert!(reply.text().contains(expected), "{body}: {:?} should say {expected}", reply.text());
+    }
+    let reply = put_json(&agent, "/v1/agent/check/register", &json!({"Name": "c", "TTL": "5s", "ServiceID": "nope"}));
+    assert_eq!(reply.status, 400);
+    assert!(reply.text().contains("ServiceID"), "{reply:?}");
+    let reply = put_json(&agent, "/v1/agent/check/register", &json!({"TTL": "5s"}));
+    assert_eq!(reply.status, 400);
+    assert!(reply.text().contains("Name"), "{reply:?}");
+    assert_eq!(agent.get("/v1/agent/services").json(), json!({}), "nothing written");
+    assert_eq!(agent.get("/v1/agent/checks").json(), json!({}));
+    assert_eq!(agent.get("/v1/catalog/service/web").json(), json!([]));
+
+    assert_eq!(put_json(&agent, "/v1/agent/check/register", &json!({"Name": "c", "TTL": "5s"})).status, 200);
+    let reply = put_json(&agent, "/v1/agent/check/update/c", &json!({"Status": "fine"}));
+    assert_eq!(reply.status, 400);
+    assert!(reply.text().contains("status"), "{reply:?}");
+    assert_eq!(agent.get("/v1/agent/checks").json()["c"]["Status"], "critical", "unchanged");
+    assert_eq!(agent.put("/v1/agent/check/pass/nope", b"").status, 404);
+    assert_eq!(agent.put("/v1/agent/check/deregister/nope", b"").status, 404);
+    assert_eq!(agent.get("/v1/agent/service/register").status, 405);
+}

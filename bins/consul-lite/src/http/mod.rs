@@ -15,6 +15,7 @@ mod agent;
 mod catalog;
 mod json;
 mod kv;
+mod local;
 mod operator;
 mod query;
 mod register;
@@ -96,6 +97,8 @@ pub(crate) struct Api {
     pub(crate) serve_stats: Arc<ServeStats>,
     /// The DNS server's counters (`None` with DNS off): `Stats.dns` of `/v1/agent/self`.
     pub(crate) dns_stats: Option<Arc<crate::dns::DnsStats>>,
+    /// This agent's own services and checks (`/v1/agent/service*`, `/v1/agent/check*`).
+    pub(crate) local: Arc<crate::local::LocalAgent>,
     /// Set to true to stop the agent (`/v1/agent/leave`).
     pub(crate) stop: watch::Sender<bool>,
 }
@@ -404,6 +407,33 @@ async fn route(api: &Api, mut request: ApiRequest) -> ApiResult {
             _ => Err(ApiError::not_found(format!("no such endpoint: {path}"))),
         };
     }
+    if let Some(rest) = path.strip_prefix("/v1/agent/service/") {
+        return match rest.split_once('/').unwrap_or((rest, "")) {
+            ("register", "") => {
+                allow(PUT)?;
+                local::register_service(api, &mut request).await
+            }
+            ("deregister", id) if !id.is_empty() => {
+                allow(PUT)?;
+                local::deregister_service(api, id).await
+            }
+            _ => {
+                allow(GET)?;
+                local::service(api, rest).await
+            }
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/agent/check/") {
+        let (verb, id) = rest.split_once('/').unwrap_or((rest, ""));
+        allow(PUT)?;
+        return match verb {
+            "register" if id.is_empty() => local::register_check(api, &mut request).await,
+            "deregister" if !id.is_empty() => local::deregister_check(api, id).await,
+            "pass" | "warn" | "fail" if !id.is_empty() => local::set(api, &request, verb, id).await,
+            "update" if !id.is_empty() => local::update_check(api, &mut request, id).await,
+            _ => Err(ApiError::not_found(format!("no such endpoint: {path}"))),
+        };
+    }
     if let Some(arg) = path.strip_prefix("/v1/agent/join/") {
         allow(PUT_POST)?;
         return agent::join(api, arg).await;
@@ -437,6 +467,14 @@ async fn route(api: &Api, mut request: ApiRequest) -> ApiResult {
         "/v1/agent/self" => {
             allow(GET)?;
             Ok(agent::this(api))
+        }
+        "/v1/agent/services" => {
+            allow(GET)?;
+            local::services(api).await
+        }
+        "/v1/agent/checks" => {
+            allow(GET)?;
+            local::checks(api).await
         }
         "/v1/agent/members" => {
             allow(GET)?;
