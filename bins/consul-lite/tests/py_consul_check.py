@@ -113,6 +113,23 @@ def main() -> None:
     _, health = c.health.service("consul", passing=True)
     check(len(health) == 1 and health[0]["Checks"][0]["CheckID"] == "serfHealth", f"health: {health}")
 
+    # An agent service with a TTL check: critical until the check passes, then in the passing
+    # answers; deregistered through the agent.
+    registered = c.agent.service.register(
+        "py-web", service_id="py-web-1", port=8080, tags=["py"], check=consul.Check.ttl("30s")
+    )
+    check(registered is True, "agent service register")
+    check("py-web-1" in c.agent.services(), f"agent services: {c.agent.services()}")
+    check(c.agent.checks()["service:py-web-1"]["Status"] == "critical", f"checks: {c.agent.checks()}")
+    _, health = c.health.service("py-web", passing=True)
+    check(health == [], f"critical TTL check, not passing: {health}")
+    check(c.agent.check.ttl_pass("service:py-web-1", notes="ok") is True, "ttl pass")
+    _, health = c.health.service("py-web", passing=True)
+    check(len(health) == 1 and health[0]["Service"]["Port"] == 8080, f"passing: {health}")
+    check(c.agent.service.deregister("py-web-1") is True, "agent service deregister")
+    _, health = c.health.service("py-web")
+    check(health == [], f"deregistered: {health}")
+
     # Transactions.
     result = c.txn.put([{"KV": {"Verb": "set", "Key": "py/txn", "Value": "dHhu"}}])
     check(result["Errors"] is None and len(result["Results"]) == 1, f"txn: {result}")

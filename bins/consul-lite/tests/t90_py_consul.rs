@@ -1,6 +1,6 @@
 //! py-consul (PyPI 1.8.x), unchanged, against a real `consul-lite agent -dev`: KV with cas,
 //! recurse and a blocking index, sessions with `lockdelay`, acquire/release and lock-delay,
-//! catalog, health, txn (`tests/py_consul_check.py`).
+//! catalog, health, an agent service with a TTL check, txn (`tests/py_consul_check.py`).
 //!
 //! The test creates a virtual environment under the target directory and installs py-consul
 //! into it with pip. When pip cannot reach PyPI, it says so loudly and skips.
