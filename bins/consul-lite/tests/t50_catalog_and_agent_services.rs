@@ -66,11 +66,27 @@ fn catalog_register_and_deregister_round_trip() {
     assert_eq!(passing[0]["Node"]["Node"], "ext-1");
     assert_eq!(passing[0]["Service"]["ID"], "web-1");
 
+    // SkipNodeUpdate: no Address needed, the node record kept as it is.
+    // (A register without it replaces the node record, as Consul's: the update above had no
+    // NodeMeta.)
+    let before = agent.get("/v1/catalog/node/ext-1").json()["Node"].clone();
+    let skip = json!({"Node": "ext-1", "SkipNodeUpdate": true, "Check": {"Name": "extra", "Status": "passing"}});
+    assert_eq!(put_json(&agent, "/v1/catalog/register", &skip).text().trim(), "true");
+    let after = agent.get("/v1/catalog/node/ext-1").json()["Node"].clone();
+    assert_eq!(before, after);
+    assert_eq!(after["Address"], "10.1.2.3");
+    assert_eq!(
+        put_json(&agent, "/v1/catalog/deregister", &json!({"Node": "ext-1", "CheckID": "extra"})).text().trim(),
+        "true"
+    );
+
     // Deregister the check, then the service, then the node.
     let reply = put_json(&agent, "/v1/catalog/deregister", &json!({"node": "ext-1", "CheckID": "node-disk"}));
     assert_eq!(reply.text().trim(), "true");
     assert!(agent.get("/v1/health/node/ext-1").json().as_array().unwrap().iter().all(|c| c["CheckID"] != "node-disk"));
-    let reply = put_json(&agent, "/v1/catalog/deregister", &json!({"Node": "ext-1", "ServiceID": "web-1"}));
+    // ServiceID wins over CheckID (Consul's precedence): the service goes, with its checks.
+    let reply =
+        put_json(&agent, "/v1/catalog/deregister", &json!({"Node": "ext-1", "ServiceID": "web-1", "CheckID": "x"}));
     assert_eq!(reply.text().trim(), "true");
     assert_eq!(agent.get("/v1/catalog/service/web").json(), json!([]));
     assert!(agent.get("/v1/catalog/node/ext-1").json()["Node"]["Node"] == "ext-1", "the node stays");
@@ -101,6 +117,13 @@ fn catalog_register_bad_input_is_400_naming_the_field_and_writes_nothing() {
         ),
         (json!({"Node": "n1", "Address": "10.0.0.1", "Check": {"Name": "c", "ServiceID": "nope"}}), "ServiceID"),
         (json!({"Node": "n1", "Address": "10.0.0.1", "Datacenter": "dc9"}), "Datacenter"),
+        (json!({"Node": "n1", "Address": "10.0.0.1", "ID": "not-a-uuid"}), "ID"),
+        (json!({"Node": "n1", "SkipNodeUpdate": true}), "SkipNodeUpdate"),
+        (
+            json!({"Node": "n1", "Address": "10.0.0.1", "Service": {"Service": "db", "Address": "0.0.0.0"}}),
+            "Service.Address",
+        ),
+        (json!({"Node": "n1", "Address": "10.0.0.1", "Check": {"Name": "c", "Node": "n2"}}), "Check.Node"),
     ];
     for (body, field) in cases {
         let reply = put_json(&agent, "/v1/catalog/register", &body);

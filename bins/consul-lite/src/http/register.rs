@@ -88,11 +88,15 @@ fn service(value: &Value) -> Result<ServiceRegistration, ApiError> {
         weights,
     };
     if service.service.is_empty() {
-        return Err(ApiError::bad_request(if service.id.is_empty() {
-            "Missing Service.Service: must provide a service name"
-        } else {
-            "Missing Service.Service: must provide service name with ID"
-        }));
+        return Err(ApiError::bad_request(
+            "Missing Service.Service: Must provide service name (Service.Service) when service ID is provided",
+        ));
+    }
+    if matches!(service.address.parse::<std::net::IpAddr>(), Ok(ip) if ip.is_unspecified()) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid Service.Address {:?}: Invalid service address",
+            service.address
+        )));
     }
     Ok(service)
 }
@@ -100,8 +104,10 @@ fn service(value: &Value) -> Result<ServiceRegistration, ApiError> {
 /// A catalog check (`Check` or an element of `Checks`) on `node`.
 fn check(value: &Value, node: &str, what: &str) -> Result<CheckRegistration, ApiError> {
     let fields = Fields::of(value, what)?;
-    if let Some(other) = fields.string("Node")?.filter(|other| !other.is_empty() && *other != node) {
-        return Err(ApiError::bad_request(format!("Invalid {what}.Node {other:?}: it must be the request's Node")));
+    if let Some(other) = fields.string("Node")?.filter(|other| !other.is_empty() && !other.eq_ignore_ascii_case(node)) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid {what}.Node: Node '{other}' for check doesn't match register request node '{node}'"
+        )));
     }
     let check = CheckRegistration {
         check_id: fields.string("CheckID")?.or(fields.string("ID")?).unwrap_or("").to_owned(),
@@ -134,9 +140,14 @@ fn registration(api: &Api, body: Option<&Value>) -> Result<Registration, ApiErro
     if node.is_empty() {
         return Err(ApiError::bad_request("Missing Node: must provide node"));
     }
+    let node_id = string(&fields, "ID")?;
+    if !node_id.is_empty() && !is_uuid(&node_id) {
+        return Err(ApiError::bad_request(format!("Invalid ID {node_id:?}: Bad node ID: not a UUID")));
+    }
+    let skip_node_update = matches!(field(&fields, "SkipNodeUpdate", "skip_node_update"), Some(Value::Bool(true)));
     let address = string(&fields, "Address")?;
-    if address.is_empty() {
-        return Err(ApiError::bad_request("Missing Address: must provide address"));
+    if address.is_empty() && !skip_node_update {
+        return Err(ApiError::bad_request("Missing Address: Must provide address if SkipNodeUpdate is not set"));
     }
     let datacenter = string(&fields, "Datacenter")?;
     if !datacenter.is_empty() && datacenter != api.info.datacenter {
@@ -165,21 +176,48 @@ fn registration(api: &Api, body: Option<&Value>) -> Result<Registration, ApiErro
             service.as_ref().is_some_and(|s| (if s.id.is_empty() { &s.service } else { &s.id }) == &check.service_id);
         if !in_request && api.store.read().node_services(&node).all(|s| s.id != check.service_id) {
             return Err(ApiError::bad_request(format!(
-                "Invalid ServiceID {:?} of check {i}: no such service on node {node:?}",
-                check.service_id
+                "Invalid ServiceID of check {i}: Unknown service ID '{}' for check ID '{}'",
+                check.service_id,
+                if check.check_id.is_empty() { &check.name } else { &check.check_id }
             )));
         }
     }
+    let tagged_addresses = string_map(field(&fields, "TaggedAddresses", "tagged_addresses"), "TaggedAddresses")?;
+    let node_meta = string_map(field(&fields, "NodeMeta", "node_meta"), "NodeMeta")?;
+    if skip_node_update {
+        // The node record as it is (a registration replaces it).
+        let registry = api.store.read();
+        let existing = registry
+            .node(&node)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid SkipNodeUpdate: node {node:?} is not registered")))?;
+        return Ok(Registration {
+            node,
+            id: existing.id.clone(),
+            address: existing.address.clone(),
+            datacenter: existing.datacenter.clone(),
+            tagged_addresses: existing.tagged_addresses.clone(),
+            node_meta: existing.meta.clone(),
+            service,
+            checks,
+        });
+    }
     Ok(Registration {
         node,
-        id: string(&fields, "ID")?,
+        id: node_id,
         address,
         datacenter: api.info.datacenter.clone(),
-        tagged_addresses: string_map(field(&fields, "TaggedAddresses", "tagged_addresses"), "TaggedAddresses")?,
-        node_meta: string_map(field(&fields, "NodeMeta", "node_meta"), "NodeMeta")?,
+        tagged_addresses,
+        node_meta,
         service,
         checks,
     })
+}
+
+/// `8-4-4-4-12` hexadecimal digits (Go's `uuid.ParseUUID`).
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `PUT /v1/catalog/register`: `true` once applied.
@@ -190,9 +228,9 @@ pub(super) async fn register(api: &Api, request: &mut ApiRequest) -> ApiResult {
     Ok(Reply::json(&true))
 }
 
-/// `PUT /v1/catalog/deregister`: the node (with its services and checks), or only a service
-/// (`ServiceID`, with its checks) and/or a check (`CheckID`). `true` once applied; removing
-/// what does not exist is not an error, as in Consul.
+/// `PUT /v1/catalog/deregister`, in Consul's precedence (`applyDeregister`): a service
+/// (`ServiceID`, with its checks), else a check (`CheckID`), else the node (with its services,
+/// checks and sessions). `true` once applied; removing what does not exist is not an error.
 pub(super) async fn deregister(api: &Api, request: &mut ApiRequest) -> ApiResult {
     let body = request.json_body().await?;
     let body = body.ok_or_else(|| ApiError::bad_request("Missing request body"))?;
@@ -207,15 +245,13 @@ pub(super) async fn deregister(api: &Api, request: &mut ApiRequest) -> ApiResult
     }
     let service_id = string(&fields, "ServiceID")?;
     let check_id = string(&fields, "CheckID")?;
-    if service_id.is_empty() && check_id.is_empty() {
-        let _applied = api.store.write(Command::DeregisterNode { node }).await?;
-        return Ok(Reply::json(&true));
-    }
-    if !service_id.is_empty() {
-        let _applied = api.store.write(Command::DeregisterService { node: node.clone(), service_id }).await?;
-    }
-    if !check_id.is_empty() {
-        let _applied = api.store.write(Command::DeregisterCheck { node, check_id }).await?;
-    }
+    let command = if !service_id.is_empty() {
+        Command::DeregisterService { node, service_id }
+    } else if !check_id.is_empty() {
+        Command::DeregisterCheck { node, check_id }
+    } else {
+        Command::DeregisterNode { node }
+    };
+    let _applied = api.store.write(command).await?;
     Ok(Reply::json(&true))
 }
