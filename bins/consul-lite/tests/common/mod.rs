@@ -87,15 +87,16 @@ impl Agent {
                 eprintln!("consul-lite exited at start ({status}); trying other ports");
                 return None;
             }
-            if TcpStream::connect(("127.0.0.1", http)).is_ok() {
-                let token = extra.iter().position(|a| *a == "-acl-master-token").map(|i| extra[i + 1]);
-                let path = match token {
-                    Some(token) => format!("/v1/status/leader?token={token}"),
-                    None => "/v1/status/leader".to_owned(),
-                };
-                if agent.get(&path).status == 200 {
-                    return Some(agent);
-                }
+            let token = extra.iter().position(|a| *a == "-acl-master-token").map(|i| extra[i + 1]);
+            let path = match token {
+                Some(token) => format!("/v1/agent/self?token={token}"),
+                None => "/v1/agent/self".to_owned(),
+            };
+            // Ours, not another process that took one of the free ports first (another test's
+            // agent, whose DNS-over-TCP listener closes an HTTP request without a word): then
+            // ours exits on its bind error and the loop above tries other ports.
+            if probe(http, &path).is_some_and(|self_| self_.contains(&format!("\"NodeName\":\"{name}\""))) {
+                return Some(agent);
             }
             assert!(Instant::now() < deadline, "consul-lite did not answer within 20 s");
             std::thread::sleep(Duration::from_millis(50));
@@ -188,6 +189,20 @@ impl Response {
             .parse()
             .expect("a numeric index")
     }
+}
+
+/// The body of a 200 answer to `GET path`, or `None` for anything else (nothing listening,
+/// a connection closed without an answer, another status): never panics.
+fn probe(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 /// One request on its own connection (`Connection: close`), read to the end.
