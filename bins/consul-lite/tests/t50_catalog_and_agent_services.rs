@@ -270,3 +270,25 @@ fn agent_registration_bad_input_is_400_naming_the_field_and_writes_nothing() {
     assert_eq!(agent.put("/v1/agent/check/deregister/nope", b"").status, 404);
     assert_eq!(agent.get("/v1/agent/service/register").status, 405);
 }
+
+#[test]
+fn the_agent_writes_back_what_it_owns_and_leaves_catalog_registrations_alone() {
+    let agent = Agent::start("t50-owner", &[]);
+    let body = json!({"Name": "owned", "Port": 7000, "Check": {"TTL": "60s", "Status": "passing"}});
+    assert_eq!(put_json(&agent, "/v1/agent/service/register", &body).status, 200);
+    // A service registered through the catalog on the agent's own node: not the agent's.
+    let catalog = json!({"Node": "t50-owner", "Address": "127.0.0.1", "Service": {"Service": "foreign", "Port": 7001}});
+    assert_eq!(put_json(&agent, "/v1/catalog/register", &catalog).text().trim(), "true");
+    assert!(agent.get("/v1/agent/services").json().get("foreign").is_none(), "not an agent service");
+
+    // The agent's service removed behind its back is written again by the next sync (10 s).
+    let reply = put_json(&agent, "/v1/catalog/deregister", &json!({"Node": "t50-owner", "ServiceID": "owned"}));
+    assert_eq!(reply.text().trim(), "true");
+    assert_eq!(agent.get("/v1/catalog/service/owned").json(), json!([]));
+    eventually(std::time::Duration::from_secs(15), "the agent writes its service back", || {
+        agent.get("/v1/health/service/owned?passing").json().as_array().is_some_and(|rows| rows.len() == 1)
+    });
+    // ... and the catalog's own registration is still there (Consul's anti-entropy would have
+    // removed it: hashicorp/consul#7513).
+    assert_eq!(agent.get("/v1/catalog/service/foreign").json().as_array().unwrap().len(), 1);
+}
