@@ -231,7 +231,8 @@ fn agent_service_with_a_ttl_check_critical_pass_expire_deregister() {
 fn agent_registration_bad_input_is_400_naming_the_field_and_writes_nothing() {
     let agent = Agent::start("t50-bad", &[]);
     let cases = [
-        (json!({"Port": 80}), "Name"),
+        (json!({"Port": 80}), "Missing service name"),
+        (json!({"Name": "web", "Address": "0.0.0.0"}), "Invalid service address"),
         (json!({"Name": "web", "Port": 70000}), "Port"),
         (json!({"Name": "web", "Port": -1}), "Port"),
         (
@@ -266,7 +267,8 @@ fn agent_registration_bad_input_is_400_naming_the_field_and_writes_nothing() {
     assert_eq!(reply.status, 400);
     assert!(reply.text().contains("status"), "{reply:?}");
     assert_eq!(agent.get("/v1/agent/checks").json()["c"]["Status"], "critical", "unchanged");
-    assert_eq!(agent.put("/v1/agent/check/pass/nope", b"").status, 404);
+    let reply = agent.put("/v1/agent/check/pass/nope", b"");
+    assert_eq!((reply.status, reply.text().trim()), (404, "Unknown check \"nope\""));
     assert_eq!(agent.put("/v1/agent/check/deregister/nope", b"").status, 404);
     assert_eq!(agent.get("/v1/agent/service/register").status, 405);
 }

@@ -126,7 +126,7 @@ pub(super) async fn register_service(api: &Api, request: &mut ApiRequest) -> Api
     let fields = Fields::of(&body, "service")?;
     let name = string(&fields, "Name")?;
     if name.is_empty() {
-        return Err(ApiError::bad_request("Missing service Name"));
+        return Err(ApiError::bad_request("Missing service name"));
     }
     let id = fields.string("ID")?.filter(|id| !id.is_empty()).unwrap_or(&name).to_owned();
     let weights = match fields.get("Weights") {
@@ -152,6 +152,9 @@ pub(super) async fn register_service(api: &Api, request: &mut ApiRequest) -> Api
         ),
         weights,
     };
+    if matches!(service.address.parse::<std::net::IpAddr>(), Ok(ip) if ip.is_unspecified()) {
+        return Err(ApiError::bad_request("Invalid service address"));
+    }
     let mut definitions = Vec::new();
     if let Some(value) = fields.get("Check") {
         definitions.push(("Check".to_owned(), value));
@@ -180,7 +183,7 @@ pub(super) async fn deregister_service(api: &Api, id: &str) -> ApiResult {
     if api.local.deregister_service(id).await? {
         Ok(Reply::empty())
     } else {
-        Err(ApiError::not_found(format!("Unknown service ID {id:?}")))
+        Err(ApiError::not_found(format!("Unknown service {id:?}")))
     }
 }
 
@@ -237,7 +240,7 @@ async fn update(api: &Api, id: &str, status: HealthStatus, output: &str) -> ApiR
     if api.local.update_check(id, status, &truncate(output)).await? {
         Ok(Reply::empty())
     } else {
-        Err(ApiError::not_found(format!("Unknown check ID {id:?}")))
+        Err(ApiError::not_found(format!("Unknown check {id:?}")))
     }
 }
 
@@ -269,6 +272,6 @@ pub(super) async fn deregister_check(api: &Api, id: &str) -> ApiResult {
     if api.local.deregister_check(id).await? {
         Ok(Reply::empty())
     } else {
-        Err(ApiError::not_found(format!("Unknown check ID {id:?}")))
+        Err(ApiError::not_found(format!("Unknown check {id:?}")))
     }
 }
