@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
-use service_registry::{CheckRegistration, HealthStatus, ServiceRegistration, Weights};
+use service_registry::{CheckRegistration, HealthStatus, ServiceRegistration};
 
 use super::json::Fields;
-use super::register::{field, port, status, string_map};
+use super::register::{field, service_registration, status};
 use super::{Api, ApiError, ApiRequest, ApiResult, Reply};
 use crate::local::LocalCheck;
 
@@ -129,29 +129,7 @@ pub(super) async fn register_service(api: &Api, request: &mut ApiRequest) -> Api
         return Err(ApiError::bad_request("Missing service name"));
     }
     let id = fields.string("ID")?.filter(|id| !id.is_empty()).unwrap_or(&name).to_owned();
-    let weights = match fields.get("Weights") {
-        None => None,
-        Some(value) => {
-            let weights = Fields::of(value, "Weights")?;
-            let weight = |name| -> Result<u32, ApiError> {
-                Ok(weights.uint(name)?.map_or(1, |w| u32::try_from(w).unwrap_or(u32::MAX)))
-            };
-            Some(Weights { passing: weight("Passing")?, warning: weight("Warning")? })
-        }
-    };
-    let service = ServiceRegistration {
-        id: id.clone(),
-        service: name.clone(),
-        tags: fields.strings("Tags")?.unwrap_or_default(),
-        address: string(&fields, "Address")?,
-        port: port(&fields, "service")?,
-        meta: string_map(fields.get("Meta"), "Meta")?,
-        enable_tag_override: matches!(
-            field(&fields, "EnableTagOverride", "enable_tag_override"),
-            Some(Value::Bool(true))
-        ),
-        weights,
-    };
+    let service = service_registration(&fields, id.clone(), name.clone(), "", "service")?;
     if matches!(service.address.parse::<std::net::IpAddr>(), Ok(ip) if ip.is_unspecified()) {
         return Err(ApiError::bad_request("Invalid service address"));
     }

@@ -61,32 +61,47 @@ fn string(fields: &Fields<'_>, name: &str) -> Result<String, ApiError> {
     Ok(fields.string(name)?.unwrap_or("").to_owned())
 }
 
-/// A catalog service (`Service` of a register request).
-fn service(value: &Value) -> Result<ServiceRegistration, ApiError> {
-    let fields = Fields::of(value, "Service")?;
+/// What a catalog registration's `Service` and an agent service registration share: tags, address,
+/// port, meta, tag override and weights, around the `id` and `service` name each resolves its own
+/// way. Errors name nested fields with `prefix` (`Service.Meta`) and the port with `port_what`.
+pub(super) fn service_registration(
+    fields: &Fields<'_>,
+    id: String,
+    service: String,
+    prefix: &str,
+    port_what: &str,
+) -> Result<ServiceRegistration, ApiError> {
     let weights = match fields.get("Weights") {
         None => None,
         Some(value) => {
-            let weights = Fields::of(value, "Service.Weights")?;
+            let context = format!("{prefix}Weights");
+            let weights = Fields::of(value, &context)?;
             let weight = |name| -> Result<u32, ApiError> {
                 Ok(weights.uint(name)?.map_or(1, |w| u32::try_from(w).unwrap_or(u32::MAX)))
             };
             Some(Weights { passing: weight("Passing")?, warning: weight("Warning")? })
         }
     };
-    let service = ServiceRegistration {
-        id: string(&fields, "ID")?,
-        service: string(&fields, "Service")?,
+    Ok(ServiceRegistration {
+        id,
+        service,
         tags: fields.strings("Tags")?.unwrap_or_default(),
-        address: string(&fields, "Address")?,
-        port: port(&fields, "Service")?,
-        meta: string_map(fields.get("Meta"), "Service.Meta")?,
+        address: string(fields, "Address")?,
+        port: port(fields, port_what)?,
+        meta: string_map(fields.get("Meta"), &format!("{prefix}Meta"))?,
         enable_tag_override: matches!(
-            field(&fields, "EnableTagOverride", "enable_tag_override"),
+            field(fields, "EnableTagOverride", "enable_tag_override"),
             Some(Value::Bool(true))
         ),
         weights,
-    };
+    })
+}
+
+/// A catalog service (`Service` of a register request).
+fn service(value: &Value) -> Result<ServiceRegistration, ApiError> {
+    let fields = Fields::of(value, "Service")?;
+    let service =
+        service_registration(&fields, string(&fields, "ID")?, string(&fields, "Service")?, "Service.", "Service")?;
     if service.service.is_empty() {
         return Err(ApiError::bad_request(
             "Missing Service.Service: Must provide service name (Service.Service) when service ID is provided",
