@@ -22,6 +22,7 @@
 pub mod availability;
 pub mod cluster;
 pub mod compare;
+pub mod consul;
 pub mod demo;
 pub mod detection;
 pub mod iptables;

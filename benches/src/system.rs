@@ -4,8 +4,8 @@
 //!
 //! Two systems are here: [`SerfAgent`] (ours, `bins/serf-agent`, with its built-in primary
 //! election and web service) and [`HashicorpSerf`] (the Debian package `serf`, with the
-//! handler-based failover of the original demo). A third (consul-lite) implements [`System`] the
-//! same way.
+//! handler-based failover of the original demo). The third, consul-lite (servers plus a client
+//! agent per node), is in [`crate::consul`].
 //!
 //! Every node gets its own loopback address (`127.0.<net>.<10 + index>`, where the network
 //! number `net` is [`default_net`] of its system, or another one when several clusters of one
@@ -368,6 +368,30 @@ fn agent_target() -> String {
 /// `target/<arch>-unknown-linux-gnu/agent/serf-agent` of this workspace (or of
 /// `$CARGO_TARGET_DIR`).
 pub fn locate_serf_agent(explicit: Option<&Path>, build: bool) -> anyhow::Result<PathBuf> {
+    locate_static_build(explicit, build, "serf-agent", "agent", AGENT_BUILD)
+}
+
+/// How the harness builds consul-lite: as serf-agent ([`AGENT_BUILD`]: static, not
+/// position-independent) but with the `release` profile, whose panics unwind: a server's storage
+/// (redb) relies on unwinding to leave its files consistent, so consul-lite is never built with
+/// the `agent` profile (panic = abort).
+pub const CONSUL_BUILD: &str = "RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --release -p consul-lite --target <arch>-unknown-linux-gnu";
+
+/// Locate `consul-lite`: `explicit` if given, else build it as [`CONSUL_BUILD`] says and use
+/// `target/<arch>-unknown-linux-gnu/release/consul-lite`.
+pub fn locate_consul_lite(explicit: Option<&Path>, build: bool) -> anyhow::Result<PathBuf> {
+    locate_static_build(explicit, build, "consul-lite", "release", CONSUL_BUILD)
+}
+
+/// `explicit` if given, else `package` built with `profile`, statically, for the host's target
+/// (`how` is the command line to show).
+fn locate_static_build(
+    explicit: Option<&Path>,
+    build: bool,
+    package: &str,
+    profile: &str,
+    how: &str,
+) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         anyhow::ensure!(is_executable(p), "{} is not an executable", p.display());
         return Ok(p.to_owned());
@@ -375,23 +399,23 @@ pub fn locate_serf_agent(explicit: Option<&Path>, build: bool) -> anyhow::Result
     let root = crate::stamp::workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let triple = agent_target();
-    let bin = target.join(&triple).join("agent").join("serf-agent");
+    let bin = target.join(&triple).join(profile).join(package);
     if build {
         let cargo = std::env::var_os("CARGO").map(PathBuf::from).or_else(|| which("cargo"));
         if let Some(cargo) = cargo {
-            eprintln!("building serf-agent: {AGENT_BUILD}");
+            eprintln!("building {package}: {how}");
             let status = std::process::Command::new(cargo)
-                .args(["build", "--profile", "agent", "-p", "serf-agent", "--target", &triple])
+                .args(["build", "--profile", profile, "-p", package, "--target", &triple])
                 .env("CARGO_ENCODED_RUSTFLAGS", AGENT_RUSTFLAGS.join("\x1f"))
                 .env_remove("RUSTFLAGS")
                 .current_dir(&root)
                 .status()?;
-            anyhow::ensure!(status.success(), "building serf-agent failed ({status}): {AGENT_BUILD}");
+            anyhow::ensure!(status.success(), "building {package} failed ({status}): {how}");
         } else if !bin.exists() {
             anyhow::bail!("cargo not found and {} does not exist", bin.display());
         }
     }
-    anyhow::ensure!(is_executable(&bin), "{} not found; build it with {AGENT_BUILD}", bin.display());
+    anyhow::ensure!(is_executable(&bin), "{} not found; build it with {how}", bin.display());
     Ok(bin)
 }
 

@@ -1,0 +1,229 @@
+//! consul-lite as a [`System`]: the consul-style design, where every application node runs a
+//! client agent and a few Raft servers hold the catalog and the key/value store.
+//!
+//! ```text
+//!  node 0 starts ─▶ 3 servers (127.0.<net>.2..4, -server -bootstrap-expect 3) ─▶ a leader
+//!                └▶ client node00 (-retry-join the servers, -primary-http) ─▶ lock on the primary key
+//!  node k starts ─▶ client nodeK joins the servers' pool
+//! ```
+//!
+//! The servers belong to the cluster whose node 0 started them: starting node 0 again (a new
+//! cluster, or a new round) stops the old servers and starts new ones. They are not
+//! application nodes: [`System::members`] leaves them out, so "every node lists N alive" means
+//! the same N application nodes as for the serf-style systems, and the servers are counted
+//! separately ([`ConsulLite::server_agents`]) where resources are reported.
+//!
+//! Each agent gets the node's loopback address and the same ports as the other systems
+//! (gossip 7946, HTTP API on the "RPC" port 7373, primary web service 8080); DNS is off.
+//! Network namespaces are not supported for consul-lite yet ([`System::start`] says so).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::cluster::poll_until;
+use crate::process::Agent;
+use crate::rpc::{self, MemberView};
+use crate::system::{NodeSpec, System, GOSSIP_PORT, RPC_PORT};
+
+/// Servers per cluster, as Consul's recommended smallest production cluster.
+pub const SERVERS: usize = 3;
+/// Server RPC (Raft) port of every server (on its own address).
+pub const SERVER_PORT: u16 = 8300;
+/// The lock-delay the client agents' election uses (`-primary-lock-delay`).
+pub const LOCK_DELAY: &str = "1s";
+
+/// consul-lite: `SERVERS` Raft servers per cluster plus one client agent per application node.
+#[derive(Debug)]
+pub struct ConsulLite {
+    /// The `consul-lite` binary.
+    pub bin: PathBuf,
+    servers: Mutex<Vec<Agent>>,
+}
+
+impl ConsulLite {
+    /// consul-lite at `bin`.
+    pub fn new(bin: PathBuf) -> Self {
+        Self { bin, servers: Mutex::new(Vec::new()) }
+    }
+
+    /// The address of server `k` of the cluster on network `net` (third octet).
+    pub fn server_ip(net: u8, k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, net, 2 + k as u8)
+    }
+
+    /// PIDs of the running servers of the current cluster.
+    pub fn server_agents(&self) -> Vec<u32> {
+        self.lock_servers().iter().map(Agent::pid).collect()
+    }
+
+    fn lock_servers(&self) -> std::sync::MutexGuard<'_, Vec<Agent>> {
+        self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Start the servers of the cluster that `first` (node 0) belongs to, and wait for a leader.
+    fn start_servers(&self, first: &NodeSpec) -> anyhow::Result<()> {
+        let mut servers = self.lock_servers();
+        for mut old in servers.drain(..) {
+            old.kill();
+        }
+        let net = first.ip.octets()[2];
+        let base = first.dir.parent().unwrap_or(&first.dir).join("servers");
+        let seeds: Vec<String> =
+            (0..SERVERS).map(|k| SocketAddr::from((Self::server_ip(net, k), GOSSIP_PORT)).to_string()).collect();
+        for k in 0..SERVERS {
+            let ip = Self::server_ip(net, k);
+            let dir = base.join(format!("server{k}"));
+            std::fs::create_dir_all(&dir)?;
+            let mut args: Vec<String> = vec![
+                "agent".into(),
+                "-server".into(),
+                "-bootstrap-expect".into(),
+                SERVERS.to_string(),
+                "-node".into(),
+                format!("server{k}"),
+                "-data-dir".into(),
+                dir.join("data").display().to_string(),
+            ];
+            args.extend(common_flags(ip));
+            args.extend(["-server-port".into(), SERVER_PORT.to_string()]);
+            for seed in seeds.iter().filter(|s| !s.starts_with(&format!("{ip}:"))) {
+                args.extend(["-retry-join".into(), seed.clone()]);
+            }
+            servers.push(Agent::spawn(&self.bin, &args, &dir.join("agent.log"))?);
+        }
+        let http = SocketAddr::from((Self::server_ip(net, 0), RPC_PORT));
+        let leader = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
+            let r = rpc::http_timeout(http, "GET", "/v1/status/leader", None, Duration::from_millis(500)).ok()?;
+            (r.status == 200 && r.body.len() > 2).then_some(())
+        });
+        if leader.is_none() {
+            let tail = servers.first().map(|a| a.log_tail(15)).unwrap_or_default();
+            anyhow::bail!(
+                "consul-lite: the {SERVERS} servers elected no leader within 30 s; server0's log ends:\n{tail}"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Flags every consul-lite agent of the harness gets: its address for gossip and HTTP, the
+/// shared ports, DNS off, warnings only.
+fn common_flags(ip: Ipv4Addr) -> Vec<String> {
+    [
+        "-bind",
+        &ip.to_string(),
+        "-client",
+        &ip.to_string(),
+        "-http-port",
+        &RPC_PORT.to_string(),
+        "-serf-lan-port",
+        &GOSSIP_PORT.to_string(),
+        "-dns-port",
+        "-1",
+        "-log-level",
+        "warn",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+impl Drop for ConsulLite {
+    fn drop(&mut self) {
+        for mut server in self.lock_servers().drain(..) {
+            server.kill();
+        }
+    }
+}
+
+impl System for ConsulLite {
+    fn name(&self) -> &str {
+        "consul-lite"
+    }
+
+    fn id(&self) -> u8 {
+        2
+    }
+
+    fn failover(&self) -> &str {
+        "lock held through a session on serfHealth (-primary-http)"
+    }
+
+    fn start(&self, node: &NodeSpec, join: Option<&NodeSpec>, _handler: &Path) -> anyhow::Result<Agent> {
+        anyhow::ensure!(
+            node.netns.is_none(),
+            "consul-lite runs on the loopback backend only (no network namespaces yet)"
+        );
+        if join.is_none() {
+            self.start_servers(node)?;
+        }
+        std::fs::create_dir_all(&node.dir)?;
+        let net = node.ip.octets()[2];
+        let mut args: Vec<String> = vec!["agent".into(), "-node".into(), node.name.clone()];
+        args.extend(common_flags(node.ip));
+        for k in 0..SERVERS {
+            args.extend(["-retry-join".into(), SocketAddr::from((Self::server_ip(net, k), GOSSIP_PORT)).to_string()]);
+        }
+        args.extend(["-primary-http".into(), node.http.to_string(), "-primary-lock-delay".into(), LOCK_DELAY.into()]);
+        Agent::spawn(&self.bin, &args, &node.dir.join("agent.log"))
+    }
+
+    fn members(&self, node: &NodeSpec) -> anyhow::Result<Vec<MemberView>> {
+        let r = rpc::http(node.rpc, "GET", "/v1/agent/members", None)?;
+        anyhow::ensure!(r.status == 200, "GET /v1/agent/members: HTTP {}", r.status);
+        let members: Vec<serde_json::Value> = serde_json::from_slice(&r.body)?;
+        Ok(members
+            .iter()
+            // The servers are not application nodes.
+            .filter(|m| m.pointer("/Tags/role").and_then(|r| r.as_str()) != Some("consul"))
+            .filter_map(|m| {
+                let status = match m.get("Status")?.as_u64()? {
+                    1 => "alive",
+                    2 => "leaving",
+                    3 => "left",
+                    4 => "failed",
+                    _ => "none",
+                };
+                Some(MemberView { name: m.get("Name")?.as_str()?.to_owned(), status: status.to_owned() })
+            })
+            .collect())
+    }
+
+    fn user_event(&self, _node: &NodeSpec, _name: &str) -> anyhow::Result<()> {
+        anyhow::bail!("consul-lite has no user events (Consul's /v1/event/fire is not implemented)")
+    }
+
+    fn serves_primary(&self, node: &NodeSpec) -> bool {
+        rpc::http_timeout(node.http, "GET", "/", None, Duration::from_millis(200)).is_ok_and(|r| r.status == 200)
+    }
+}
+
+/// Whether the catalog, read through `observer`'s HTTP API, has `victim`'s `serfHealth` check
+/// critical (the consul-style design's "failure recognised": its services leave the passing
+/// answers and its sessions are invalidated).
+pub fn catalog_marks_critical(observer: &NodeSpec, victim: &str) -> bool {
+    let path = format!("/v1/health/node/{victim}?stale");
+    let Ok(r) = rpc::http_timeout(observer.rpc, "GET", &path, None, Duration::from_millis(300)) else {
+        return false;
+    };
+    let Ok(checks) = serde_json::from_slice::<Vec<serde_json::Value>>(&r.body) else { return false };
+    checks.iter().any(|c| {
+        c.get("CheckID").and_then(|v| v.as_str()) == Some("serfHealth")
+            && c.get("Status").and_then(|v| v.as_str()) == Some("critical")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_sit_below_the_application_nodes() {
+        let node = NodeSpec::new(crate::system::default_net(2), 0, Path::new("/tmp/x"), "lan");
+        assert_eq!(node.ip, Ipv4Addr::new(127, 0, 12, 10));
+        assert_eq!(ConsulLite::server_ip(12, 0), Ipv4Addr::new(127, 0, 12, 2));
+        assert!(ConsulLite::server_ip(12, SERVERS - 1).octets()[3] < node.ip.octets()[3]);
+        assert!(common_flags(node.ip).windows(2).any(|w| w[0] == "-dns-port" && w[1] == "-1"));
+    }
+}
