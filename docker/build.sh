@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
-# Build the serfnode image in one command: the static serf-agent, busybox, the scripts, FROM scratch.
+# Build a node image in one command: the static agent, busybox, the scripts, FROM scratch.
 #
 #   docker/build.sh            build serf-agent (scripts/build-agent.sh), then the image serfnode:latest
+#   docker/build.sh consul     build consul-lite (scripts/build-agent.sh consul-lite), then the image
+#                              consulnode:latest (servers and client nodes; docker/consul/)
 #
 # Environment:
-#   IMAGE             image name (default serfnode:latest)
+#   IMAGE             image name (default serfnode:latest or consulnode:latest)
 #   SKIP_CARGO=1      do not run cargo; use the binary already built
 #   CARGO_TARGET_DIR  where the build goes (default target/)
 #
-# The agent is the project's one build (scripts/build-agent.sh: the `agent` profile, the binary
-# the demo and the benchmarks run), linked statically against glibc; busybox comes from the Debian package busybox-static (installed with
-# apt-get when missing). Join addresses are IPs: a static glibc cannot load the NSS modules that
+# The agent is the project's one build of it (scripts/build-agent.sh, the binary the demo and the
+# benchmarks run), linked statically against glibc; busybox comes from the Debian package
+# busybox-static (installed with apt-get when missing). Join addresses are IPs: a static glibc cannot load the NSS modules that
 # resolving host names needs, and the image has none.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-IMAGE=${IMAGE:-serfnode:latest}
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$(uname -m)-unknown-linux-gnu/agent/serf-agent
-CONTEXT=$ROOT/target/docker-context
-MAX_IMAGE_BYTES=$((20 * 1000 * 1000))
+KIND=${1:-serf}
+case $KIND in
+    serf)
+        PACKAGE=serf-agent PROFILE=agent IMAGE=${IMAGE:-serfnode:latest}
+        CONTEXT=$ROOT/target/docker-context DOCKERFILE=$ROOT/docker/Dockerfile
+        ENTRYPOINT=$ROOT/docker/entrypoint.sh ENTRYPOINT_NAME=serfnode-entrypoint
+        MAX_IMAGE_BYTES=$((20 * 1000 * 1000))
+        ;;
+    consul)
+        PACKAGE=consul-lite PROFILE=release IMAGE=${IMAGE:-consulnode:latest}
+        CONTEXT=$ROOT/target/docker-context-consul DOCKERFILE=$ROOT/docker/consul/Dockerfile
+        ENTRYPOINT=$ROOT/docker/consul/entrypoint.sh ENTRYPOINT_NAME=consulnode-entrypoint
+        MAX_IMAGE_BYTES=$((40 * 1000 * 1000))
+        ;;
+    *) printf '[build] error: unknown image kind %s (serf or consul)\n' "$KIND" >&2; exit 2 ;;
+esac
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$(uname -m)-unknown-linux-gnu/$PROFILE/$PACKAGE
 # The busybox applets the scripts and a user at the shell need.
 APPLETS="sh ash ip arping wget sleep cat echo ls ps kill ping grep sed awk date env hostname ifconfig
  mkdir rm cp mv ln tr cut head tail sort uniq wc printf test [ true false seq tee nc netstat ip vi more
@@ -31,8 +46,8 @@ command -v docker >/dev/null || die "docker is not installed"
 
 # 1. The static agent.
 if [[ ${SKIP_CARGO:-0} != 1 ]]; then
-    say "scripts/build-agent.sh (the agent profile, static)"
-    BIN=$("$ROOT/scripts/build-agent.sh")
+    say "scripts/build-agent.sh $PACKAGE (the $PROFILE profile, static)"
+    BIN=$("$ROOT/scripts/build-agent.sh" "$PACKAGE")
 fi
 [[ -x $BIN ]] || die "$BIN is missing (build it, or unset SKIP_CARGO)"
 if file "$BIN" 2>/dev/null | grep -q 'dynamically linked'; then
@@ -65,8 +80,8 @@ for applet in $APPLETS; do
         say "note: busybox has no applet '$applet'; skipped"
     fi
 done
-cp "$BIN" "$CONTEXT/rootfs/bin/serf-agent"
-install -m 0755 "$ROOT/docker/entrypoint.sh" "$CONTEXT/rootfs/bin/serfnode-entrypoint"
+cp "$BIN" "$CONTEXT/rootfs/bin/$PACKAGE"
+install -m 0755 "$ENTRYPOINT" "$CONTEXT/rootfs/bin/$ENTRYPOINT_NAME"
 for script in vip-acquire.sh vip-release.sh vip-reconcile.sh; do
     install -m 0755 "$ROOT/docker/hooks/$script" "$CONTEXT/rootfs/etc/serf/$script"
 done
@@ -78,7 +93,7 @@ chmod 1777 "$CONTEXT/rootfs/tmp"
 # 4. The image.
 say "docker build -t $IMAGE"
 previous=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
-DOCKER_BUILDKIT=0 docker build --quiet -t "$IMAGE" -f "$ROOT/docker/Dockerfile" "$CONTEXT" >/dev/null 2>"$CONTEXT/build.log" || {
+DOCKER_BUILDKIT=0 docker build --quiet -t "$IMAGE" -f "$DOCKERFILE" "$CONTEXT" >/dev/null 2>"$CONTEXT/build.log" || {
     cat "$CONTEXT/build.log" >&2
     die "docker build failed"
 }
@@ -89,4 +104,4 @@ if [[ -n $previous && $previous != "$current" ]]; then
 fi
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 say "built $IMAGE: $size bytes ($((size / 1000 / 1000)) MB); agent $(stat -c %s "$BIN") bytes, busybox $(stat -c %s "$BUSYBOX") bytes"
-((size < MAX_IMAGE_BYTES)) || die "the image is $size bytes, over the 20 MB budget"
+((size < MAX_IMAGE_BYTES)) || die "the image is $size bytes, over the $((MAX_IMAGE_BYTES / 1000 / 1000)) MB budget"
