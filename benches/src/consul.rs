@@ -197,6 +197,14 @@ impl System for ConsulLite {
     fn serves_primary(&self, node: &NodeSpec) -> bool {
         rpc::http_timeout(node.http, "GET", "/", None, Duration::from_millis(200)).is_ok_and(|r| r.status == 200)
     }
+
+    fn catalog_excludes(&self, observer: &NodeSpec, victim: &str) -> Option<bool> {
+        Some(catalog_marks_critical(observer, victim))
+    }
+
+    fn extra_agents(&self) -> Vec<u32> {
+        self.server_agents()
+    }
 }
 
 /// Whether the catalog, read through `observer`'s HTTP API, has `victim`'s `serfHealth` check

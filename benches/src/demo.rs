@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use crate::availability::{outage, Probe};
 use crate::cluster::{poll_until, read_events, unix_nanos, Cluster};
+use crate::consul::ConsulLite;
 use crate::process::{RunDir, Signal};
 use crate::stamp::{results_dir, Stamp};
-use crate::system::{locate_serf_agent, HashicorpSerf, SerfAgent, System};
+use crate::system::{locate_consul_lite, locate_serf_agent, HashicorpSerf, SerfAgent, System};
 
 /// Options of the demo.
 #[derive(Debug, Clone)]
@@ -42,6 +43,10 @@ pub struct DemoOptions {
     pub serf: bool,
     /// The `serf` binary (default: `serf` on `PATH`, installed by `benches/setup.sh` if missing).
     pub serf_bin: Option<PathBuf>,
+    /// Also run the consul-style scenario (consul-lite: servers, clients, a lock-held primary).
+    pub consul: bool,
+    /// The consul-lite binary; found (and built) in the workspace when not given.
+    pub consul_bin: Option<PathBuf>,
     /// Keep the agents' directories (logs, handler output).
     pub keep: bool,
     /// Also write the summary to `docs/results/demo.md`.
@@ -68,6 +73,8 @@ struct Outcome {
     all: Option<f64>,
     handlers_all: Option<f64>,
     new_primary: Option<String>,
+    /// consul-style: when the catalog (read on one client) had the victim's serfHealth critical.
+    catalog: Option<f64>,
     unavailable: Option<f64>,
     split_brain: f64,
     member_resolution: f64,
@@ -122,6 +129,25 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     let stamp = Stamp::new(&o.command);
 
     let mut outcomes = vec![scenario(&ours, o, &dir.path().join("serf-agent"))?];
+    // The consul-style design: the same nodes as client agents of 3 Raft servers, the primary
+    // held by a lock in the key/value store (docs/consul-lite.md).
+    if o.consul {
+        match locate_consul_lite(o.consul_bin.as_deref(), o.build) {
+            Ok(bin) => {
+                let consul = ConsulLite::new(bin);
+                println!(
+                    "\n=== The consul-style design: consul-lite, {} Raft servers and a client agent per node ===\n",
+                    crate::consul::SERVERS
+                );
+                let lan = DemoOptions { profile: "lan".to_owned(), ..o.clone() };
+                match scenario(&consul, &lan, &dir.path().join("consul-lite")) {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(e) => println!("consul-lite's run failed: {e:#}"),
+                }
+            }
+            Err(e) => println!("consul-lite: not run: {e:#}"),
+        }
+    }
     // Like for like: serf-agent with memberlist's timing and evidence rules, so that the gap to
     // Serf can be split into what the implementation does and what the `lan` preset's protocol
     // changes do (docs/protocol.md §6).
@@ -218,10 +244,11 @@ fn summary(outcomes: &[Outcome], nodes: usize) -> String {
     let _ = writeln!(s, "|---|{}{}", "---:|".repeat(outcomes.len()), "---:|".repeat(ours.len()));
     let blank_tail = if ours.is_empty() { String::new() } else { " |".repeat(ours.len()) };
     type Row<'a> = (String, &'a dyn Fn(&Outcome) -> Option<f64>);
-    let rows: [Row<'_>; 6] = [
+    let rows: [Row<'_>; 7] = [
         (format!("setup: {nodes} agents started until all list all alive"), &|o| Some(o.setup)),
         ("first node declares the primary failed".into(), &|o| o.first),
         ("every node has declared it failed".into(), &|o| o.all),
+        ("the catalog marks its serfHealth critical (consul-style)".into(), &|o| o.catalog),
         ("every node's member-failed handler has run".into(), &|o| o.handlers_all),
         ("primary service unreachable (client polling every 50 ms)".into(), &|o| o.unavailable),
         ("time with two primaries".into(), &|o| Some(o.split_brain)),
@@ -276,7 +303,13 @@ fn scenario(system: &dyn System, o: &DemoOptions, dir: &Path) -> anyhow::Result<
     }
     println!("  failover: {}", system.failover());
     let setup = cluster.start_all(Duration::from_secs(60))?;
-    println!("All {} agents list each other alive after {:.2} s.", o.nodes, setup.as_secs_f64());
+    let extra = system.extra_agents().len();
+    let servers = if extra > 0 {
+        format!(" (and {extra} servers, started first and counted in the time)")
+    } else {
+        String::new()
+    };
+    println!("All {} agents list each other alive after {:.2} s{servers}.", o.nodes, setup.as_secs_f64());
     let first_primary = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
         let p = cluster.primaries();
         (p.len() == 1).then(|| p[0])
@@ -293,7 +326,36 @@ fn scenario(system: &dyn System, o: &DemoOptions, dir: &Path) -> anyhow::Result<
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let t0 = Instant::now();
     let kill_unix = unix_nanos();
+    let catalog_seen: Mutex<Option<f64>> = Mutex::new(None);
+    let catalog_done = std::sync::atomic::AtomicBool::new(false);
     let (propagation, suspicions) = std::thread::scope(|scope| {
+        // consul-style: when the catalog, read on one client, has the victim's serfHealth critical.
+        if let Some(&reader) = observers.first() {
+            if system.catalog_excludes(&nodes[reader], &victim_name).is_some() {
+                let (out, nodes, names, victim_name) = (&out, &nodes, &names, &victim_name);
+                let (catalog_seen, catalog_done) = (&catalog_seen, &catalog_done);
+                scope.spawn(move || {
+                    let _ = poll_until(Duration::from_secs(90), Duration::from_millis(50), || {
+                        if catalog_done.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Some(());
+                        }
+                        let excluded = system.catalog_excludes(&nodes[reader], victim_name) == Some(true);
+                        excluded.then(|| {
+                            let at = t0.elapsed().as_secs_f64();
+                            *catalog_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
+                            line(
+                                out,
+                                &format!(
+                                    "{at:>8.3} s  the catalog (read on {}) has {victim_name}'s serfHealth critical: \
+                                     its services leave the passing answers, its sessions are invalidated",
+                                    names[reader]
+                                ),
+                            );
+                        })
+                    });
+                });
+            }
+        }
         scope.spawn(|| {
             probe.run(system, &nodes, t0, Duration::from_millis(50), Duration::from_secs(120), |at, primaries| {
                 let text = match primaries {
@@ -345,6 +407,7 @@ fn scenario(system: &dyn System, o: &DemoOptions, dir: &Path) -> anyhow::Result<
         });
         std::thread::sleep(Duration::from_millis(500));
         probe.stop();
+        catalog_done.store(true, std::sync::atomic::Ordering::Relaxed);
         (result, suspicions)
     });
     let propagation = propagation?;
@@ -386,6 +449,7 @@ fn scenario(system: &dyn System, o: &DemoOptions, dir: &Path) -> anyhow::Result<
         all: propagation.all.map(|d| d.as_secs_f64()),
         handlers_all,
         new_primary: new_primary.map(|p| cluster.nodes[p].name.clone()),
+        catalog: catalog_seen.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
         unavailable: o_.unavailable,
         split_brain: o_.split_brain,
         member_resolution: propagation.resolution.as_secs_f64(),
@@ -460,6 +524,8 @@ mod tests {
             build: false,
             serf: true,
             serf_bin: Some("/nonexistent/serf".into()),
+            consul: false,
+            consul_bin: None,
             keep: false,
             write: false,
             command: String::new(),

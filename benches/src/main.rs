@@ -30,6 +30,13 @@ enum Command {
         /// on PATH, or after benches/setup.sh installs it when running as root with apt-get).
         #[arg(long)]
         no_serf: bool,
+        /// Do not run the consul-style scenario (consul-lite: 3 Raft servers, a client agent per
+        /// node, the primary held by a lock).
+        #[arg(long)]
+        no_consul: bool,
+        /// The consul-lite binary (default: build it as `cluster_bench::system::CONSUL_BUILD` says).
+        #[arg(long)]
+        consul_bin: Option<PathBuf>,
         /// Keep the agents' logs and handler output.
         #[arg(long)]
         keep: bool,
@@ -201,7 +208,16 @@ fn main() -> anyhow::Result<()> {
     });
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { nodes, profile, bins: Binaries { agent_bin, no_build, serf_bin }, no_serf, keep, write } => {
+        Command::Demo {
+            nodes,
+            profile,
+            bins: Binaries { agent_bin, no_build, serf_bin },
+            no_serf,
+            no_consul,
+            consul_bin,
+            keep,
+            write,
+        } => {
             cluster_bench::demo::run(&cluster_bench::demo::DemoOptions {
                 nodes,
                 profile,
@@ -209,6 +225,8 @@ fn main() -> anyhow::Result<()> {
                 build: !no_build,
                 serf: !no_serf,
                 serf_bin,
+                consul: !no_consul,
+                consul_bin,
                 keep,
                 write,
                 command: command_line(),

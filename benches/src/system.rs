@@ -120,6 +120,15 @@ pub trait System: Send + Sync {
     fn serves_primary(&self, node: &NodeSpec) -> bool;
     /// Forget any connection to `node` (it was killed or stopped).
     fn disconnect(&self, _node: &NodeSpec) {}
+    /// Whether the service catalog, as `observer` reads it, has taken `victim` out of the
+    /// passing answers; `None` for a system without a catalog (the serf-style ones).
+    fn catalog_excludes(&self, _observer: &NodeSpec, _victim: &str) -> Option<bool> {
+        None
+    }
+    /// Processes the system runs besides one agent per node (consul-lite's servers), by PID.
+    fn extra_agents(&self) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// The event handler every agent runs: it appends `EVENT NAME UNIX_NANOS` to the node's events
