@@ -100,8 +100,33 @@ pub(crate) enum Command {
     /// Operator tools (`operator raft list-peers | remove-peer`).
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Save the servers' state to a file, or restore it (`snapshot save|restore FILE`).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Print the version.
     Version,
+}
+
+/// `consul-lite snapshot ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SnapshotCommand {
+    /// Save the registry (KV, catalog, sessions) to FILE (`GET /v1/snapshot`).
+    Save {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Take it from the agent's own state, without the read barrier.
+        #[arg(long)]
+        stale: bool,
+        /// Where to write it (replaced atomically once verified).
+        file: PathBuf,
+    },
+    /// Replace the whole registry with FILE's, on every server (`PUT /v1/snapshot`).
+    Restore {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A file written by `snapshot save`.
+        file: PathBuf,
+    },
 }
 
 /// How client commands reach the agent.

@@ -147,6 +147,36 @@ pub(crate) async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `consul-lite snapshot save | restore`, printing what Consul's prints.
+pub(crate) async fn snapshot(command: crate::cli::SnapshotCommand) -> anyhow::Result<()> {
+    use crate::cli::SnapshotCommand;
+    use crate::http::snapshot;
+    match command {
+        SnapshotCommand::Save { client, stale, file } => {
+            let path = if stale { "/v1/snapshot?stale" } else { "/v1/snapshot" };
+            let archive = Client::new(&client).ok(Method::GET, path, None).await?;
+            let saved = snapshot::decode(&archive).context("the agent's snapshot does not verify")?;
+            // Written beside the target, synced, then renamed over it: never a partial file.
+            let tmp = file.with_extension("tmp");
+            let write = || -> std::io::Result<()> {
+                let mut out = std::fs::File::create(&tmp)?;
+                std::io::Write::write_all(&mut out, &archive)?;
+                out.sync_all()?;
+                std::fs::rename(&tmp, &file)
+            };
+            write().with_context(|| format!("writing {}", file.display()))?;
+            println!("Saved and verified snapshot to index {}", saved.last_index);
+        }
+        SnapshotCommand::Restore { client, file } => {
+            let archive = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            snapshot::decode(&archive).with_context(|| format!("{}", file.display()))?;
+            Client::new(&client).ok(Method::PUT, "/v1/snapshot", Some(archive)).await?;
+            println!("Restored snapshot");
+        }
+    }
+    Ok(())
+}
+
 /// `consul-lite kv ...`
 pub(crate) async fn kv(command: KvCommand) -> anyhow::Result<()> {
     match command {

@@ -100,6 +100,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Info { client } => commands::info(&client).await,
         Command::Kv(command) => commands::kv(command).await,
         Command::Operator(command) => commands::operator(command).await,
+        Command::Snapshot(command) => commands::snapshot(command).await,
         Command::Version => {
             commands::version();
             Ok(())

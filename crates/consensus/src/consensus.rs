@@ -139,10 +139,12 @@ pub enum StartError {
     /// The data directory cannot be used (damaged log, unreadable snapshot, ...).
     #[error("data dir: {0}")]
     Store(#[from] StoreError),
-    /// Reading the data directory panicked inside the storage engine (treated as damage).
-    #[error("data dir {path}: the storage engine failed while opening it: {reason}")]
+    /// Reading a file of the data directory panicked inside the storage engine (treated as
+    /// damage: nothing was started; restore the directory from a backup, or wipe it and let
+    /// the server rejoin).
+    #[error("{path}: the storage engine failed while opening it (the file is damaged or truncated): {reason}")]
     StorePanicked {
-        /// The data directory.
+        /// The file (`raft.redb` or `snapshot.bin`).
         path: std::path::PathBuf,
         /// The panic message or task error.
         reason: String,
@@ -346,6 +348,25 @@ pub struct Metrics {
     pub peers: Vec<Peer>,
 }
 
+/// Runs `open` on a blocking thread; a panic in it becomes [`StartError::StorePanicked`]
+/// naming `path`.
+async fn open_blocking<T: Send + 'static>(
+    path: &std::path::Path,
+    open: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StartError> {
+    tokio::task::spawn_blocking(open).await.map_err(|e| {
+        let reason = match e.try_into_panic() {
+            Ok(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "panic".into()),
+            Err(e) => e.to_string(),
+        };
+        StartError::StorePanicked { path: path.to_owned(), reason }
+    })
+}
+
 impl<S: StateMachine> Consensus<S> {
     /// Opens the data directory (restoring `machine` from its snapshot and checking the log),
     /// binds the server RPC address and starts Raft. A new server waits to be
@@ -354,29 +375,19 @@ impl<S: StateMachine> Consensus<S> {
         config.validate()?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
-        let opened = tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            move || -> Result<_, StoreError> {
-                let (log, summary) = LogStore::open(&dir.join("raft.redb"))?;
-                let state = StateStore::open(machine, &dir)?;
-                Ok((log, summary, state))
-            }
+        // Each file is opened in its own blocking task, so that a panic inside the storage
+        // engine (redb asserts on some truncated files) is reported with the file's name.
+        let log_path = dir.join("raft.redb");
+        let (log, summary) = open_blocking(&log_path, {
+            let path = log_path.clone();
+            move || LogStore::open(&path)
         })
-        .await;
-        let (log, summary, state) = match opened {
-            Ok(result) => result?,
-            Err(e) => {
-                let reason = match e.try_into_panic() {
-                    Ok(panic) => panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_else(|| "panic".into()),
-                    Err(e) => e.to_string(),
-                };
-                return Err(StartError::StorePanicked { path: dir, reason });
-            }
-        };
+        .await??;
+        let state = open_blocking(&dir.join("snapshot.bin"), {
+            let dir = dir.clone();
+            move || StateStore::open(machine, &dir)
+        })
+        .await??;
         tracing::info!(
             dir = %dir.display(),
             entries = summary.entries,

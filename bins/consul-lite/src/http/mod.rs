@@ -20,6 +20,7 @@ mod operator;
 mod query;
 mod register;
 mod session;
+pub(crate) mod snapshot;
 mod txn;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -448,6 +449,7 @@ async fn route(api: &Api, mut request: ApiRequest) -> ApiResult {
             ApiMetrics::count(&api.metrics.txn);
             txn::endpoint(api, &mut request).await
         }
+        "/v1/snapshot" => snapshot::endpoint(api, &mut request).await,
         "/v1/status/leader" => {
             allow(GET)?;
             Ok(Reply::json(&api.store.leader().unwrap_or_default()))

@@ -154,6 +154,16 @@ impl RaftStore {
         }
     }
 
+    /// Replaces the registry with `snapshot` through the log (`PUT /v1/snapshot`): one
+    /// entry, applied whole on every server; resolves once it is applied here, with its index.
+    pub(crate) async fn restore(&self, snapshot: service_registry::Snapshot) -> Result<u64, StoreError> {
+        self.inner.check_stopping()?;
+        match self.inner.propose(RaftCommand::Restore(Box::new(snapshot))).await? {
+            RaftReply::Restored { index } => Ok(index),
+            other => Err(StoreError::Failed { reason: format!("the log answered a restore with {other:?}") }),
+        }
+    }
+
     /// Stops the timers, the leader side and Raft; the data directory can then be opened
     /// again. Writes fail with [`StoreError::Stopped`] from now on.
     pub(crate) async fn shutdown(&self) {
@@ -360,8 +370,8 @@ impl Store for RaftStore {
             match self.inner.propose(RaftCommand::registry(command)).await? {
                 RaftReply::Applied(applied) => Ok(applied),
                 RaftReply::Refused(refusal) => Err(refusal.into_store_error()),
-                RaftReply::Renewed { .. } => {
-                    Err(StoreError::Failed { reason: "the log answered a registry command as a renew".into() })
+                other @ (RaftReply::Renewed { .. } | RaftReply::Restored { .. }) => {
+                    Err(StoreError::Failed { reason: format!("the log answered a registry command with {other:?}") })
                 }
             }
         })

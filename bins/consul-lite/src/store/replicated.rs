@@ -52,6 +52,10 @@ pub(crate) enum RaftCommand {
         /// The session ID.
         id: String,
     },
+    /// Replace the whole registry with a saved one (`PUT /v1/snapshot`), in one entry so that
+    /// every server swaps it at the same index, all or nothing. Every index a read answers
+    /// afterwards is at least the entry's, so blocking queries never see an index go back.
+    Restore(Box<Snapshot>),
 }
 
 impl RaftCommand {
@@ -72,6 +76,11 @@ pub(crate) enum RaftReply {
     Renewed {
         /// Whether the session exists.
         exists: bool,
+    },
+    /// A restore: the registry was replaced at this index.
+    Restored {
+        /// The entry's index.
+        index: u64,
     },
 }
 
@@ -262,6 +271,30 @@ impl ReplicatedRegistry {
         let _woken = self.shared.hub.fire(&applied.changes);
         RaftReply::Applied(applied)
     }
+
+    /// Swaps in a saved registry at `index`: its own indexes kept, every floor raised to
+    /// `index` (so no index a read answers goes back), the blocking queries whose data differ
+    /// woken, and the leader side told which TTL sessions ended and which (re)start.
+    fn apply_restore(&self, index: u64, mut snapshot: Snapshot) -> RaftReply {
+        snapshot.last_index = index;
+        snapshot.kv_floor = snapshot.kv_floor.max(index);
+        snapshot.catalog_floor = snapshot.catalog_floor.max(index);
+        {
+            let mut registry = self.shared.registry.write().unwrap_or_else(PoisonError::into_inner);
+            for session in registry.sessions() {
+                self.shared.send(SessionEvent::Ended { id: session.id.clone() });
+            }
+            for session in &snapshot.sessions {
+                if let Some(ttl) = session.ttl {
+                    self.shared.send(SessionEvent::Started { id: session.id.clone(), ttl });
+                }
+            }
+            *registry = Registry::restore(snapshot);
+        }
+        // The floors moved: every index changed. Wake every blocking query.
+        let _woken = self.shared.hub.fire_all();
+        RaftReply::Restored { index }
+    }
 }
 
 impl consensus::StateMachine for ReplicatedRegistry {
@@ -279,6 +312,7 @@ impl consensus::StateMachine for ReplicatedRegistry {
                 }
                 RaftReply::Renewed { exists }
             }
+            RaftCommand::Restore(snapshot) => self.apply_restore(index, *snapshot),
         };
         self.shared.applied.send_modify(|applied| *applied = (*applied).max(index));
         reply

@@ -58,6 +58,16 @@ impl WatchHub {
         fired.len()
     }
 
+    /// Wakes every waiting query (the whole registry was replaced: a snapshot restore); each
+    /// reads its index again and goes back to waiting if it did not move. Returns how many.
+    pub(crate) fn fire_all(&self) -> usize {
+        let inner = self.lock();
+        for notify in inner.wakers.values() {
+            notify.notify_one();
+        }
+        inner.wakers.len()
+    }
+
     /// Queries waiting now.
     pub(crate) fn waiting(&self) -> usize {
         self.lock().watches.len()
