@@ -235,15 +235,9 @@ fn agent_registration_bad_input_is_400_naming_the_field_and_writes_nothing() {
         (json!({"Name": "web", "Address": "0.0.0.0"}), "Invalid service address"),
         (json!({"Name": "web", "Port": 70000}), "Port"),
         (json!({"Name": "web", "Port": -1}), "Port"),
-        (
-            json!({"Name": "web", "Check": {"HTTP": "http://127.0.0.1/", "Interval": "10s"}}),
-            "not implemented yet: http checks",
-        ),
-        (
-            json!({"Name": "web", "Check": {"TCP": "127.0.0.1:80", "Interval": "10s"}}),
-            "not implemented yet: tcp checks",
-        ),
-        (json!({"Name": "web", "Check": {"Args": ["true"], "Interval": "10s"}}), "not implemented yet: script checks"),
+        (json!({"Name": "web", "Check": {"HTTP": "http://127.0.0.1/"}}), "Invalid Check.Interval"),
+        (json!({"Name": "web", "Check": {"TCP": "127.0.0.1", "Interval": "10s"}}), "Invalid Check.TCP"),
+        (json!({"Name": "web", "Check": {"GRPC": "127.0.0.1:9", "Interval": "10s"}}), "Invalid Check.GRPC"),
         (json!({"Name": "web", "Check": {"TTL": "soon"}}), "TTL"),
         (json!({"Name": "web", "Checks": [{"TTL": "5s"}, {"TTL": "5s", "Status": "fine"}]}), "Checks[1].Status"),
     ];
@@ -252,6 +246,14 @@ fn agent_registration_bad_input_is_400_naming_the_field_and_writes_nothing() {
         assert_eq!(reply.status, 400, "{body}: {reply:?}");
         assert!(reply.text().contains(expected), "{body}: {:?} should say {expected}", reply.text());
     }
+    // Script checks need -enable-script-checks (Consul's answer: a 500 with its message).
+    let reply = put_json(
+        &agent,
+        "/v1/agent/service/register",
+        &json!({"Name": "web", "Check": {"Args": ["true"], "Interval": "10s"}}),
+    );
+    assert_eq!(reply.status, 500, "{reply:?}");
+    assert!(reply.text().starts_with("Scripts are disabled on this agent"), "{reply:?}");
     let reply = put_json(&agent, "/v1/agent/check/register", &json!({"Name": "c", "TTL": "5s", "ServiceID": "nope"}));
     assert_eq!(reply.status, 400);
     assert!(reply.text().contains("ServiceID"), "{reply:?}");
