@@ -681,8 +681,9 @@ impl LocalAgent {
             if registry.node(&self.node).is_none() {
                 return state.services.is_empty() && state.checks.is_empty();
             }
+            let registered: HashMap<&str, _> = registry.node_services(&self.node).map(|s| (s.id.as_str(), s)).collect();
             for (id, service) in &state.services {
-                let current = registry.node_services(&self.node).find(|s| &s.id == id);
+                let current = registered.get(id.as_str());
                 let same = current.is_some_and(|s| {
                     s.service == service.service
                         && s.tags == service.tags
