@@ -124,7 +124,8 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let (stop, mut stopping) = watch::channel(false);
-    let local = Arc::new(LocalAgent::new(settings.node.clone(), Arc::clone(&store)));
+    let local_settings = crate::local::LocalSettings::from_settings(&settings);
+    let local = Arc::new(LocalAgent::new(settings.node.clone(), Arc::clone(&store), local_settings));
     let api = Arc::new(Api {
         local: Arc::clone(&local),
         store: Arc::clone(&store),

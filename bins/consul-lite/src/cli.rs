@@ -105,6 +105,12 @@ pub(crate) enum Command {
     Snapshot(SnapshotCommand),
     /// Print the version.
     Version,
+    /// The local agent's services (`services register | deregister`).
+    #[command(subcommand)]
+    Services(crate::commands_services::ServicesCommand),
+    /// The catalog (`catalog services | nodes`).
+    #[command(subcommand)]
+    Catalog(crate::commands_services::CatalogCommand),
 }
 
 /// `consul-lite snapshot ...`
@@ -319,4 +325,12 @@ pub(crate) struct AgentArgs {
     /// Log level: trace, debug, info, warn, err (default info).
     #[arg(long)]
     pub(crate) log_level: Option<String>,
+
+    // Script checks (the agent's own services and checks).
+    /// Run script checks (`Args`) from any source, the HTTP API included.
+    #[arg(long)]
+    pub(crate) enable_script_checks: bool,
+    /// Run script checks only when they come from config files.
+    #[arg(long)]
+    pub(crate) enable_local_script_checks: bool,
 }

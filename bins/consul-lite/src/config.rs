@@ -41,6 +41,20 @@ pub(crate) struct Settings {
     pub(crate) log_level: String,
     /// What was ignored in the config files, to log once logging is set up.
     pub(crate) warnings: Vec<String>,
+
+    // The agent's own services and checks.
+    /// Service and check definitions of the config files, and the script-check flags.
+    pub(crate) local: LocalDefinitions,
+}
+
+/// The `service`, `services`, `check` and `checks` of the config files (each with the file it
+/// came from), checked at start as the API checks them, and whether script checks may run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LocalDefinitions {
+    pub(crate) services: Vec<(Value, String)>,
+    pub(crate) checks: Vec<(Value, String)>,
+    pub(crate) enable_script_checks: bool,
+    pub(crate) enable_local_script_checks: bool,
 }
 
 /// Values gathered from files and flags, each with where it came from (for messages).
@@ -49,6 +63,7 @@ struct Raw {
     values: BTreeMap<&'static str, (Value, String)>,
     lists: BTreeMap<&'static str, Vec<String>>,
     warnings: Vec<String>,
+    local: LocalDefinitions,
 }
 
 impl Raw {
@@ -145,6 +160,25 @@ fn read_file(path: &Path, raw: &mut Raw) -> anyhow::Result<()> {
                 let field = if key == "retry_join" { "retry_join" } else { "start_join" };
                 raw.lists.insert(field, list);
             }
+            // The agent's own services and checks.
+            "service" | "services" | "check" | "checks" => {
+                let items = match value {
+                    Value::Array(items) if key.ends_with('s') => items,
+                    object @ Value::Object(_) if !key.ends_with('s') => vec![object],
+                    _ if key.ends_with('s') => anyhow::bail!("{}: expected a list of objects", source(&key)),
+                    _ => anyhow::bail!("{}: expected an object", source(&key)),
+                };
+                let list = if key.starts_with("service") { &mut raw.local.services } else { &mut raw.local.checks };
+                list.extend(items.into_iter().map(|item| (item, source(&key))));
+            }
+            "enable_script_checks" | "enable_local_script_checks" => {
+                let Value::Bool(enabled) = value else { anyhow::bail!("{}: expected true or false", source(&key)) };
+                if key == "enable_script_checks" {
+                    raw.local.enable_script_checks |= enabled;
+                } else {
+                    raw.local.enable_local_script_checks |= enabled;
+                }
+            }
             other => {
                 raw.warnings.push(format!("{}: ignoring {other:?}: consul-lite does not use it", path.display()));
             }
@@ -188,6 +222,48 @@ fn apply_flags(args: &AgentArgs, raw: &mut Raw) {
     if !args.retry_join.is_empty() {
         raw.lists.insert("retry_join", args.retry_join.clone());
     }
+    raw.local.enable_script_checks |= args.enable_script_checks;
+    raw.local.enable_local_script_checks |= args.enable_local_script_checks;
+}
+
+/// Checks the config files' service and check definitions as the API would (a bad one stops
+/// the agent at start, as in Consul), script checks against the flags.
+fn check_definitions(local: &LocalDefinitions) -> anyhow::Result<()> {
+    use crate::local::{LocalSettings, Source};
+    let flags = LocalSettings {
+        enable_script_checks: local.enable_script_checks,
+        enable_local_script_checks: local.enable_local_script_checks,
+        ..LocalSettings::default()
+    };
+    let scripts = |checks: &[crate::local::LocalCheck], source: &str| -> anyhow::Result<()> {
+        let script = checks.iter().any(|c| matches!(c.spec.kind, crate::checks::CheckKind::Script { .. }));
+        match flags.script_refusal(Source::Local) {
+            Some(refusal) if script => anyhow::bail!("{source}: {refusal}"),
+            _ => Ok(()),
+        }
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    for (value, source) in &local.services {
+        let (service, checks) = crate::http::local::service_definition(value, "service")
+            .map_err(|error| anyhow::anyhow!("{source}: {}", error.message))?;
+        scripts(&checks, source)?;
+        if !ids.insert(service.id.clone()) {
+            anyhow::bail!("{source}: service ID {:?} is defined twice", service.id);
+        }
+    }
+    for (value, source) in &local.checks {
+        let check = crate::http::local::check_definition(value, "check", None, None)
+            .map_err(|error| anyhow::anyhow!("{source}: {}", error.message))?;
+        scripts(std::slice::from_ref(&check), source)?;
+        if !check.check.service_id.is_empty() && !ids.contains(&check.check.service_id) {
+            anyhow::bail!(
+                "{source}: check {:?}: ServiceID {:?} is not defined in the config files",
+                check.check.check_id,
+                check.check.service_id
+            );
+        }
+    }
+    Ok(())
 }
 
 fn text<'a>(raw: &'a Raw, field: &str) -> anyhow::Result<Option<(&'a str, &'a str)>> {
@@ -302,7 +378,9 @@ fn settings(dev: bool, raw: &Raw) -> anyhow::Result<Settings> {
         retry_join: raw.lists.get("retry_join").cloned().unwrap_or_default(),
         log_level,
         warnings: raw.warnings.iter().cloned().chain(dns_ignored).collect(),
+        local: raw.local.clone(),
     };
+    check_definitions(&settings.local)?;
     if settings.bind == settings.client && settings.http_port == settings.serf_lan_port {
         anyhow::bail!(
             "-http-port and -serf-lan-port: both are {} on {}; they must differ",

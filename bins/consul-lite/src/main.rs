@@ -46,9 +46,11 @@
 //! ```
 
 mod agent;
+mod checks;
 mod cli;
 mod client;
 mod commands;
+mod commands_services;
 mod config;
 mod dns;
 mod duration;
@@ -101,6 +103,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Kv(command) => commands::kv(command).await,
         Command::Operator(command) => commands::operator(command).await,
         Command::Snapshot(command) => commands::snapshot(command).await,
+        Command::Services(command) => commands_services::services(command).await,
+        Command::Catalog(command) => commands_services::catalog(command).await,
         Command::Version => {
             commands::version();
             Ok(())

@@ -196,7 +196,8 @@ fn agent_service_with_a_ttl_check_critical_pass_expire_deregister() {
     assert!(took >= std::time::Duration::from_millis(1500), "critical after {took:?}, before its TTL");
     let checks = agent.get("/v1/agent/checks").json();
     assert_eq!(checks["service:api-1"]["Status"], "critical");
-    assert_eq!(checks["service:api-1"]["Output"], "TTL expired");
+    // Consul keeps the last output after its words.
+    assert_eq!(checks["service:api-1"]["Output"], "TTL expired (last output before timeout follows): all good");
     assert_eq!(dns_answers(&agent, "api.service.consul."), 0);
 
     // update: Status and Output.
@@ -235,15 +236,9 @@ fn agent_registration_bad_input_is_400_naming_the_field_and_writes_nothing() {
         (json!({"Name": "web", "Address": "0.0.0.0"}), "Invalid service address"),
         (json!({"Name": "web", "Port": 70000}), "Port"),
         (json!({"Name": "web", "Port": -1}), "Port"),
-        (
-            json!({"Name": "web", "Check": {"HTTP": "http://127.0.0.1/", "Interval": "10s"}}),
-            "not implemented yet: http checks",
-        ),
-        (
-            json!({"Name": "web", "Check": {"TCP": "127.0.0.1:80", "Interval": "10s"}}),
-            "not implemented yet: tcp checks",
-        ),
-        (json!({"Name": "web", "Check": {"Args": ["true"], "Interval": "10s"}}), "not implemented yet: script checks"),
+        (json!({"Name": "web", "Check": {"HTTP": "http://127.0.0.1/"}}), "Invalid Check.Interval"),
+        (json!({"Name": "web", "Check": {"TCP": "127.0.0.1", "Interval": "10s"}}), "Invalid Check.TCP"),
+        (json!({"Name": "web", "Check": {"GRPC": "127.0.0.1:9", "Interval": "10s"}}), "Invalid Check.GRPC"),
         (json!({"Name": "web", "Check": {"TTL": "soon"}}), "TTL"),
         (json!({"Name": "web", "Checks": [{"TTL": "5s"}, {"TTL": "5s", "Status": "fine"}]}), "Checks[1].Status"),
     ];
@@ -252,12 +247,19 @@ fn agent_registration_bad_input_is_400_naming_the_field_and_writes_nothing() {
         assert_eq!(reply.status, 400, "{body}: {reply:?}");
         assert!(reply.text().contains(expected), "{body}: {:?} should say {expected}", reply.text());
     }
+    // Script checks need -enable-script-checks (Consul's answer: a 500 with its message).
+    let reply = put_json(
+        &agent,
+        "/v1/agent/service/register",
+        &json!({"Name": "web", "Check": {"Args": ["true"], "Interval": "10s"}}),
+    );
+    assert_eq!(reply.status, 500, "{reply:?}");
+    assert!(reply.text().starts_with("Scripts are disabled on this agent"), "{reply:?}");
     let reply = put_json(&agent, "/v1/agent/check/register", &json!({"Name": "c", "TTL": "5s", "ServiceID": "nope"}));
     assert_eq!(reply.status, 400);
     assert!(reply.text().contains("ServiceID"), "{reply:?}");
     let reply = put_json(&agent, "/v1/agent/check/register", &json!({"TTL": "5s"}));
-    assert_eq!(reply.status, 400);
-    assert!(reply.text().contains("Name"), "{reply:?}");
+    assert_eq!((reply.status, reply.text().trim()), (400, "Missing check name"));
     assert_eq!(agent.get("/v1/agent/services").json(), json!({}), "nothing written");
     assert_eq!(agent.get("/v1/agent/checks").json(), json!({}));
     assert_eq!(agent.get("/v1/catalog/service/web").json(), json!([]));

@@ -15,7 +15,7 @@ mod agent;
 mod catalog;
 mod json;
 mod kv;
-mod local;
+pub(crate) mod local;
 mod operator;
 mod query;
 mod register;
@@ -418,6 +418,10 @@ async fn route(api: &Api, mut request: ApiRequest) -> ApiResult {
                 allow(PUT)?;
                 local::deregister_service(api, id).await
             }
+            ("maintenance", id) if !id.is_empty() => {
+                allow(PUT)?;
+                local::service_maintenance(api, &request, id).await
+            }
             _ => {
                 allow(GET)?;
                 local::service(api, rest).await
@@ -477,6 +481,10 @@ async fn route(api: &Api, mut request: ApiRequest) -> ApiResult {
         "/v1/agent/checks" => {
             allow(GET)?;
             local::checks(api).await
+        }
+        "/v1/agent/maintenance" => {
+            allow(PUT)?;
+            local::node_maintenance(api, &request).await
         }
         "/v1/agent/members" => {
             allow(GET)?;
