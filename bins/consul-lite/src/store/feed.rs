@@ -230,3 +230,90 @@ impl Replica {
 pub(crate) fn decode(bytes: &[u8]) -> Result<FeedItem, postcard::Error> {
     postcard::from_bytes(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use consensus::StateMachine as _;
+    use service_registry::{KvOp, WatchTarget};
+
+    use super::*;
+    use crate::store::replicated::{RaftCommand, ReplicatedRegistry};
+
+    fn set(key: &str, value: &str) -> Command {
+        Command::Kv(KvOp::Set { key: key.into(), value: value.as_bytes().to_vec(), flags: 0 })
+    }
+
+    fn entry(bytes: &[u8]) -> (u64, Option<Command>) {
+        match decode(bytes).unwrap() {
+            FeedItem::Entry { index, command } => (index, command),
+            other => panic!("not an entry: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_subscription_gets_every_entry_after_its_snapshot_once_and_the_replica_ends_equal() {
+        let (mut machine, shared, _events) = ReplicatedRegistry::new();
+        let _ = machine.apply(1, RaftCommand::registry(set("a", "1")));
+        let _ = machine.apply(2, RaftCommand::registry(set("b", "1")));
+        let (snapshot, mut entries) = shared.subscribe_feed();
+        let _ = machine.apply(3, RaftCommand::registry(set("a", "2")));
+        let _ = machine.apply(5, RaftCommand::RenewSession { id: "nope".into() });
+        // Refused by the registry (no such session): fed without its command.
+        let acquire = Command::Kv(KvOp::Acquire { key: "l".into(), value: vec![], flags: 0, session: "nope".into() });
+        let _ = machine.apply(6, RaftCommand::registry(acquire));
+        assert_eq!(shared.feed.index(), 6);
+
+        let mut replica = Replica::default();
+        let FeedItem::Snapshot { index, registry } = decode(&snapshot).unwrap() else { panic!("not a snapshot") };
+        assert_eq!(index, 2);
+        let changes = replica.reset(index, registry);
+        assert!(changes.keys.contains("a") && changes.keys.contains("b"), "{changes:?}");
+        let mut seen = Vec::new();
+        while let Ok(Published::Entry(bytes)) = entries.try_recv() {
+            let (index, command) = entry(&bytes);
+            seen.push((index, command.is_some()));
+            let changes = replica.apply(index, command).unwrap();
+            assert_eq!(changes.keys.contains("a"), index == 3, "entry {index}: {changes:?}");
+        }
+        assert_eq!(seen, [(3, true), (5, false), (6, false)]);
+        assert_eq!(replica.index(), 6);
+        assert_eq!(replica.registry().snapshot(), shared.read().snapshot(), "the replica equals the server");
+        assert_eq!(replica.registry().index(&WatchTarget::Key("a".into())), 3);
+    }
+
+    #[test]
+    fn the_replica_refuses_entries_before_a_snapshot_and_going_backwards() {
+        let mut replica = Replica::default();
+        assert_eq!(replica.apply(1, Some(set("a", "1"))), Err(FeedError::NotSynced { index: 1 }));
+        let _ = replica.reset(4, Registry::new().snapshot());
+        assert_eq!(replica.apply(4, Some(set("a", "1"))), Err(FeedError::Backwards { index: 4, at: 4 }));
+        assert!(replica.apply(7, Some(set("a", "1"))).unwrap().keys.contains("a"));
+        // A lost subscription: reads go on (stale), entries wait for the next snapshot.
+        replica.lose();
+        assert!(replica.registry().kv_get("a").is_some());
+        assert_eq!(replica.apply(8, None), Err(FeedError::NotSynced { index: 8 }));
+        // The next server's snapshot replaces the state; what differs wakes the watches.
+        let changes = replica.reset(9, Registry::new().snapshot());
+        assert!(changes.keys.contains("a"));
+        assert!(replica.registry().kv_get("a").is_none());
+        assert!(replica.apply(10, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_is_told_and_a_restored_snapshot_ends_every_subscription() {
+        let (mut machine, shared, _events) = ReplicatedRegistry::new();
+        let (_snapshot, mut slow) = shared.subscribe_feed();
+        for index in 1..=(FEED_CAPACITY as u64 + 1) {
+            let _ = machine.apply(index, RaftCommand::registry(set("k", &index.to_string())));
+        }
+        assert!(matches!(slow.try_recv(), Err(broadcast::error::TryRecvError::Lagged(1))));
+
+        let (_snapshot, mut live) = shared.subscribe_feed();
+        let bytes = machine.snapshot();
+        machine.restore(&bytes).unwrap();
+        assert!(matches!(live.try_recv(), Ok(Published::Reset)));
+        let (snapshot, _) = shared.subscribe_feed();
+        let FeedItem::Snapshot { index, .. } = decode(&snapshot).unwrap() else { panic!("not a snapshot") };
+        assert_eq!(index, FEED_CAPACITY as u64 + 1);
+    }
+}

@@ -486,3 +486,84 @@ fn read_lock(lock: &RwLock<Replica>) -> RwLockReadGuard<'_, Replica> {
 fn write_lock(lock: &RwLock<Replica>) -> std::sync::RwLockWriteGuard<'_, Replica> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use gossip_core::State;
+    use service_registry::KvOp;
+
+    use super::*;
+    use crate::server::subscribe::AgentService;
+    use crate::store::RaftStore;
+
+    fn set(key: &str, value: &str) -> Command {
+        Command::Kv(KvOp::Set { key: key.into(), value: value.as_bytes().to_vec(), flags: 0 })
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(20), "{what}: not within 20 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One server (Raft on loopback, serving client agents) and a client store following it
+    /// over the server port.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_follows_a_server_reads_its_writes_and_its_blocking_queries_wake_at_the_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = RaftStore::start(consensus::Config::local(1, dir.path())).await.unwrap();
+        let addr = server.consensus().local_addr();
+        server.consensus().initialize([(1, addr)]).await.unwrap();
+        wait_until("a leader", || server.leader().is_some()).await;
+        assert!(server.consensus().serve_clients(Arc::new(AgentService::new(server.clone()))));
+        let before = server.write(set("before", "1")).await.unwrap();
+
+        let client = RemoteStore::new();
+        let info =
+            ServerInfo { name: "s1".into(), node_id: "n1".into(), raft_id: 1, addr, expect: None, state: State::Alive };
+        client.set_servers(vec![info]);
+        let (stop, stopping) = watch::channel(false);
+        let following = tokio::spawn(client.clone().follow(stopping));
+        wait_until("the snapshot", || client.read().kv_get("before").is_some()).await;
+        assert_eq!(client.following().as_deref(), Some("s1"));
+        assert_eq!(client.read().index(&WatchTarget::Key("before".into())), before.index);
+        wait_until("a heartbeat naming the leader", || client.leader() == Some(addr.to_string())).await;
+        assert_eq!(client.peers(), [addr.to_string()]);
+
+        // A blocking query at the client wakes at the write that changes its key, not before;
+        // the write resolves once the client's replica holds it.
+        let start = client.read().index(&WatchTarget::Key("a".into()));
+        let waiting = client.wait(WatchTarget::Key("a".into()), start, Duration::from_secs(20));
+        let write = async {
+            let _ = client.write(set("b", "unrelated")).await.unwrap();
+            let applied = client.write(set("a", "1")).await.unwrap();
+            assert_eq!(client.read().kv_get("a").map(|e| e.value.clone()), Some(b"1".to_vec()), "read your write");
+            applied
+        };
+        let (woke_at, applied) = tokio::join!(waiting, write);
+        assert_eq!(woke_at, applied.index);
+        assert_eq!(client.waiting(), 0);
+        // Written on the server directly: the client gets it through the feed.
+        let direct = server.write(set("c", "1")).await.unwrap();
+        client.consistent().await.unwrap();
+        assert_eq!(client.read().kv_get("c").map(|e| e.modify_index), Some(direct.index));
+
+        // The server's refusals come back as the registry's errors; sessions renew through it.
+        let acquire = Command::Kv(KvOp::Acquire { key: "l".into(), value: vec![], flags: 0, session: "nope".into() });
+        let refused = client.write(acquire).await.unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::Refused(service_registry::Error::SessionNotFound { .. })),
+            "{refused:?}"
+        );
+        assert!(client.renew_session("nope").await.unwrap().is_none());
+
+        // The server goes away: the replica keeps answering, stale, and the contact ages.
+        server.shutdown().await;
+        wait_until("the feed lost", || client.following().is_none()).await;
+        assert!(client.read().kv_get("a").is_some());
+        let _ = stop.send(true);
+        following.await.unwrap();
+    }
+}

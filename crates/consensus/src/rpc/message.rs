@@ -246,6 +246,17 @@ mod tests {
         let refusal = Refusal::WrongNode { addressed: 3, actual: 4 };
         let Response::Refused(back) = round_trip(&Response::Refused(refusal.clone())) else { panic!("kind changed") };
         assert_eq!(back, refusal);
+        // Client agents' messages (issue 14).
+        let Request::Client(back) = round_trip(&Request::Client(vec![7, 0])) else { panic!("kind changed") };
+        assert_eq!(back, [7, 0]);
+        let Request::Subscribe(back) = round_trip(&Request::Subscribe(vec![1])) else { panic!("kind changed") };
+        assert_eq!(back, [1]);
+        let Response::Client(Err(back)) = round_trip(&Response::Client(Err("no".into()))) else {
+            panic!("kind changed")
+        };
+        assert_eq!(back, "no");
+        let Response::Stream(Ok(back)) = round_trip(&Response::Stream(Ok(vec![3; 3]))) else { panic!("kind changed") };
+        assert_eq!(back, [3; 3]);
         let reply = ForwardReply::Written { index: 9, response: vec![1] };
         let Response::Forward(Ok(back)) = round_trip(&Response::Forward(Ok(reply.clone()))) else {
             panic!("kind changed")
