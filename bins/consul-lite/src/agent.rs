@@ -1,14 +1,18 @@
-//! `consul-lite agent -dev | -server`: the gossip pool, the store, the catalog kept in step
-//! with the pool, and the HTTP API, until a signal or `/v1/agent/leave`.
+//! `consul-lite agent -dev | -server | (a client)`: the gossip pool, the store, the catalog
+//! kept in step with the pool, and the HTTP API, until a signal or `/v1/agent/leave`.
 //!
 //! ```text
-//!  Settings ─► bind HTTP ─► (-server: RaftStore on -data-dir, server RPC on -server-port)
-//!      │     ─► Serf::start (tags role=consul, dc, port, id, expect) ─► -join / -retry-join
+//!  Settings ─► bind HTTP ─► (-server: RaftStore on -data-dir, server RPC on -server-port,
+//!      │                     which also serves client agents: server::subscribe)
+//!      │     ─► Serf::start (server tags role=consul, dc, port, id, expect;
+//!      │                     client tags role=node, dc, id) ─► -join / -retry-join
 //!      │     ─► (-server: server::bootstrap::run: bootstrap, then voters follow the pool)
-//!      ├─► DevStore | RaftStore ◄── register this node (serfHealth passing, service "consul")
-//!      │       ▲
-//!      │       └── reconcile: member alive → serfHealth passing, failed → critical
-//!      │           (its sessions invalidated, locks released), left → deregistered
+//!      │     ─► (client: servers from the pool's tags ─► RemoteStore::follow)
+//!      ├─► DevStore | RaftStore | RemoteStore ◄── register this node (serfHealth passing,
+//!      │       ▲                                   service "consul" on servers)
+//!      │       └── reconcile (-dev, and the -server that leads): member alive → serfHealth
+//!      │           passing, failed → critical (its sessions invalidated, locks released),
+//!      │           left → deregistered
 //!      ├─► local::LocalAgent: this agent's services and TTL checks, written to the store
 //!      ├─► dns::DnsServer on -client:-dns-port (UDP + TCP), reading the store's registry
 //!      └─► http_serve::serve(/v1 router) until SIGINT / SIGTERM / leave
@@ -31,7 +35,7 @@ use crate::config::Settings;
 use crate::http::{AgentInfo, Api, ApiMetrics};
 use crate::local::LocalAgent;
 use crate::server::{self, bootstrap::ClusterSettings};
-use crate::store::{DevStore, Store};
+use crate::store::{DevStore, RemoteStore, Store};
 
 /// How often `-retry-join` tries again once its first quick tries have failed (Consul: 30 s).
 const RETRY_JOIN_INTERVAL: Duration = Duration::from_secs(30);
@@ -43,13 +47,8 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs the agent until it is stopped.
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
-    if !settings.dev && !settings.server {
-        anyhow::bail!(
-            "client agents are not implemented yet: run a server (`consul-lite agent -server -bootstrap-expect N \
-             -data-dir DIR`) or `consul-lite agent -dev`"
-        );
-    }
-    if !settings.dev && settings.data_dir.is_none() {
+    let client = !settings.dev && !settings.server;
+    if settings.server && !settings.dev && settings.data_dir.is_none() {
         anyhow::bail!("-server needs -data-dir (data_dir): the Raft log and the node ID are kept there");
     }
     if settings.dev && settings.data_dir.is_some() {
@@ -60,12 +59,16 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = http_serve::bind(http_addr).with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
     // A -server keeps its node ID and its Raft log in -data-dir, and serves Raft on
     // -bind:-server-port before it joins the pool (its tags say where).
-    let raft = if settings.dev { None } else { Some(server::start_store(&settings).await?) };
-    let node_id = match &raft {
-        Some((_, node_id)) => node_id.clone(),
-        None => uuid(),
+    let raft = if settings.dev || client { None } else { Some(server::start_store(&settings).await?) };
+    let node_id = match (&raft, &settings.data_dir) {
+        (Some((_, node_id)), _) => node_id.clone(),
+        // A client keeps its node ID in -data-dir when it has one (and nothing else).
+        (None, Some(dir)) if client => server::load_node_id(dir, uuid)
+            .with_context(|| format!("data dir (-data-dir) {}: cannot read or create the node ID", dir.display()))?,
+        (None, _) => uuid(),
     };
     let raft = raft.map(|(store, _)| store);
+    let remote = client.then(RemoteStore::new);
 
     let mut node = NodeConfig::lan();
     node.name.clone_from(&settings.node);
@@ -73,7 +76,8 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(key) = &settings.encrypt {
         node.keyring = Some(Keyring::new(gossip_core::Key::from_base64(key).context("-encrypt")?));
     }
-    node.tags = Tags::from_pairs(server_tags(&settings, &node_id)).context("gossip tags")?;
+    let tags = if client { client_tags(&settings, &node_id) } else { server_tags(&settings, &node_id) };
+    node.tags = Tags::from_pairs(tags).context("gossip tags")?;
     let config = SerfConfig::new(node);
     config.validate().context("invalid gossip configuration")?;
     let serf = Serf::start(config).await.with_context(|| {
@@ -82,9 +86,14 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let handle = serf.handle();
     let advertise = handle.advertise_addr().ip().to_string();
 
-    let (store, dev_store): (Arc<dyn Store>, Option<DevStore>) = match &raft {
-        Some(raft) => (Arc::new(raft.clone()), None),
-        None => {
+    let (store, dev_store): (Arc<dyn Store>, Option<DevStore>) = match (&raft, &remote) {
+        (Some(raft), _) => {
+            // Client agents' requests and subscriptions arrive on the server port.
+            let _first = raft.consensus().serve_clients(Arc::new(server::subscribe::AgentService::new(raft.clone())));
+            (Arc::new(raft.clone()), None)
+        }
+        (None, Some(remote)) => (Arc::new(remote.clone()), None),
+        (None, None) => {
             let dev = DevStore::new(SocketAddr::new(settings.bind, settings.server_port).to_string());
             (Arc::new(dev.clone()), Some(dev))
         }
@@ -92,6 +101,8 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     // The server address the others know this server by: its gossip IP and the port tag.
     let server_addr = match &raft {
         Some(_) => SocketAddr::new(handle.advertise_addr().ip(), settings.server_port).to_string(),
+        // A client serves no server port.
+        None if client => String::new(),
         None => SocketAddr::new(settings.bind, settings.server_port).to_string(),
     };
     // DNS on -client:-dns-port, UDP and TCP, answered from this agent's registry.
@@ -111,7 +122,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     let dns_addr = dns.as_ref().and_then(|dns| dns.local_addr().ok());
-    if raft.is_none() {
+    if dev_store.is_some() {
         register_self(&*store, &settings, &node_id, &advertise).await?;
     }
 
@@ -151,25 +162,25 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(dns.run()));
     }
     tasks.push(tokio::spawn(local.run(stopping.clone())));
-    tasks.push(tokio::spawn(reconcile(
-        handle.clone(),
-        Arc::clone(&api.store),
-        settings.node.clone(),
-        settings.datacenter.clone(),
-        stopping.clone(),
-    )));
+    if !client {
+        tasks.push(tokio::spawn(reconcile(
+            handle.clone(),
+            Arc::clone(&api.store),
+            settings.node.clone(),
+            settings.datacenter.clone(),
+            stopping.clone(),
+        )));
+    }
+    if let Some(remote) = &remote {
+        tasks.push(tokio::spawn(find_servers(handle.clone(), remote.clone(), settings.datacenter.clone())));
+        tasks.push(tokio::spawn(remote.clone().follow(stopping.clone())));
+    }
     if !settings.retry_join.is_empty() {
         tasks.push(tokio::spawn(retry_join(handle.clone(), settings.retry_join.clone(), stopping.clone())));
     }
-    if let Some(raft) = &raft {
-        let cluster = ClusterSettings {
-            node: settings.node.clone(),
-            datacenter: settings.datacenter.clone(),
-            expect: settings.bootstrap_expect,
-            settle: raft.settle_time(),
-        };
-        tasks.push(tokio::spawn(server::bootstrap::run(handle.clone(), raft.clone(), cluster, stopping.clone())));
-        // Registered once the cluster takes writes (it may not have a leader yet).
+    if !settings.dev {
+        // Registered once the cluster takes writes (it may not have a leader yet; a client
+        // may not have found a server yet).
         let (store, settings, node_id, advertise) =
             (Arc::clone(&store), settings.clone(), node_id.clone(), advertise.clone());
         tasks.push(tokio::spawn(async move {
@@ -181,6 +192,15 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }));
+    }
+    if let Some(raft) = &raft {
+        let cluster = ClusterSettings {
+            node: settings.node.clone(),
+            datacenter: settings.datacenter.clone(),
+            expect: settings.bootstrap_expect,
+            settle: raft.settle_time(),
+        };
+        tasks.push(tokio::spawn(server::bootstrap::run(handle.clone(), raft.clone(), cluster, stopping.clone())));
     }
     let mut serve_stop = stopping.clone();
     let server = tokio::spawn(http_serve::serve(
@@ -197,6 +217,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     println!("          Datacenter: '{}'", settings.datacenter);
     match (&raft, &settings.data_dir) {
         (Some(_), Some(dir)) => println!("              Server: true (Raft, data in {})", dir.display()),
+        _ if client => println!("              Server: false (client agent: no Raft state)"),
         _ => println!("              Server: {} (dev mode, in memory)", settings.server),
     }
     match dns_addr {
@@ -262,8 +283,34 @@ fn server_tags(settings: &Settings, node_id: &str) -> Vec<(String, String)> {
     tags
 }
 
-/// This node in the catalog: its address, the `consul` service on the server port, and a
-/// passing `serfHealth`.
+/// The tags Consul's client agents gossip: role `node`, datacenter, node ID, versions.
+fn client_tags(settings: &Settings, node_id: &str) -> Vec<(String, String)> {
+    vec![
+        ("role".to_owned(), "node".to_owned()),
+        ("dc".to_owned(), settings.datacenter.clone()),
+        ("id".to_owned(), node_id.to_owned()),
+        ("vsn".to_owned(), "2".to_owned()),
+        ("vsn_min".to_owned(), "2".to_owned()),
+        ("vsn_max".to_owned(), "3".to_owned()),
+        ("build".to_owned(), format!("consul-lite-{}", env!("CARGO_PKG_VERSION"))),
+    ]
+}
+
+/// A client agent's servers: the live members tagged as servers of its datacenter, kept up
+/// to date as the pool changes.
+async fn find_servers(serf: SerfHandle, remote: RemoteStore, datacenter: String) {
+    let mut changes = serf.member_changes();
+    loop {
+        let live = server::servers(&serf.members(), &datacenter).into_iter().filter(server::ServerInfo::is_live);
+        remote.set_servers(live.collect());
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// This node in the catalog: its address, a passing `serfHealth`, and on a server (or in
+/// `-dev`) the `consul` service on the server port.
 async fn register_self(store: &dyn Store, settings: &Settings, node_id: &str, address: &str) -> anyhow::Result<()> {
     let registration = Registration {
         node: settings.node.clone(),
@@ -272,7 +319,7 @@ async fn register_self(store: &dyn Store, settings: &Settings, node_id: &str, ad
         datacenter: settings.datacenter.clone(),
         tagged_addresses: [("lan".to_owned(), address.to_owned()), ("wan".to_owned(), address.to_owned())].into(),
         node_meta: [("consul-network-segment".to_owned(), String::new())].into(),
-        service: Some(ServiceRegistration {
+        service: settings.server.then(|| ServiceRegistration {
             id: "consul".into(),
             service: "consul".into(),
             port: settings.server_port,

@@ -381,6 +381,10 @@ fn settings(dev: bool, raw: &Raw) -> anyhow::Result<Settings> {
         local: raw.local.clone(),
     };
     check_definitions(&settings.local)?;
+    // Client agents (issue 14): a client holds no Raft state.
+    if !settings.server && settings.bootstrap_expect.is_some() {
+        anyhow::bail!("-bootstrap-expect (bootstrap_expect) needs -server: a client agent holds no Raft state");
+    }
     if settings.bind == settings.client && settings.http_port == settings.serf_lan_port {
         anyhow::bail!(
             "-http-port and -serf-lan-port: both are {} on {}; they must differ",

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
+use crate::rpc::agents::ClientHandler;
 use crate::rpc::client::{Network, Peers};
 use crate::rpc::message::{ForwardFailure, ForwardReply, Forwarded, Request, Response};
 use crate::rpc::{server, RpcError};
@@ -30,9 +31,16 @@ pub(crate) struct Core {
     pub(crate) config: Config,
     peers: Arc<Peers>,
     last_contact: Mutex<Option<Instant>>,
+    /// What answers client agents ([`Consensus::serve_clients`]).
+    clients: OnceLock<Arc<dyn ClientHandler>>,
 }
 
 impl Core {
+    /// The handler of client agents' requests, once the application registered one.
+    pub(crate) fn client_handler(&self) -> Option<&dyn ClientHandler> {
+        self.clients.get().map(|handler| &**handler)
+    }
+
     pub(crate) fn touch_contact(&self) {
         *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
@@ -412,10 +420,17 @@ impl<S: StateMachine> Consensus<S> {
             let _ = raft.shutdown().await;
             return Err(StartError::Raft(fatal.to_string()));
         }
-        let core = Arc::new(Core { raft, config, peers, last_contact: Mutex::new(None) });
+        let core = Arc::new(Core { raft, config, peers, last_contact: Mutex::new(None), clients: OnceLock::new() });
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(server::serve(listener, Arc::clone(&core), stopped));
         Ok(Self { core, state, local_addr, stop, server: Mutex::new(Some(server)) })
+    }
+
+    /// Answers client agents' requests and subscriptions on the server port with `handler`
+    /// (see [`rpc::agents`](crate::rpc::agents)); until then they are refused. Only the first
+    /// handler counts: `false` if one was registered before.
+    pub fn serve_clients(&self, handler: Arc<dyn ClientHandler>) -> bool {
+        self.core.clients.set(handler).is_ok()
     }
 
     /// This server's Raft id.

@@ -98,6 +98,12 @@
 //! - **Forwarding.** Writes, read barriers and membership changes that reach a follower are
 //!   forwarded by it to the leader over the same RPC, so any server takes them; the caller gets
 //!   the leader's answer, or an error saying whether the request may have been applied.
+//! - **Client agents.** Agents that hold no Raft state call a server on the same port with
+//!   requests of the application's own encoding and subscribe to a stream from it
+//!   ([`rpc::agents`]: [`AgentClient`](rpc::agents::AgentClient) on the agent,
+//!   [`ClientHandler`](rpc::agents::ClientHandler) registered with
+//!   [`Consensus::serve_clients`] on the server); a server without a handler refuses them.
+//!   A pooled connection the peer closed is dropped before a request is written to it.
 //!
 //! # What it does not do
 //!

@@ -71,6 +71,7 @@ pub(super) fn this(api: &Api) -> Reply {
                 "members": api.serf.members().len().to_string(),
             },
             "dns": api.dns_stats.as_deref().map(crate::dns::DnsStats::to_json),
+            "client": api.store.remote().map(crate::store::RemoteStore::stats_json),
         },
     }))
 }

@@ -18,6 +18,7 @@
 
 pub(crate) mod bootstrap;
 pub(crate) mod operator;
+pub(crate) mod subscribe;
 
 use std::io;
 use std::net::SocketAddr;

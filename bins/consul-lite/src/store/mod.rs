@@ -12,6 +12,10 @@
 //!   fails with [`StoreError::NoLeader`]; `read` reads the local state machine;
 //!   [`Store::consistent`] is the read barrier of `?consistent`; the session TTL timers run
 //!   only while this server leads.
+//! - [`RemoteStore`] (a client agent, [`remote`] over [`feed`]): no Raft state; `read` reads
+//!   a replica fed by one server's subscription (a snapshot, then every applied entry),
+//!   `write` and `renew_session` go to a server, `consistent` is a server's read barrier and
+//!   a wait for the replica to catch up. Blocking queries wait at the client.
 //!
 //! The leader-side rules live in [`leader`]: lock-delay ([`LockDelays`], by wall clock,
 //! checked on request before a command is proposed, as Consul's leader does) and session
@@ -20,8 +24,10 @@
 //! data ([`service_registry::Watches`]), never by polling.
 
 mod dev;
+pub(crate) mod feed;
 pub(crate) mod leader;
 pub(crate) mod raft;
+pub(crate) mod remote;
 pub(crate) mod replicated;
 mod watch;
 
@@ -35,6 +41,7 @@ use service_registry::{Applied, Command, Registry, Session, WatchTarget};
 pub(crate) use dev::DevStore;
 pub(crate) use leader::{LockDelays, SessionTimers};
 pub(crate) use raft::RaftStore;
+pub(crate) use remote::RemoteStore;
 pub(crate) use watch::WatchHub;
 
 /// A boxed future, so that [`Store`] can be used as `dyn Store`.
@@ -118,6 +125,11 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// The Raft store, for `operator raft` (`None` in `-dev`).
     fn raft(&self) -> Option<&RaftStore> {
+        None
+    }
+
+    /// A client agent's store, for its feed's state (`None` on servers and in `-dev`).
+    fn remote(&self) -> Option<&RemoteStore> {
         None
     }
 }

@@ -138,6 +138,16 @@ impl RaftStore {
         self.inner.settle
     }
 
+    /// A feed subscription for a client agent: the snapshot item and the entries after it.
+    pub(crate) fn subscribe_feed(&self) -> (Vec<u8>, tokio::sync::broadcast::Receiver<super::feed::Published>) {
+        self.inner.shared.subscribe_feed()
+    }
+
+    /// The index of the last entry this server applied and published to client agents.
+    pub(crate) fn feed_index(&self) -> u64 {
+        self.inner.shared.feed.index()
+    }
+
     /// Raft's state now.
     pub(crate) fn metrics(&self) -> Metrics {
         self.inner.consensus.metrics()

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use service_registry::{Applied, Changes, Command, Outcome, Registry, Snapshot, Topic, TxnError};
 use tokio::sync::{mpsc, watch};
 
+use super::feed::{Feed, Published};
 use super::{LockDelays, StoreError, WatchHub};
 
 /// The first byte of a snapshot: the layout of what follows. Bump it when [`SnapshotBody`],
@@ -192,6 +193,8 @@ pub(crate) struct SharedRegistry {
     applied: watch::Sender<u64>,
     /// Session facts for the leader side.
     events: mpsc::UnboundedSender<SessionEvent>,
+    /// Applied entries, for the client agents subscribed here.
+    pub(crate) feed: Feed,
 }
 
 impl SharedRegistry {
@@ -200,6 +203,12 @@ impl SharedRegistry {
         // Registry::apply leaves the registry unchanged when it fails and nothing else
         // writes it: a poisoned lock still guards a consistent registry.
         self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A subscription for a client agent: the snapshot item and the entries after it (see
+    /// [`Feed`]).
+    pub(crate) fn subscribe_feed(&self) -> (Vec<u8>, tokio::sync::broadcast::Receiver<Published>) {
+        self.feed.subscribe(&self.read())
     }
 
     /// The index of the last entry applied here (0 before any).
@@ -240,6 +249,7 @@ impl ReplicatedRegistry {
             lock_delays: Mutex::new(LockDelays::default()),
             applied: watch::Sender::new(0),
             events,
+            feed: Feed::default(),
         });
         (Self { shared: Arc::clone(&shared) }, shared, receiver)
     }
@@ -251,9 +261,17 @@ impl ReplicatedRegistry {
         };
         let applied = {
             let mut registry = self.shared.registry.write().unwrap_or_else(PoisonError::into_inner);
+            // The feed gets the command only if it applies (a refused one changes nothing).
+            let fed = self.shared.feed.prepare(index, &command);
             let applied = match registry.apply(index, command) {
-                Ok(applied) => applied,
-                Err(error) => return RaftReply::Refused(error.into()),
+                Ok(applied) => {
+                    self.shared.feed.send(index, fed);
+                    applied
+                }
+                Err(error) => {
+                    self.shared.feed.publish(index, None);
+                    return RaftReply::Refused(error.into());
+                }
             };
             self.shared.lock_delays().record(&applied.released_locks, SystemTime::now());
             for topic in &applied.changes.topics {
@@ -306,7 +324,12 @@ impl consensus::StateMachine for ReplicatedRegistry {
         let reply = match command {
             RaftCommand::Registry(command) => self.apply_registry(index, *command),
             RaftCommand::RenewSession { id } => {
-                let exists = self.shared.read().session(&id).is_some();
+                let exists = {
+                    // Under the write lock, as every publication (see Feed).
+                    let registry = self.shared.registry.write().unwrap_or_else(PoisonError::into_inner);
+                    self.shared.feed.publish(index, None);
+                    registry.session(&id).is_some()
+                };
                 if exists {
                     self.shared.send(SessionEvent::Renewed { id });
                 }
@@ -339,6 +362,7 @@ impl consensus::StateMachine for ReplicatedRegistry {
             let before = registry.snapshot();
             let changes = changed_between(&before, &body.registry);
             *registry = Registry::restore(body.registry);
+            self.shared.feed.reset(applied);
             changes
         };
         self.shared.applied.send_replace(applied);
@@ -360,7 +384,7 @@ struct SnapshotBody {
 /// must be woken for when one state replaces the other (a snapshot installed from the
 /// leader). Wakes a little more than needed (a woken query whose index did not move goes
 /// back to waiting), never less for keys, prefixes and recorded topics.
-fn changed_between(before: &Snapshot, after: &Snapshot) -> Changes {
+pub(crate) fn changed_between(before: &Snapshot, after: &Snapshot) -> Changes {
     let mut keys = BTreeSet::new();
     let entries = |s: &Snapshot| -> Vec<(String, u64)> {
         let live = s.kv.iter().map(|e| (e.key.clone(), e.modify_index));

@@ -37,9 +37,21 @@ impl Peers {
         Self { me, idle: Mutex::default(), max_frame, connect_timeout }
     }
 
+    /// An idle connection to `addr` that is still open: one the peer closed (it stopped, or
+    /// closed it idle) is dropped here, before a request is written to it, so that a request
+    /// that cannot be sent twice is not lost to a connection known dead.
     fn take_idle(&self, addr: &str) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.get_mut(addr).and_then(Vec::pop)
+        let list = idle.get_mut(addr)?;
+        while let Some(stream) = list.pop() {
+            let mut byte = [0u8; 1];
+            match stream.try_read(&mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(stream),
+                // Closed (0 bytes), failed, or bytes nobody asked for: not usable.
+                _ => continue,
+            }
+        }
+        None
     }
 
     fn put_idle(&self, addr: &str, stream: TcpStream) {

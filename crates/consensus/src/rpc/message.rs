@@ -32,6 +32,13 @@ pub(crate) enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// Work only the leader can do, sent by a follower on behalf of its caller.
     Forward(Forwarded),
+    // Client agents (issue 14): requests from agents that hold no Raft state. The bytes are the
+    // application's own encoding; the server hands them to its `ClientHandler`.
+    /// One request, one [`Response::Client`] answer.
+    Client(Vec<u8>),
+    /// A subscription: the server answers with [`Response::Stream`] frames on this connection
+    /// until either side closes it.
+    Subscribe(Vec<u8>),
 }
 
 /// What a follower asks the leader to do.
@@ -56,6 +63,11 @@ pub(crate) enum Response {
     Forward(Result<ForwardReply, ForwardFailure>),
     /// The request was not looked at (any kind of request).
     Refused(Refusal),
+    // Client agents (issue 14).
+    /// The answer to [`Request::Client`]: the handler's bytes, or why there is none.
+    Client(Result<Vec<u8>, String>),
+    /// One item of a subscription ([`Request::Subscribe`]); an `Err` ends it.
+    Stream(Result<Vec<u8>, String>),
 }
 
 /// Why a server refused a request without acting on it.
@@ -234,6 +246,17 @@ mod tests {
         let refusal = Refusal::WrongNode { addressed: 3, actual: 4 };
         let Response::Refused(back) = round_trip(&Response::Refused(refusal.clone())) else { panic!("kind changed") };
         assert_eq!(back, refusal);
+        // Client agents' messages (issue 14).
+        let Request::Client(back) = round_trip(&Request::Client(vec![7, 0])) else { panic!("kind changed") };
+        assert_eq!(back, [7, 0]);
+        let Request::Subscribe(back) = round_trip(&Request::Subscribe(vec![1])) else { panic!("kind changed") };
+        assert_eq!(back, [1]);
+        let Response::Client(Err(back)) = round_trip(&Response::Client(Err("no".into()))) else {
+            panic!("kind changed")
+        };
+        assert_eq!(back, "no");
+        let Response::Stream(Ok(back)) = round_trip(&Response::Stream(Ok(vec![3; 3]))) else { panic!("kind changed") };
+        assert_eq!(back, [3; 3]);
         let reply = ForwardReply::Written { index: 9, response: vec![1] };
         let Response::Forward(Ok(back)) = round_trip(&Response::Forward(Ok(reply.clone()))) else {
             panic!("kind changed")

@@ -1,5 +1,7 @@
-//! Server-to-server RPC over TCP: frames ([`frame`]), messages, the client pool and the listener.
+//! Server-to-server RPC over TCP: frames ([`frame`]), messages, the client pool and the listener;
+//! and client agents' requests and subscriptions on the same port ([`agents`]).
 
+pub mod agents;
 pub(crate) mod client;
 pub mod frame;
 pub(crate) mod message;

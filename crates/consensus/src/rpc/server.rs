@@ -9,8 +9,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::frame;
 use super::message::{Envelope, Refusal, Request, Response, SnapshotFailure};
+use super::{agents, frame};
 use crate::consensus::Core;
 
 /// An inbound connection with no request for this long is closed (peers reconnect).
@@ -68,6 +68,13 @@ async fn serve_connection(mut stream: TcpStream, core: &Core) {
             }
             Ok(Ok(Some(request))) => request,
         };
+        // A subscription takes the connection over (client agents, issue 14).
+        let request = match request {
+            Envelope { to, request: Request::Subscribe(subscription), .. } if to == core.config.node_id => {
+                return agents::stream(&mut stream, core, subscription).await;
+            }
+            request => request,
+        };
         let response = handle(core, request).await;
         let bytes = match frame::encode(&response, max) {
             Ok(bytes) => bytes,
@@ -112,5 +119,8 @@ async fn handle(core: &Core, envelope: Envelope) -> Response {
             }))
         }
         Request::Forward(forwarded) => Response::Forward(core.on_leader(forwarded).await),
+        Request::Client(request) => agents::answer(core, request).await,
+        // Taken over by serve_connection before this point.
+        Request::Subscribe(_) => Response::Stream(Err("a subscription is served on its own connection".into())),
     }
 }
