@@ -41,6 +41,8 @@ pub(crate) struct Settings {
     pub(crate) log_level: String,
     /// What was ignored in the config files, to log once logging is set up.
     pub(crate) warnings: Vec<String>,
+    /// `-primary-*`: the lock-held primary, when any of its flags is given.
+    pub(crate) primary: Option<crate::primary::PrimarySettings>,
 }
 
 /// Values gathered from files and flags, each with where it came from (for messages).
@@ -93,7 +95,13 @@ pub(crate) fn resolve(args: &AgentArgs) -> anyhow::Result<Settings> {
         read_file(file, &mut raw)?;
     }
     apply_flags(args, &mut raw);
-    settings(args.dev, &raw)
+    let mut settings = settings(args.dev, &raw)?;
+    // The gossip's shortest failure detection: a refused probe (the process is gone) after the
+    // shortest probe timeout, then the shortest suspicion (mult × unit).
+    let swim = gossip_core::NodeConfig::lan().swim;
+    let min_detection = swim.probe_timeout_min + swim.suspicion_unit * swim.suspicion_mult;
+    settings.primary = crate::primary::PrimarySettings::from_args(args, min_detection)?;
+    Ok(settings)
 }
 
 fn read_file(path: &Path, raw: &mut Raw) -> anyhow::Result<()> {
@@ -302,6 +310,7 @@ fn settings(dev: bool, raw: &Raw) -> anyhow::Result<Settings> {
         retry_join: raw.lists.get("retry_join").cloned().unwrap_or_default(),
         log_level,
         warnings: raw.warnings.iter().cloned().chain(dns_ignored).collect(),
+        primary: None,
     };
     if settings.bind == settings.client && settings.http_port == settings.serf_lan_port {
         anyhow::bail!(
