@@ -135,6 +135,21 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let (stop, mut stopping) = watch::channel(false);
+    // The lock-held primary (primary.rs), driven over this agent's own HTTP API; it releases the
+    // lock before a graceful leave or stop.
+    let (primary, primary_tasks) = match &settings.primary {
+        None => (None, Vec::new()),
+        Some(primary) => {
+            let token = settings.acl_master_token.clone();
+            match crate::primary::start(primary, &settings.node, http_addr, token, handle.clone(), stopping.clone()) {
+                Ok((primary, tasks)) => (Some(primary), tasks),
+                Err(error) => {
+                    serf.shutdown().await;
+                    return Err(error);
+                }
+            }
+        }
+    };
     let local_settings = crate::local::LocalSettings::from_settings(&settings);
     let local = Arc::new(LocalAgent::new(settings.node.clone(), Arc::clone(&store), local_settings));
     let api = Arc::new(Api {
@@ -155,9 +170,10 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         serve_stats: Arc::new(ServeStats::default()),
         dns_stats: dns.as_ref().map(crate::dns::DnsServer::stats),
         stop: stop.clone(),
+        primary: primary.clone(),
     });
 
-    let mut tasks = Vec::new();
+    let mut tasks = primary_tasks;
     if let Some(dns) = dns {
         tasks.push(tokio::spawn(dns.run()));
     }
@@ -232,6 +248,9 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     tokio::select! {
         () = &mut signal => tracing::info!("caught a signal; shutting down"),
         _ = stopping.wait_for(|stop| *stop) => tracing::info!("left the pool; shutting down"),
+    }
+    if let Some(primary) = &primary {
+        primary.resign().await;
     }
     let _ = stop.send(true);
     if let Some(dev) = &dev_store {

@@ -333,4 +333,27 @@ pub(crate) struct AgentArgs {
     /// Run script checks only when they come from config files.
     #[arg(long)]
     pub(crate) enable_local_script_checks: bool,
+
+    // The lock-held primary (any of these turns the election on; see primary.rs).
+    /// Serve the primary web service here: 200 while this node holds the primary lock, 503 otherwise.
+    #[arg(long = "primary-http", value_name = "ADDR")]
+    pub(crate) primary_http: Option<String>,
+    /// Script run when this node becomes primary (env PRIMARY_NODE, FENCING_TOKEN, ...).
+    #[arg(long = "primary-acquire", value_name = "SCRIPT")]
+    pub(crate) primary_acquire: Option<String>,
+    /// Script run when this node stops being primary.
+    #[arg(long = "primary-release", value_name = "SCRIPT")]
+    pub(crate) primary_release: Option<String>,
+    /// The lock key of the primary [default: service/primary/leader].
+    #[arg(long = "primary-key", value_name = "KEY")]
+    pub(crate) primary_key: Option<String>,
+    /// Lock-delay of the election's session [default: 1s].
+    #[arg(long = "primary-lock-delay", value_name = "DURATION")]
+    pub(crate) primary_lock_delay: Option<String>,
+    /// Step-down bound: a primary that cannot confirm its lock for this long stops [default: 1.5s].
+    #[arg(long = "primary-step-down", value_name = "DURATION")]
+    pub(crate) primary_step_down: Option<String>,
+    /// Gossip tag carrying primary / standby [default: primary_role].
+    #[arg(long = "primary-tag", value_name = "TAG")]
+    pub(crate) primary_tag: Option<String>,
 }

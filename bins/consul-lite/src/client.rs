@@ -23,6 +23,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
     pub(crate) body: Bytes,
+    /// `X-Consul-Index`, when the answer has a readable one.
+    pub(crate) index: Option<u64>,
 }
 
 /// Where the agent is, and the token to send.
@@ -66,8 +68,13 @@ impl Client {
             let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
             let response = sender.send_request(request).await.with_context(|| format!("request to {}", self.addr))?;
             let status = response.status();
+            let index = response
+                .headers()
+                .get("x-consul-index")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok());
             let body = response.into_body().collect().await.context("reading the answer")?.to_bytes();
-            anyhow::Ok(Answer { status, body })
+            anyhow::Ok(Answer { status, body, index })
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await

@@ -45,6 +45,8 @@ pub(crate) struct Settings {
     // The agent's own services and checks.
     /// Service and check definitions of the config files, and the script-check flags.
     pub(crate) local: LocalDefinitions,
+    /// `-primary-*`: the lock-held primary, when any of its flags is given.
+    pub(crate) primary: Option<crate::primary::PrimarySettings>,
 }
 
 /// The `service`, `services`, `check` and `checks` of the config files (each with the file it
@@ -108,7 +110,13 @@ pub(crate) fn resolve(args: &AgentArgs) -> anyhow::Result<Settings> {
         read_file(file, &mut raw)?;
     }
     apply_flags(args, &mut raw);
-    settings(args.dev, &raw)
+    let mut settings = settings(args.dev, &raw)?;
+    // The gossip's shortest failure detection: a refused probe (the process is gone) after the
+    // shortest probe timeout, then the shortest suspicion (mult × unit).
+    let swim = gossip_core::NodeConfig::lan().swim;
+    let min_detection = swim.probe_timeout_min + swim.suspicion_unit * swim.suspicion_mult;
+    settings.primary = crate::primary::PrimarySettings::from_args(args, min_detection)?;
+    Ok(settings)
 }
 
 fn read_file(path: &Path, raw: &mut Raw) -> anyhow::Result<()> {
@@ -379,6 +387,7 @@ fn settings(dev: bool, raw: &Raw) -> anyhow::Result<Settings> {
         log_level,
         warnings: raw.warnings.iter().cloned().chain(dns_ignored).collect(),
         local: raw.local.clone(),
+        primary: None,
     };
     check_definitions(&settings.local)?;
     // Client agents (issue 14): a client holds no Raft state.

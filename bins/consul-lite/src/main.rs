@@ -56,6 +56,7 @@ mod dns;
 mod duration;
 mod http;
 mod local;
+mod primary;
 mod server;
 mod store;
 

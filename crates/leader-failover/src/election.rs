@@ -142,7 +142,14 @@ impl Election for MembershipElection {
         let eligible = candidates.iter().map(|c| c.name.to_owned()).collect();
 
         self.claimed_ms = if role == Role::Primary { since_ms } else { None };
-        let view = PrimaryView { primary, since: since_ms.map(from_unix_ms), eligible, local_role: role };
+        let view = PrimaryView {
+            primary,
+            since: since_ms.map(from_unix_ms),
+            eligible,
+            local_role: role,
+            fencing_token: None,
+            valid_until: None,
+        };
         self.set_view(view)
     }
 
@@ -211,6 +218,7 @@ impl MembershipElection {
             to,
             primary: self.view.primary.clone(),
             previous_primary: self.previous_primary.clone(),
+            fencing_token: None,
         };
         tracing::info!(
             node = %self.local,

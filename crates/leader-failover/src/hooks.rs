@@ -38,6 +38,7 @@ const DRAIN_BOUND: Duration = Duration::from_millis(100);
 /// | `ROLE_FROM`        | the role before: `primary`, `standby` or `ineligible`               |
 /// | `ROLE_TO`          | the role after                                                      |
 /// | `ROLE_HOOK`        | `acquire` or `release`                                              |
+/// | `FENCING_TOKEN`    | [`RoleChange::fencing_token`]: the lock's fencing token (lock-based election), empty if none |
 ///
 /// Stdin is empty; stdout and stderr are captured and logged with `tracing` when the script ends.
 ///
@@ -164,6 +165,7 @@ impl Hooks {
             ("ROLE_FROM", change.from.to_string()),
             ("ROLE_TO", change.to.to_string()),
             ("ROLE_HOOK", kind.to_string()),
+            ("FENCING_TOKEN", change.fencing_token.map(|token| token.to_string()).unwrap_or_default()),
         ];
         let serf = vars.iter().map(|(k, v)| (format!("SERF_{k}"), v.clone()));
         vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).chain(serf).collect()
@@ -357,7 +359,13 @@ mod tests {
     use super::*;
 
     fn acquired() -> RoleChange {
-        RoleChange { from: Role::Standby, to: Role::Primary, primary: Some("n1".into()), previous_primary: None }
+        RoleChange {
+            from: Role::Standby,
+            to: Role::Primary,
+            primary: Some("n1".into()),
+            previous_primary: None,
+            fencing_token: None,
+        }
     }
 
     fn addr() -> SocketAddr {

@@ -1,7 +1,7 @@
 //! The primary's web service: a health check that says whether this node is primary.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::http::{Method, Uri};
 use axum::Router;
@@ -26,10 +26,15 @@ pub type PrimaryHttpConfig = http_serve::ServeConfig;
 /// [`PrimaryHttpConfig`].
 ///
 /// - `GET /` → `200 primary: NODE` while this node is primary, `503 not primary; primary: X`
-///   (or `503 no primary`) otherwise: point a load balancer's health check here.
+///   (or `503 no primary`) otherwise: point a load balancer's health check here. When the view
+///   has a [`fencing_token`](PrimaryView::fencing_token), the 200 carries it in the
+///   `X-Fencing-Token` header; past the view's [`valid_until`](PrimaryView::valid_until) the
+///   answer is 503 even if the view still says primary (the driver has not confirmed the role in
+///   time).
 /// - `GET /primary` → `200` and the view as JSON:
 ///   `{"node":"node2","primary":"node1","since":1763750000000,"eligible":["node1","node2"],"local_role":"standby"}`
-///   (`since`: the claim time in unix milliseconds, or `null`).
+///   (`since`: the claim time in unix milliseconds, or `null`; `fencing_token` added when the
+///   view has one).
 /// - other paths → `404 {"error":"not found","path":"/x"}`; other methods on these paths → `405`.
 ///
 /// `view` is read on every request; `local` is this node's name. Clients that connect and send
@@ -56,7 +61,7 @@ pub async fn serve_primary_http_with(
 ) {
     let local: Arc<str> = local.into();
     let app = Router::new().fallback(move |method: Method, uri: Uri| {
-        let response = respond(&method, uri.path(), &view.borrow(), &local);
+        let response = respond(&method, uri.path(), &view.borrow(), &local, Instant::now());
         async move { response }
     });
     http_serve::serve(listener, app, config, Arc::default(), shutdown).await;
@@ -69,6 +74,8 @@ struct PrimaryJson<'a> {
     since: Option<u64>,
     eligible: &'a [String],
     local_role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fencing_token: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -77,7 +84,10 @@ struct ErrorJson<'a> {
     path: &'a str,
 }
 
-fn respond(method: &Method, path: &str, view: &PrimaryView, local: &str) -> Response<Full<Bytes>> {
+/// The header carrying the primary's fencing token on `GET /`.
+pub const FENCING_TOKEN_HEADER: &str = "x-fencing-token";
+
+fn respond(method: &Method, path: &str, view: &PrimaryView, local: &str, now: Instant) -> Response<Full<Bytes>> {
     if !matches!(path, "/" | "/primary") {
         return json(StatusCode::NOT_FOUND, &ErrorJson { error: "not found", path });
     }
@@ -94,11 +104,22 @@ fn respond(method: &Method, path: &str, view: &PrimaryView, local: &str) -> Resp
             since,
             eligible: &view.eligible,
             local_role: view.local_role.as_str(),
+            fencing_token: view.fencing_token,
         };
         return json(StatusCode::OK, &body);
     }
+    let expired = view.valid_until.is_some_and(|until| now >= until);
     match (view.local_role, view.primary.as_deref()) {
-        (Role::Primary, _) => text(StatusCode::OK, format!("primary: {local}\n")),
+        (Role::Primary, _) if expired => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "primary role not confirmed in time\n".to_owned())
+        }
+        (Role::Primary, _) => {
+            let mut response = text(StatusCode::OK, format!("primary: {local}\n"));
+            if let Some(token) = view.fencing_token {
+                response.headers_mut().insert(FENCING_TOKEN_HEADER, HeaderValue::from(token));
+            }
+            response
+        }
         (_, Some(primary)) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not primary; primary: {primary}\n")),
         (_, None) => text(StatusCode::SERVICE_UNAVAILABLE, "no primary\n".to_owned()),
     }
@@ -142,6 +163,8 @@ mod tests {
             since: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
             eligible: vec!["node1".into(), "node2".into()],
             local_role,
+            fencing_token: Some(42),
+            valid_until: None,
         }
     }
 
@@ -151,21 +174,32 @@ mod tests {
 
     #[test]
     fn status_page_follows_the_local_role() {
-        let r = respond(&Method::GET, "/", &view(Some("node1"), Role::Primary), "node1");
+        let r = respond(&Method::GET, "/", &view(Some("node1"), Role::Primary), "node1", Instant::now());
         assert_eq!(r.status(), StatusCode::OK);
-        let r = respond(&Method::GET, "/", &view(Some("node1"), Role::Standby), "node2");
+        assert_eq!(r.headers()[FENCING_TOKEN_HEADER], "42");
+        let r = respond(&Method::GET, "/", &view(Some("node1"), Role::Standby), "node2", Instant::now());
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let r = respond(&Method::GET, "/", &view(None, Role::Ineligible), "node3");
+        let r = respond(&Method::GET, "/", &view(None, Role::Ineligible), "node3", Instant::now());
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
     }
 
     #[test]
+    fn an_unconfirmed_primary_answers_503() {
+        let now = Instant::now();
+        let mut primary = view(Some("node1"), Role::Primary);
+        primary.valid_until = Some(now + Duration::from_millis(1));
+        assert_eq!(respond(&Method::GET, "/", &primary, "node1", now).status(), StatusCode::OK);
+        let later = now + Duration::from_millis(1);
+        assert_eq!(respond(&Method::GET, "/", &primary, "node1", later).status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
     fn wrong_method_and_path() {
-        let r = respond(&Method::POST, "/", &view(None, Role::Standby), "n");
+        let r = respond(&Method::POST, "/", &view(None, Role::Standby), "n", Instant::now());
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()[ALLOW], "GET, HEAD");
-        let r = respond(&Method::GET, "/nope", &view(None, Role::Standby), "n");
+        let r = respond(&Method::GET, "/nope", &view(None, Role::Standby), "n", Instant::now());
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert!(body(&r).contains("not found"));
     }

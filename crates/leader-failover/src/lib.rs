@@ -1,9 +1,17 @@
-//! Who is primary: an election derived from the member list (serf-style) behind the [`Election`]
-//! trait, the scripts that run when this node gains or loses the role, and the primary's web
-//! service.
+//! Who is primary: an election derived from the member list (serf-style) and one held by a lock
+//! in a replicated key/value store (consul-style), behind the [`Election`] trait, the scripts that
+//! run when this node gains or loses the role, and the primary's web service.
 //!
 //! # What it does
 //!
+//! - [`LockElection`] (consul-style): the primary is the node whose session holds a lock key; it
+//!   stays primary only while a linearizable read confirms the hold, and steps down within a
+//!   stated bound when it cannot (see the [`lock`] module for the argument that two
+//!   primaries never coexist). Sans-io: it returns [`LockAction`]s (create a session, acquire,
+//!   confirm, watch, renew, release) and takes their answers as [`LockEvent`]s; the driver
+//!   (consul-lite's agent, talking to its `/v1` API) performs them. Its fencing token (the lock
+//!   key's `ModifyIndex` at the acquire) reaches the hooks (`FENCING_TOKEN`) and the web service
+//!   (`X-Fencing-Token`).
 //! - [`MembershipElection`] decides, from the member list this node sees, which live eligible
 //!   member holds the primary role and whether that is this node. It needs no extra messages: the
 //!   claim travels in the members' tags, which gossip already spreads.
@@ -24,10 +32,10 @@
 //!   answer, which is what lets every node agree without talking.
 //! - It publishes no tags (the agent does, from [`Election::tags_for`]) and adds no virtual IP
 //!   (a hook script does).
-//! - It is not a lock. The serf-style election has no quorum and no fencing: during a network
-//!   partition each side elects its own primary (see [Partitions](#partitions)). A lock-based
-//!   election (consul-style, a session-bound lock in the replicated key/value store) implements
-//!   the same [`Election`] trait elsewhere and trades that availability for a single primary.
+//! - [`MembershipElection`] is not a lock: it has no quorum and no fencing, and during a network
+//!   partition each side elects its own primary (see [Partitions](#partitions)).
+//!   [`LockElection`] implements the same [`Election`] trait and trades that availability for a
+//!   single primary; it sends no request itself.
 //!
 //! ```text
 //!  member list (after every membership change, and at next_deadline())
@@ -165,6 +173,7 @@ mod config;
 mod election;
 mod hooks;
 mod http;
+pub mod lock;
 mod order;
 pub mod script;
 
@@ -176,7 +185,8 @@ use membership::{Member, Tags, TagsError};
 pub use config::{ConfigError, ElectionConfig, PRIMARY_VALUE, STANDBY_VALUE};
 pub use election::MembershipElection;
 pub use hooks::{HookError, HookKind, HookOutcome, HookRunner, HookTicket, Hooks, DEFAULT_HOOK_TIMEOUT};
-pub use http::{serve_primary_http, serve_primary_http_with, PrimaryHttpConfig};
+pub use http::{serve_primary_http, serve_primary_http_with, PrimaryHttpConfig, FENCING_TOKEN_HEADER};
+pub use lock::{KeyState, LockAction, LockConfigError, LockElection, LockElectionConfig, LockEvent};
 pub use order::natural_cmp;
 
 /// This node's part in the election.
@@ -219,12 +229,20 @@ pub struct PrimaryView {
     pub eligible: Vec<String>,
     /// This node's role.
     pub local_role: Role,
+    /// The fencing token of the primary's hold on the role, when the election has one (the
+    /// lock-based [`LockElection`]: the `ModifyIndex` of the lock key at the acquire, which only
+    /// grows from one holder to the next); `None` for the membership election.
+    pub fencing_token: Option<u64>,
+    /// While primary: the instant after which this node must no longer act as primary unless the
+    /// election confirms its role again ([`LockElection`]'s step-down bound). The web service
+    /// answers 503 past it even if the driver has stalled. `None`: no bound (membership election).
+    pub valid_until: Option<Instant>,
 }
 
 impl PrimaryView {
     /// The view before any member list was seen: no primary, nobody eligible.
     pub const fn empty(local_role: Role) -> Self {
-        Self { primary: None, since: None, eligible: Vec::new(), local_role }
+        Self { primary: None, since: None, eligible: Vec::new(), local_role, fencing_token: None, valid_until: None }
     }
 }
 
@@ -240,6 +258,9 @@ pub struct RoleChange {
     /// The primary before the current one, if any was seen (the failed node after a failover, this
     /// node after a step-down).
     pub previous_primary: Option<String>,
+    /// The fencing token of the hold this change gains or gives up, when the election has one
+    /// (see [`PrimaryView::fencing_token`]); the hooks get it as `FENCING_TOKEN`.
+    pub fencing_token: Option<u64>,
 }
 
 /// An election of one primary among the members of a cluster.

@@ -81,7 +81,13 @@ fn bootstrap_picks_the_preferred_node() {
     let change = node2.update(&members, after_settle(start), wall(10)).unwrap();
     assert_eq!(
         change,
-        RoleChange { from: Role::Ineligible, to: Role::Primary, primary: Some("node2".into()), previous_primary: None }
+        RoleChange {
+            from: Role::Ineligible,
+            to: Role::Primary,
+            primary: Some("node2".into()),
+            previous_primary: None,
+            fencing_token: None
+        }
     );
     let view = node2.view();
     assert_eq!(view.primary.as_deref(), Some("node2"));
@@ -149,7 +155,8 @@ fn failover_goes_to_the_first_in_order_and_names_the_failed_primary() {
             from: Role::Standby,
             to: Role::Primary,
             primary: Some("node2".into()),
-            previous_primary: Some("node1".into())
+            previous_primary: Some("node1".into()),
+            fencing_token: None
         }
     );
     assert_eq!(node3.update(&after, t + Duration::from_secs(60), wall(70)), None);
@@ -221,7 +228,8 @@ fn of_two_claims_the_older_wins_and_the_younger_steps_down() {
             from: Role::Primary,
             to: Role::Standby,
             primary: Some("node5".into()),
-            previous_primary: Some("node1".into())
+            previous_primary: Some("node1".into()),
+            fencing_token: None
         }
     );
     assert_eq!(node1.cleared_tags(Role::Standby), ["role_since"]);

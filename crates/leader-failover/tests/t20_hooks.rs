@@ -17,6 +17,7 @@ fn acquired() -> RoleChange {
         to: Role::Primary,
         primary: Some("node7".into()),
         previous_primary: Some("node1".into()),
+        fencing_token: None,
     }
 }
 
@@ -26,6 +27,7 @@ fn released() -> RoleChange {
         to: Role::Standby,
         primary: Some("node1".into()),
         previous_primary: Some("node7".into()),
+        fencing_token: None,
     }
 }
 
@@ -79,7 +81,13 @@ async fn release_runs_on_leaving_primary_and_nothing_runs_otherwise() {
     assert_eq!(env.get("ROLE_TO").map(String::as_str), Some("standby"));
     assert_eq!(env.get("NEW_PRIMARY").map(String::as_str), Some("node1"));
 
-    let unrelated = RoleChange { from: Role::Standby, to: Role::Ineligible, primary: None, previous_primary: None };
+    let unrelated = RoleChange {
+        from: Role::Standby,
+        to: Role::Ineligible,
+        primary: None,
+        previous_primary: None,
+        fencing_token: None,
+    };
     assert!(hooks.run(&unrelated, "node7", addr()).await.unwrap().is_none());
     let unconfigured = Hooks::default();
     assert!(unconfigured.run(&acquired(), "node7", addr()).await.unwrap().is_none());

@@ -41,6 +41,8 @@ fn view(primary: Option<&str>, local_role: Role) -> PrimaryView {
         since: primary.map(|_| UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
         eligible: vec!["node1".into(), "node2".into()],
         local_role,
+        fencing_token: None,
+        valid_until: None,
     }
 }
 

@@ -98,6 +98,10 @@ pub(super) async fn join(api: &Api, addr: &str) -> ApiResult {
 }
 
 pub(super) async fn leave(api: &Api) -> ApiResult {
+    // The primary lock is released first, so that the next node takes it without the lock-delay.
+    if let Some(primary) = &api.primary {
+        primary.resign().await;
+    }
     api.serf.leave().await.map_err(|error| ApiError::internal(format!("leave failed: {error}")))?;
     let _ = api.stop.send(true);
     Ok(Reply::empty())

@@ -102,6 +102,8 @@ pub(crate) struct Api {
     pub(crate) local: Arc<crate::local::LocalAgent>,
     /// Set to true to stop the agent (`/v1/agent/leave`).
     pub(crate) stop: watch::Sender<bool>,
+    /// The lock-held primary, released before a graceful leave (`-primary-*`).
+    pub(crate) primary: Option<crate::primary::PrimaryHandle>,
 }
 
 /// The router to serve: every path goes to [`handle`].
