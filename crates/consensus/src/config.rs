@@ -96,7 +96,7 @@ impl Config {
     /// Checks the values, naming the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ms = |name: &'static str, d: Duration| -> Result<u64, ConfigError> {
-            if d.is_zero() || d.subsec_nanos() % 1_000_000 != 0 {
+            if d.is_zero() || !d.subsec_nanos().is_multiple_of(1_000_000) {
                 return Err(ConfigError::Millis { name, value: d });
             }
             Ok(d.as_millis() as u64)
