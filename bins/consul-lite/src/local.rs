@@ -575,7 +575,9 @@ impl LocalAgent {
                     .checks
                     .values()
                     .filter(|c| !c.check.service_id.is_empty())
-                    .filter_map(|c| Some(c.critical_since? + c.spec.deregister_critical_after?));
+                    .filter_map(|c| Some(c.critical_since? + c.spec.deregister_critical_after?))
+                    // Due already: reap() just failed to write; try again a little later.
+                    .map(|due| if due <= now { now + SYNC_RETRY } else { due });
                 deadlines.chain(reaps).fold(next_sync, Instant::min)
             };
             tokio::select! {
