@@ -94,10 +94,10 @@ impl LocalSettings {
         match source {
             _ if self.enable_script_checks => None,
             Source::Local if self.enable_local_script_checks => None,
-            Source::Api if self.enable_local_script_checks => Some(
+            Source::Api => Some(
                 "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true",
             ),
-            _ => Some(
+            Source::Local => Some(
                 "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or \
                  'enable_local_script_checks' to true",
             ),
@@ -575,7 +575,9 @@ impl LocalAgent {
                     .checks
                     .values()
                     .filter(|c| !c.check.service_id.is_empty())
-                    .filter_map(|c| Some(c.critical_since? + c.spec.deregister_critical_after?));
+                    .filter_map(|c| Some(c.critical_since? + c.spec.deregister_critical_after?))
+                    // Due already: reap() just failed to write; try again a little later.
+                    .map(|due| if due <= now { now + SYNC_RETRY } else { due });
                 deadlines.chain(reaps).fold(next_sync, Instant::min)
             };
             tokio::select! {
@@ -767,7 +769,7 @@ mod tests {
     fn script_checks_follow_consuls_two_flags() {
         let mut settings = LocalSettings::default();
         assert!(settings.script_refusal(Source::Local).unwrap().contains("'enable_local_script_checks'"));
-        assert!(settings.script_refusal(Source::Api).is_some());
+        assert!(settings.script_refusal(Source::Api).unwrap().contains("from remote calls"));
         settings.enable_local_script_checks = true;
         assert_eq!(settings.script_refusal(Source::Local), None);
         assert!(settings.script_refusal(Source::Api).unwrap().contains("from remote calls"));

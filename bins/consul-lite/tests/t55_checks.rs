@@ -286,7 +286,7 @@ fn service_and_node_maintenance_are_critical_checks() {
     assert_eq!(reply.status, 400);
     assert!(reply.text().contains("Invalid value for enable"), "{reply:?}");
     let reply = agent.put("/v1/agent/service/maintenance/nope?enable=true", b"");
-    assert_eq!(reply.status, 404, "{reply:?}");
+    assert_eq!((reply.status, reply.text().trim()), (404, "No service registered with ID \"nope\""));
     assert_eq!(agent.get("/v1/agent/maintenance?enable=true").status, 405);
     // pass/warn/fail are for TTL checks only.
     assert_eq!(agent.put("/v1/agent/maintenance?enable=true", b"").status, 200);

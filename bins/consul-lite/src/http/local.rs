@@ -476,7 +476,7 @@ pub(super) async fn service_maintenance(api: &Api, request: &ApiRequest, id: &st
     if api.local.service_maintenance(id, enable, &reason).await? {
         Ok(Reply::empty())
     } else {
-        Err(ApiError::not_found(format!("Unknown service ID {id:?}")))
+        Err(ApiError::not_found(format!("No service registered with ID {id:?}")))
     }
 }
 
