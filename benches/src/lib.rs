@@ -9,6 +9,8 @@
 //! - [`system`]: a system under test ([`system::SerfAgent`], [`system::HashicorpSerf`]) behind
 //!   the [`system::System`] trait; [`cluster`] runs a cluster of one; [`availability`] is the
 //!   client of the primary service; [`process`] owns every process the harness starts.
+//! - [`clients`]: consul-lite's client agents beside serf-agent: idle RSS and CPU, DNS queries
+//!   per second, blocking-query fan-out (`cluster-bench clients`).
 //! - [`setup`]: where a setup's time goes, side by side (`cluster-bench setup`).
 //! - [`stamp`]: the command and machine stamped on every result file.
 //! - [`stress`]: stalls (SIGSTOP) against kills (SIGKILL): false failures and detection times
@@ -20,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod availability;
+pub mod clients;
 pub mod cluster;
 pub mod compare;
 pub mod consul;

@@ -163,6 +163,34 @@ enum Command {
         /// The JSON file.
         json: PathBuf,
     },
+    /// consul-lite's client agents beside serf-agent, one run: idle RSS and CPU, DNS queries per
+    /// second against a client, blocking-query fan-out (servers' CPU per write as watchers grow).
+    Clients {
+        /// The consul-lite binary (default: target/release/consul-lite).
+        #[arg(long)]
+        consul_bin: Option<PathBuf>,
+        /// The serf-agent binary (default: target/release/serf-agent).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Client agents (and serf-agents).
+        #[arg(long, default_value_t = 5)]
+        clients: usize,
+        /// Idle window, seconds.
+        #[arg(long, default_value_t = 20.0)]
+        idle_secs: f64,
+        /// Seconds of DNS queries per agent.
+        #[arg(long, default_value_t = 5.0)]
+        dns_secs: f64,
+        /// Watchers at each fan-out step, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,1000,10000")]
+        watchers: Vec<usize>,
+        /// Writes per fan-out step.
+        #[arg(long, default_value_t = 200)]
+        writes: usize,
+        /// Write docs/results/clients.md.
+        #[arg(long)]
+        write: bool,
+    },
     /// The failure-detection comparison in the simulator (same as `cargo bench --bench detection`).
     Detection {
         /// Flags: --nodes 10,100,1000 --presets a,b --events K --loss 0.1 --loss-window SECS
@@ -334,6 +362,19 @@ fn main() -> anyhow::Result<()> {
         Command::Render { json } => {
             let report = cluster_bench::compare::render(&json)?;
             println!("{}", report.markdown());
+        }
+        Command::Clients { consul_bin, agent_bin, clients, idle_secs, dns_secs, watchers, writes, write } => {
+            let options = cluster_bench::clients::ClientsOptions {
+                consul_bin,
+                agent_bin,
+                clients,
+                idle_secs,
+                dns_secs,
+                watchers,
+                writes,
+                write,
+            };
+            println!("{}", cluster_bench::clients::run(&options, &command_line())?);
         }
         Command::Detection { args } => {
             let options = cluster_bench::detection::parse_args(&args)?;
