@@ -24,7 +24,9 @@
 //!   `<service>.service.consul` (A, SRV with the target's address as an additional record),
 //!   `<node>.node.consul`, NXDOMAIN with the SOA, answered from this agent's registry.
 //! - Client commands: `members`, `join`, `leave`, `force-leave`, `info`, `kv get|put|delete|
-//!   export|import`, `operator raft list-peers|remove-peer`, `version`.
+//!   export|import`, `operator raft list-peers|remove-peer`, `lock`, `watch`, `version`.
+//! - The lock-held primary (`-primary-http`, `-primary-acquire`, `-primary-release`): a
+//!   `leader_failover::LockElection` driven over the agent's own API ([`primary`]).
 //!
 //! # What it does not do yet
 //!
@@ -49,6 +51,7 @@ mod agent;
 mod cli;
 mod client;
 mod commands;
+mod commands_lock;
 mod config;
 mod dns;
 mod duration;
@@ -57,6 +60,7 @@ mod local;
 mod primary;
 mod server;
 mod store;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -101,6 +105,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Info { client } => commands::info(&client).await,
         Command::Kv(command) => commands::kv(command).await,
         Command::Operator(command) => commands::operator(command).await,
+        Command::Lock(args) => commands_lock::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
         Command::Version => {
             commands::version();
             Ok(())
