@@ -24,7 +24,9 @@
 //!   `<service>.service.consul` (A, SRV with the target's address as an additional record),
 //!   `<node>.node.consul`, NXDOMAIN with the SOA, answered from this agent's registry.
 //! - Client commands: `members`, `join`, `leave`, `force-leave`, `info`, `kv get|put|delete|
-//!   export|import`, `operator raft list-peers|remove-peer`, `version`.
+//!   export|import`, `operator raft list-peers|remove-peer`, `lock`, `watch`, `version`.
+//! - The lock-held primary (`-primary-http`, `-primary-acquire`, `-primary-release`): a
+//!   `leader_failover::LockElection` driven over the agent's own API ([`primary`]).
 //!
 //! # What it does not do yet
 //!
@@ -51,6 +53,7 @@ mod cli;
 mod client;
 mod commands;
 mod commands_services;
+mod commands_lock;
 mod config;
 mod dns;
 mod duration;
@@ -59,6 +62,7 @@ mod local;
 mod primary;
 mod server;
 mod store;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -106,6 +110,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Snapshot(command) => commands::snapshot(command).await,
         Command::Services(command) => commands_services::services(command).await,
         Command::Catalog(command) => commands_services::catalog(command).await,
+        Command::Lock(args) => commands_lock::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
         Command::Version => {
             commands::version();
             Ok(())
