@@ -93,7 +93,7 @@ impl Shared {
 }
 
 fn client(id: u32, shared: Arc<Shared>) -> usize {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(id + 1) * 0x1234_5678_9ABC);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (u64::from(id + 1) * 0x1234_5678_9ABC));
     let mut next_value = id * 1_000_000;
     let mut ops = 0;
     while !shared.stop.load(Ordering::Relaxed) {

@@ -32,6 +32,9 @@ pub(crate) enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// Work only the leader can do, sent by a follower on behalf of its caller.
     Forward(Forwarded),
+    /// What Raft state the server has (asked before a bootstrap, as Consul's servers ask each
+    /// other for their latest index): answered with [`Response::Status`].
+    Status,
 }
 
 /// What a follower asks the leader to do.
@@ -56,6 +59,8 @@ pub(crate) enum Response {
     Forward(Result<ForwardReply, ForwardFailure>),
     /// The request was not looked at (any kind of request).
     Refused(Refusal),
+    /// The answer to [`Request::Status`].
+    Status(crate::consensus::PeerStatus),
 }
 
 /// Why a server refused a request without acting on it.

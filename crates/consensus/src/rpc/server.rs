@@ -112,5 +112,13 @@ async fn handle(core: &Core, envelope: Envelope) -> Response {
             }))
         }
         Request::Forward(forwarded) => Response::Forward(core.on_leader(forwarded).await),
+        Request::Status => {
+            let m = core.raft.metrics().borrow().clone();
+            Response::Status(crate::consensus::PeerStatus {
+                last_log_index: m.last_log_index,
+                term: m.current_term,
+                leader: m.current_leader,
+            })
+        }
     }
 }
