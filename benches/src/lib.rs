@@ -25,6 +25,7 @@ pub mod compare;
 pub mod demo;
 pub mod detection;
 pub mod iptables;
+pub mod kv;
 pub mod msgpack;
 pub mod netns;
 pub mod plots;
