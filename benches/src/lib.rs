@@ -29,6 +29,7 @@ pub mod consul;
 pub mod demo;
 pub mod detection;
 pub mod iptables;
+pub mod kv;
 pub mod msgpack;
 pub mod netns;
 pub mod plots;

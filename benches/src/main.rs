@@ -124,6 +124,38 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// consul-lite's replicated KV against etcd 3.4: three servers each on loopback, fsync on,
+    /// interleaved: write and read throughput and latency, leader failover, RSS
+    /// (benches/setup.sh installs etcd-server). Writes docs/results/kv.{md,json} with --write.
+    Kv {
+        /// Clients in flight, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<usize>,
+        /// Seconds per load phase (default 10, quick 4).
+        #[arg(long)]
+        phase_secs: Option<f64>,
+        /// Rounds of every load phase per system (default 2, quick 1).
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Leader kills per system (default 3, quick 2).
+        #[arg(long)]
+        failovers: Option<usize>,
+        /// Short run: 4 s phases, 1 round, 2 failovers.
+        #[arg(long)]
+        quick: bool,
+        /// The consul-lite binary (default: `cargo build --release -p consul-lite`).
+        #[arg(long)]
+        consul_bin: Option<PathBuf>,
+        /// The etcd binary.
+        #[arg(long, default_value = "etcd")]
+        etcd_bin: PathBuf,
+        /// Write docs/results/kv.md and kv.json.
+        #[arg(long)]
+        write: bool,
+        /// Keep the servers' data and logs.
+        #[arg(long)]
+        keep: bool,
+    },
     /// A live member stopped (SIGSTOP) for 1, 2 and 3 s, then continued: how often does any node
     /// declare it failed? And SIGKILL detection times. serf-agent and HashiCorp Serf (when
     /// installed), 5-node loopback clusters; writes docs/results/stress.md and .json.
@@ -358,6 +390,20 @@ fn main() -> anyhow::Result<()> {
                 ..Default::default()
             })?;
             println!("{}", report.markdown());
+        }
+        Command::Kv { clients, phase_secs, rounds, failovers, quick, consul_bin, etcd_bin, write, keep } => {
+            let options = cluster_bench::kv::KvOptions {
+                clients,
+                phase: std::time::Duration::from_secs_f64(phase_secs.unwrap_or(if quick { 4.0 } else { 10.0 })),
+                rounds: rounds.unwrap_or(if quick { 1 } else { 2 }),
+                failovers: failovers.unwrap_or(if quick { 2 } else { 3 }),
+                consul_bin,
+                etcd_bin,
+                write,
+                keep,
+                command: command_line(),
+            };
+            let _results = cluster_bench::kv::run(&options)?;
         }
         Command::Render { json } => {
             let report = cluster_bench::compare::render(&json)?;
