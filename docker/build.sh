@@ -26,7 +26,7 @@ case $KIND in
         MAX_IMAGE_BYTES=$((20 * 1000 * 1000))
         ;;
     consul)
-        PACKAGE=consul-lite PROFILE=release IMAGE=${IMAGE:-consulnode:latest}
+        PACKAGE=consul-lite PROFILE=consul IMAGE=${IMAGE:-consulnode:latest}
         CONTEXT=$ROOT/target/docker-context-consul DOCKERFILE=$ROOT/docker/consul/Dockerfile
         ENTRYPOINT=$ROOT/docker/consul/entrypoint.sh ENTRYPOINT_NAME=consulnode-entrypoint
         MAX_IMAGE_BYTES=$((40 * 1000 * 1000))

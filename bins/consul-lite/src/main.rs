@@ -23,15 +23,22 @@
 //! - DNS on `-client:-dns-port` (127.0.0.1:8600), UDP and TCP ([`dns`]): Consul's
 //!   `<service>.service.consul` (A, SRV with the target's address as an additional record),
 //!   `<node>.node.consul`, NXDOMAIN with the SOA, answered from this agent's registry.
+//! - Client agents (`consul-lite agent` without `-server` or `-dev`): no Raft state; a replica
+//!   of the registry fed by a subscription to one server, writes and read barriers sent to a
+//!   server over the server port ([`store`]'s remote store).
+//! - The agent's own services and checks (HTTP, TCP, TTL, script; from the API or config files;
+//!   kept in `-data-dir`), written to the catalog and kept in step with it ([`local`],
+//!   [`checks`]).
 //! - Client commands: `members`, `join`, `leave`, `force-leave`, `info`, `kv get|put|delete|
-//!   export|import`, `operator raft list-peers|remove-peer`, `lock`, `watch`, `version`.
+//!   export|import`, `operator raft list-peers|remove-peer`, `snapshot save|restore`,
+//!   `services register|deregister`, `catalog services|nodes`, `lock`, `watch`, `version`.
 //! - The lock-held primary (`-primary-http`, `-primary-acquire`, `-primary-release`): a
 //!   `leader_failover::LockElection` driven over the agent's own API ([`primary`]).
 //!
 //! # What it does not do yet
 //!
-//! Client agents with local services and health checks, Consul's full ACL system,
-//! `snapshot` commands, autopilot. See `docs/consul-lite.md`.
+//! Consul's full ACL system, autopilot, events, prepared queries, WAN federation. See
+//! `docs/consul-lite.md`.
 //!
 //! # Layout
 //!
