@@ -911,7 +911,7 @@ impl Simulation {
                 traffic.datagrams += 1;
                 traffic.datagram_bytes += payload.len() as u64;
                 let net = &self.cfg.network;
-                if net.lost(&mut self.net_rng) {
+                if net.lost(&mut self.net_rng) || net.egress_lost(from, &mut self.net_rng) {
                     self.counters.lost += 1;
                     return;
                 }
