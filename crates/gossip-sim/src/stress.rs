@@ -133,11 +133,21 @@ pub struct OneRun {
 
 /// One seed.
 pub fn run_one(preset: &str, nodes: usize, stress: Stress, observe: Duration, seed: u64) -> Result<OneRun, SimError> {
-    let mut cfg = SimConfig::preset(preset, nodes, seed).ok_or_else(|| SimError::Invalid {
+    let cfg = SimConfig::preset(preset, nodes, seed).ok_or_else(|| SimError::Invalid {
         field: "preset",
         value: preset.to_owned(),
         rule: "must be lan, wan, local, memberlist-lan or swim-paper",
     })?;
+    run_config(cfg, stress, observe)
+}
+
+/// One run of the cluster `cfg` describes (its size, seed and protocol configuration; its
+/// network model is changed as the stress needs).
+pub fn run_config(mut cfg: SimConfig, stress: Stress, observe: Duration) -> Result<OneRun, SimError> {
+    let (nodes, seed) = (cfg.nodes, cfg.seed);
+    if nodes < 4 {
+        return Err(SimError::Invalid { field: "nodes", value: nodes.to_string(), rule: "at least 4" });
+    }
     cfg.formation.preformed = true;
     cfg.trace = TraceLevel::Failures;
     cfg.network.crash_refuses_streams = true;
