@@ -1,7 +1,9 @@
 //! The network-namespace backend (root): one namespace per node, each with a veth pair into a
 //! bridge of our own, so that every byte an agent sends is counted on its veth (TCP included),
 //! and loss and partitions are iptables rules inside the namespaces (the `statistic` match for
-//! random loss; this kernel has no netem).
+//! random loss), changed from any thread through [`Links`]. Latency needs the kernel's `netem`
+//! queueing discipline ([`Links::netem`], [`netem_available`]); the kernel this was measured on
+//! has none, so the stress suite skips its latency setting there and says so.
 //!
 //! ```text
 //!   host: bridge cb<tag>br<net> 10.213.<net>.1/24 ── veth cb<tag>s<net>n<i> ─┐
