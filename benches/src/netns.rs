@@ -166,6 +166,8 @@ impl Topology {
             let ns = format!("cb{tag}-{net}-{i}");
             let veth = format!("cb{tag}s{net}n{i}");
             let _ = ip(&["netns", "del", &ns]);
+            // A namespace deleted while a process still ran in it lives on with its veth.
+            let _ = ip(&["link", "del", &veth]);
             ip(&["netns", "add", &ns])?;
             t.namespaces.push(ns.clone());
             let eth0_mac = mac(node_ip(net, i));

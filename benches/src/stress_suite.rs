@@ -453,6 +453,10 @@ pub fn run(o: &SuiteOptions) -> anyhow::Result<SuiteReport> {
     }
     // Interleaved: every system under one setting before the next setting.
     let mut queue = VecDeque::new();
+    // Each cell on a network number of its own (40, 41, ...: apart from `compare`'s 10 to 17),
+    // so that nothing a cell leaves behind (a namespace a lingering handler still holds) is in
+    // the way of the next.
+    let mut net = 40u8;
     for s in &settings {
         for (system, profile) in &o.systems {
             match system.as_str() {
@@ -467,7 +471,9 @@ pub fn run(o: &SuiteOptions) -> anyhow::Result<SuiteReport> {
                 }
                 other => anyhow::bail!("--systems: {other:?} is not serf-agent or serf"),
             }
-            queue.push_back((system.clone(), profile.clone(), *s));
+            anyhow::ensure!(net < 250, "too many cells: at most 210");
+            queue.push_back((system.clone(), profile.clone(), *s, net));
+            net += 1;
         }
     }
     let dir = RunDir::new("stress-suite", o.keep)?;
@@ -475,32 +481,28 @@ pub fn run(o: &SuiteOptions) -> anyhow::Result<SuiteReport> {
     let cells = Mutex::new(Vec::new());
     let t0 = Instant::now();
     std::thread::scope(|scope| {
-        for worker in 0..o.parallel {
+        for _ in 0..o.parallel {
             let (queue, cells, dir, agent, serf) = (&queue, &cells, &dir, &agent, &serf);
-            scope.spawn(move || {
-                // Networks 40, 41, ...: apart from `compare`'s 10 to 17.
-                let net = 40 + worker as u8;
-                loop {
-                    let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
-                    let Some((system, profile, setting)) = next else { break };
-                    let sys: &dyn System = if system == "serf" {
-                        serf.as_ref().map_or(agent as &dyn System, |s| s as &dyn System)
-                    } else {
-                        agent
-                    };
-                    let base = dir.path().join(format!("{system}-{profile}-{}", setting.name()));
-                    let cell = run_cell(sys, &profile, setting, net, &base, o);
-                    eprintln!(
-                        "[{:>5.0} s] {system} {profile} {}: {} false ({} declarations), detection {}{}",
-                        t0.elapsed().as_secs_f64(),
-                        setting.name(),
-                        cell.false_failures,
-                        cell.declarations,
-                        cell.detection().map_or("-".to_owned(), |d| d.show(2)),
-                        cell.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
-                    );
-                    cells.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(cell);
-                }
+            scope.spawn(move || loop {
+                let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
+                let Some((system, profile, setting, net)) = next else { break };
+                let sys: &dyn System = if system == "serf" {
+                    serf.as_ref().map_or(agent as &dyn System, |s| s as &dyn System)
+                } else {
+                    agent
+                };
+                let base = dir.path().join(format!("{system}-{profile}-{}", setting.name()));
+                let cell = run_cell(sys, &profile, setting, net, &base, o);
+                eprintln!(
+                    "[{:>5.0} s] {system} {profile} {}: {} false ({} declarations), detection {}{}",
+                    t0.elapsed().as_secs_f64(),
+                    setting.name(),
+                    cell.false_failures,
+                    cell.declarations,
+                    cell.detection().map_or("-".to_owned(), |d| d.show(2)),
+                    cell.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
+                );
+                cells.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(cell);
             });
         }
     });
