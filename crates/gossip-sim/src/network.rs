@@ -90,6 +90,11 @@ pub struct NetworkModel {
     pub crash_refuses_streams: bool,
     /// Datagrams held for a paused node (its socket buffer); more are dropped.
     pub pause_buffer: usize,
+    /// A refused connection's SYN and its RST are each lost with probability
+    /// [`NetworkModel::loss`], as on a lossy wire; a refusal so lost times out like a silent
+    /// host's (the kernel's first SYN retry comes after 1 s, past a probe's wait). Off by
+    /// default: streams are lossless, refusals included.
+    pub lossy_refusals: bool,
     /// One-way loss: `(node, p)` loses each datagram `node` sends with probability `p`, on top
     /// of [`NetworkModel::loss`] (what it receives is untouched). Empty by default.
     pub egress_loss: Vec<(usize, f64)>,
@@ -105,6 +110,7 @@ impl Default for NetworkModel {
             crash_refuses_streams: false,
             pause_buffer: 2000,
             egress_loss: Vec::new(),
+            lossy_refusals: false,
         }
     }
 }
@@ -119,6 +125,11 @@ impl NetworkModel {
     /// none, so runs without one-way loss draw exactly as before).
     pub(crate) fn egress_lost(&self, from: usize, rng: &mut ChaCha8Rng) -> bool {
         self.egress_loss.iter().find(|(n, _)| *n == from).is_some_and(|&(_, p)| p > 0.0 && rng.random::<f64>() < p)
+    }
+
+    /// Draw whether a refusal is lost ([`NetworkModel::lossy_refusals`]; no draw when off).
+    pub(crate) fn refusal_lost(&self, rng: &mut ChaCha8Rng) -> bool {
+        self.lossy_refusals && self.loss > 0.0 && (rng.random::<f64>() < self.loss || rng.random::<f64>() < self.loss)
     }
 
     /// Draw whether one datagram is duplicated.

@@ -782,7 +782,8 @@ impl Simulation {
         if !reachable {
             let refused = self.cfg.network.crash_refuses_streams
                 && self.nodes[i].status == NodeStatus::Crashed
-                && !self.partitions.cut(from as usize, i, self.now);
+                && !self.partitions.cut(from as usize, i, self.now)
+                && !self.cfg.network.refusal_lost(&mut self.net_rng);
             let (at, result) = if refused {
                 (self.now + self.cfg.network.latency.sample(&mut self.net_rng), Err(CONNECTION_REFUSED))
             } else {

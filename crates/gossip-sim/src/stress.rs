@@ -4,7 +4,8 @@
 //! The same settings as the real-process suite (`cluster-bench stress --suite`):
 //!
 //! - random loss on every datagram ([`crate::NetworkModel::loss`]; streams are not lossy, as
-//!   TCP retransmits);
+//!   TCP retransmits, except that a refused connection's SYN or RST may be lost, which turns the
+//!   refusal into a timeout: [`crate::NetworkModel::lossy_refusals`]);
 //! - bursts: each node, every 100 ms, goes bad with probability `step / good_mean` and good
 //!   again with probability `step / bad_mean`; while bad it is partitioned from every other
 //!   node (both ways);
@@ -152,7 +153,10 @@ pub fn run_config(mut cfg: SimConfig, stress: Stress, observe: Duration) -> Resu
     cfg.trace = TraceLevel::Failures;
     cfg.network.crash_refuses_streams = true;
     match stress {
-        Stress::Loss(p) => cfg.network.loss = p,
+        Stress::Loss(p) => {
+            cfg.network.loss = p;
+            cfg.network.lossy_refusals = true;
+        }
         Stress::OneWay(p) => cfg.network.egress_loss = vec![(STRESSED, p)],
         Stress::Latency { delay, jitter } => {
             cfg.network.latency = Latency::Uniform { min: delay.saturating_sub(jitter), max: delay + jitter };
