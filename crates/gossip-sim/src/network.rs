@@ -252,6 +252,17 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_is_lost_with_its_syn_or_its_rst() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let net = NetworkModel { loss: 0.3, lossy_refusals: true, ..NetworkModel::default() };
+        // 1 - 0.7² = 0.51.
+        let lost = (0..100_000).filter(|_| net.refusal_lost(&mut rng)).count();
+        assert!((49_500..52_500).contains(&lost), "{lost}");
+        let off = NetworkModel { loss: 0.3, ..NetworkModel::default() };
+        assert!((0..1000).all(|_| !off.refusal_lost(&mut rng)));
+    }
+
+    #[test]
     fn one_way_loss_hits_only_its_sender() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let net = NetworkModel { egress_loss: vec![(1, 0.5)], ..NetworkModel::default() };
