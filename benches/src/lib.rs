@@ -14,7 +14,8 @@
 //! - [`setup`]: where a setup's time goes, side by side (`cluster-bench setup`).
 //! - [`stamp`]: the command and machine stamped on every result file.
 //! - [`stress`]: stalls (SIGSTOP) against kills (SIGKILL): false failures and detection times
-//!   (`cluster-bench stress`).
+//!   (`cluster-bench stress`); [`stress_suite`]: every system under loss, bursts, one-way loss,
+//!   latency and a CPU-starved member, in network namespaces (`cluster-bench stress --suite`).
 //!
 //! Every result file goes to `docs/results/` (see [`stamp::results_dir`]); `docs/benchmarks.md`
 //! explains each figure.
@@ -39,4 +40,7 @@ pub mod setup;
 pub mod stamp;
 pub mod stats;
 pub mod stress;
+pub mod stress_frontier;
+pub mod stress_sim;
+pub mod stress_suite;
 pub mod system;

@@ -159,6 +159,11 @@ enum Command {
     /// A live member stopped (SIGSTOP) for 1, 2 and 3 s, then continued: how often does any node
     /// declare it failed? And SIGKILL detection times. serf-agent and HashiCorp Serf (when
     /// installed), 5-node loopback clusters; writes docs/results/stress.md and .json.
+    ///
+    /// With --suite: every system and profile under loss, bursts, one-way loss, latency, stall
+    /// bursts and a CPU quota, in network namespaces (root): false failures per node-hour and
+    /// SIGKILL detection; writes docs/results/stress-suite.* and frontier.*. With --sim: the same
+    /// settings in the simulator; writes docs/results/frontier-sim.*.
     Stress {
         /// Nodes per cluster.
         #[arg(long, default_value_t = 5)]
@@ -180,15 +185,39 @@ enum Command {
         /// Measure serf-agent alone.
         #[arg(long)]
         ours_only: bool,
-        /// Base name of the result files in docs/results/.
-        #[arg(long, default_value = "stress")]
-        name: String,
+        /// Base name of the result files in docs/results/ (default: stress, stress-suite with
+        /// --suite, frontier-sim with --sim).
+        #[arg(long)]
+        name: Option<String>,
         /// Do not write result files.
         #[arg(long)]
         no_write: bool,
         /// Keep the agents' logs.
         #[arg(long)]
         keep: bool,
+        /// Run the stress suite on real processes (network namespaces; root) instead of the stalls.
+        #[arg(long, conflicts_with = "sim")]
+        suite: bool,
+        /// Run the stress suite in the simulator.
+        #[arg(long)]
+        sim: bool,
+        /// Suite: settings, comma-separated (none, loss<pct>, bursty, oneway<pct>,
+        /// latency<ms>j<ms>, stalls<ms>r<ms>, cpu<pct>).
+        #[arg(long, value_delimiter = ',', default_value = cluster_bench::stress_suite::DEFAULT_SETTINGS)]
+        settings: Vec<String>,
+        /// Suite: system:profile pairs, comma-separated (the simulator takes its presets from the
+        /// serf-agent ones and memberlist-lan for Serf lan).
+        #[arg(long, value_delimiter = ',', default_value = cluster_bench::stress_suite::DEFAULT_SYSTEMS)]
+        systems: Vec<String>,
+        /// Suite: seconds each cell watches for false failures (virtual seconds with --sim).
+        #[arg(long, default_value_t = 150.0)]
+        observe: f64,
+        /// Suite: cells run at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// Simulator: seeds per preset and setting.
+        #[arg(long, default_value_t = 20)]
+        runs: u64,
     },
     /// Re-render the Markdown report and plots of a `compare` JSON file (e.g. docs/results/compare.json).
     Render {
@@ -265,6 +294,7 @@ fn main() -> anyhow::Result<()> {
     cluster_bench::process::on_stop_signal(|| {
         cluster_bench::iptables::remove_leftovers();
         cluster_bench::netns::remove_leftovers();
+        cluster_bench::stress_suite::remove_leftovers();
     });
     let cli = Cli::parse();
     match cli.command {
@@ -368,7 +398,59 @@ fn main() -> anyhow::Result<()> {
             name,
             no_write,
             keep,
+            suite,
+            sim,
+            settings,
+            systems,
+            observe,
+            parallel,
+            runs,
         } => {
+            if suite || sim {
+                let settings = settings
+                    .iter()
+                    .map(|s| cluster_bench::stress_suite::Setting::parse(s))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let systems = systems
+                    .iter()
+                    .map(|s| {
+                        s.split_once(':')
+                            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                            .ok_or_else(|| anyhow::anyhow!("--systems: {s:?} is not system:profile"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let observe =
+                    std::time::Duration::try_from_secs_f64(observe).map_err(|e| anyhow::anyhow!("--observe: {e}"))?;
+                if sim {
+                    let report = cluster_bench::stress_sim::run(&cluster_bench::stress_sim::SimOptions {
+                        nodes,
+                        systems,
+                        settings,
+                        observe,
+                        runs,
+                        name: (!no_write).then(|| name.unwrap_or_else(|| "frontier-sim".into())),
+                        command: command_line(),
+                    })?;
+                    println!("{}", report.markdown());
+                    return Ok(());
+                }
+                let report = cluster_bench::stress_suite::run(&cluster_bench::stress_suite::SuiteOptions {
+                    nodes,
+                    systems,
+                    settings,
+                    observe,
+                    kills,
+                    parallel,
+                    agent_bin,
+                    build: !no_build,
+                    serf_bin,
+                    name: (!no_write).then(|| name.unwrap_or_else(|| "stress-suite".into())),
+                    keep,
+                    command: command_line(),
+                })?;
+                println!("{}", report.markdown());
+                return Ok(());
+            }
             let stalls = stalls
                 .iter()
                 .map(|&s| std::time::Duration::try_from_secs_f64(s))
@@ -384,7 +466,7 @@ fn main() -> anyhow::Result<()> {
                 build: !no_build,
                 serf_bin,
                 ours_only,
-                name: (!no_write).then_some(name),
+                name: (!no_write).then(|| name.unwrap_or_else(|| "stress".into())),
                 keep,
                 command: command_line(),
                 ..Default::default()
