@@ -86,6 +86,7 @@ for script in vip-acquire.sh vip-release.sh vip-reconcile.sh; do
     install -m 0755 "$ROOT/docker/hooks/$script" "$CONTEXT/rootfs/etc/serf/$script"
 done
 install -m 0644 "$ROOT/docker/hooks/vip-lib.sh" "$CONTEXT/rootfs/etc/serf/vip-lib.sh"
+install -m 0644 "$ROOT/docker/hooks/node-lib.sh" "$CONTEXT/rootfs/etc/serf/node-lib.sh"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$CONTEXT/rootfs/etc/passwd"
 printf 'root:x:0:\n' >"$CONTEXT/rootfs/etc/group"
 chmod 1777 "$CONTEXT/rootfs/tmp"

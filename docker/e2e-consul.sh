@@ -54,22 +54,7 @@ teardown() {
     else
         echo "removed every consulnode container and the network $(_consul_net)"
     fi
-    echo
-    echo "=== timeline"
-    printf '%s\n' "${TIMELINE[@]}"
-    if ((${#RESULTS[@]})); then
-        echo
-        echo "=== measurements"
-        printf '%s\n' "${RESULTS[@]}"
-    fi
-    echo
-    if ((PASSED)); then
-        echo "e2e-consul: PASS"
-    else
-        echo "e2e-consul: FAIL (exit $code)"
-        ((code == 0)) && code=1
-    fi
-    exit "$code"
+    finish "$code" e2e-consul
 }
 trap teardown EXIT
 trap 'fail "interrupted"' INT TERM

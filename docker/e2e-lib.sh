@@ -48,6 +48,28 @@ wait_until() {
     try_until "$bound" "$@" || fail "$what: not within ${bound} s"
 }
 
+# finish CODE NAME: print the timeline, the measurements and the verdict (PASS when PASSED=1),
+# then exit (with 1 at least when the test did not pass).
+finish() {
+    local code=$1
+    echo
+    echo "=== timeline"
+    printf '%s\n' "${TIMELINE[@]}"
+    if ((${#RESULTS[@]})); then
+        echo
+        echo "=== measurements"
+        printf '%s\n' "${RESULTS[@]}"
+    fi
+    echo
+    if ((PASSED)); then
+        echo "$2: PASS"
+    else
+        echo "$2: FAIL (exit $code)"
+        ((code == 0)) && code=1
+    fi
+    exit "$code"
+}
+
 show() {
     echo "    \$ $*"
     "$@" 2>&1 | sed 's/^/    /'

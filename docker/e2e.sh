@@ -86,22 +86,7 @@ teardown() {
     else
         echo "removed every serfnode container and the network $(_serf_net)"
     fi
-    echo
-    echo "=== timeline"
-    printf '%s\n' "${TIMELINE[@]}"
-    if ((${#RESULTS[@]})); then
-        echo
-        echo "=== measurements"
-        printf '%s\n' "${RESULTS[@]}"
-    fi
-    echo
-    if ((PASSED)); then
-        echo "e2e: PASS"
-    else
-        echo "e2e: FAIL (exit $code)"
-        ((code == 0)) && code=1
-    fi
-    exit "$code"
+    finish "$code" e2e
 }
 trap teardown EXIT
 trap 'fail "interrupted"' INT TERM
