@@ -193,6 +193,12 @@ pub fn run(options: &KvOptions) -> anyhow::Result<KvResults> {
         std::fs::write(dir.join("kv.md"), &markdown)?;
         std::fs::write(dir.join("kv.json"), serde_json::to_string_pretty(&results)?)?;
         eprintln!("kv: wrote {}", dir.join("kv.md").display());
+        // The same table in docs/consul-lite.md, between its `results:kv` markers.
+        let doc = workspace_root().join("docs").join("consul-lite.md");
+        let body = markdown.split_once("\n\n").map_or(markdown.as_str(), |(_, rest)| rest);
+        if crate::stamp::splice_results(&doc, "kv", body)? {
+            eprintln!("kv: updated the table in {}", doc.display());
+        }
     }
     Ok(results)
 }
