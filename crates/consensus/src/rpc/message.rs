@@ -239,6 +239,9 @@ mod tests {
         let refusal = Refusal::WrongNode { addressed: 3, actual: 4 };
         let Response::Refused(back) = round_trip(&Response::Refused(refusal.clone())) else { panic!("kind changed") };
         assert_eq!(back, refusal);
+        let status = crate::consensus::PeerStatus { last_log_index: Some(12), term: 3, leader: Some(7) };
+        let Response::Status(back) = round_trip(&Response::Status(status.clone())) else { panic!("kind changed") };
+        assert_eq!(back, status);
         let reply = ForwardReply::Written { index: 9, response: vec![1] };
         let Response::Forward(Ok(back)) = round_trip(&Response::Forward(Ok(reply.clone()))) else {
             panic!("kind changed")
