@@ -58,10 +58,7 @@ enum Job {
     /// Entries to append (sealed, with their index), and openraft's callback.
     Append { entries: Vec<(u64, Vec<u8>)>, callback: LogFlushed<TypeConfig> },
     /// Any other write, once every append queued before it is done.
-    Run {
-        work: Work,
-        done: tokio::sync::oneshot::Sender<Result<(), StorageError>>,
-    },
+    Run { work: Work, done: tokio::sync::oneshot::Sender<Result<(), StorageError>> },
 }
 
 /// The writer thread; stopped (after finishing its queue) when the last store clone drops,
