@@ -22,10 +22,10 @@
 //! Durability: consul-lite commits every log append with fsync (redb, `Durability::Immediate`);
 //! etcd fsyncs its WAL before acknowledging (its default; `--unsafe-no-fsync` is not given).
 //!
-//! consul-lite is built with `cargo build --release -p consul-lite`, never with the `agent`
-//! profile: that profile aborts on panic, and consul-lite's storage needs unwinding (redb
-//! asserts on some damaged files, and the server turns that panic into an error naming the
-//! file instead of dying without a word).
+//! consul-lite is the harness's one build of it ([`crate::system::CONSUL_BUILD`]: the `consul`
+//! profile), never the `agent` profile: that profile aborts on panic, and consul-lite's storage
+//! needs unwinding (redb asserts on some damaged files, and the server turns that panic into an
+//! error naming the file instead of dying without a word).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -50,7 +50,7 @@ pub struct KvOptions {
     pub rounds: usize,
     /// Leader kills per system.
     pub failovers: usize,
-    /// The consul-lite binary (`None`: build it with `cargo build --release`).
+    /// The consul-lite binary (`None`: build it as [`crate::system::CONSUL_BUILD`] says).
     pub consul_bin: Option<PathBuf>,
     /// The etcd binary.
     pub etcd_bin: PathBuf,
@@ -130,7 +130,7 @@ pub fn run(options: &KvOptions) -> anyhow::Result<KvResults> {
     let stamp = Stamp::new(options.command.clone());
     let consul_bin = match &options.consul_bin {
         Some(bin) => bin.clone(),
-        None => build_consul_lite()?,
+        None => crate::system::locate_consul_lite(None, true)?,
     };
     let dir = RunDir::new("kv", options.keep)?;
     eprintln!("kv: starting 3 consul-lite servers and 3 etcd members under {}", dir.path().display());
@@ -193,6 +193,12 @@ pub fn run(options: &KvOptions) -> anyhow::Result<KvResults> {
         std::fs::write(dir.join("kv.md"), &markdown)?;
         std::fs::write(dir.join("kv.json"), serde_json::to_string_pretty(&results)?)?;
         eprintln!("kv: wrote {}", dir.join("kv.md").display());
+        // The same table in docs/consul-lite.md, between its `results:kv` markers.
+        let doc = workspace_root().join("docs").join("consul-lite.md");
+        let body = markdown.split_once("\n\n").map_or(markdown.as_str(), |(_, rest)| rest);
+        if crate::stamp::splice_results(&doc, "kv", body)? {
+            eprintln!("kv: updated the table in {}", doc.display());
+        }
     }
     Ok(results)
 }
@@ -202,20 +208,6 @@ const KEYS: u64 = 1000;
 /// Bytes per value.
 const VALUE_LEN: usize = 100;
 
-fn build_consul_lite() -> anyhow::Result<PathBuf> {
-    // A plain release build, not the `agent` profile: see the module doc (redb needs unwinding).
-    eprintln!("kv: cargo build --release -p consul-lite");
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "consul-lite"])
-        .current_dir(workspace_root())
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("cargo build --release -p consul-lite failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    Ok(target.join("release").join("consul-lite"))
-}
 
 /// One server process and how to reach and restart it.
 struct Server {

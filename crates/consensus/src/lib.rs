@@ -63,9 +63,10 @@
 //! # What it does
 //!
 //! - **Durability.** The log, the vote and the purge point live in `data_dir/raft.redb` (redb,
-//!   pure Rust). Every append and vote is a redb transaction committed with fsync before openraft
-//!   (and so the client) hears it is done: a write acknowledged by the leader is on the disks of
-//!   a quorum. Each entry carries a CRC32; opening checks every entry, their order and that the
+//!   pure Rust). Every append and vote is committed in a redb transaction with fsync before
+//!   openraft (and so the client) hears it is done: a write acknowledged by the leader is on the
+//!   disks of a quorum. Appends queued while an fsync is under way share the next transaction
+//!   (group commit, on one writer thread, in openraft's order). Each entry carries a CRC32; opening checks every entry, their order and that the
 //!   committed index is in the log, and refuses a damaged log with [`StoreError::Corrupt`] (or
 //!   [`StoreError::Open`] when redb cannot open the file) rather than start without entries that
 //!   were acknowledged. It never repairs by dropping entries. A copy of the vote beside the

@@ -262,6 +262,9 @@ mod tests {
         assert_eq!(back, "no");
         let Response::Stream(Ok(back)) = round_trip(&Response::Stream(Ok(vec![3; 3]))) else { panic!("kind changed") };
         assert_eq!(back, [3; 3]);
+        let status = crate::consensus::PeerStatus { last_log_index: Some(12), term: 3, leader: Some(7) };
+        let Response::Status(back) = round_trip(&Response::Status(status.clone())) else { panic!("kind changed") };
+        assert_eq!(back, status);
         let reply = ForwardReply::Written { index: 9, response: vec![1] };
         let Response::Forward(Ok(back)) = round_trip(&Response::Forward(Ok(reply.clone()))) else {
             panic!("kind changed")
