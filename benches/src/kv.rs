@@ -208,7 +208,6 @@ const KEYS: u64 = 1000;
 /// Bytes per value.
 const VALUE_LEN: usize = 100;
 
-
 /// One server process and how to reach and restart it.
 struct Server {
     agent: Option<Agent>,
