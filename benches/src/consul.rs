@@ -39,13 +39,43 @@ pub const LOCK_DELAY: &str = "1s";
 pub struct ConsulLite {
     /// The `consul-lite` binary.
     pub bin: PathBuf,
+    /// The client agents' `-primary-lock-delay`.
+    pub lock_delay: String,
+    name: String,
+    id: u8,
     servers: Mutex<Vec<Agent>>,
 }
 
 impl ConsulLite {
-    /// consul-lite at `bin`.
+    /// consul-lite at `bin`, with the election's lock-delay the harness uses ([`LOCK_DELAY`]).
     pub fn new(bin: PathBuf) -> Self {
-        Self { bin, servers: Mutex::new(Vec::new()) }
+        Self {
+            bin,
+            lock_delay: LOCK_DELAY.to_owned(),
+            name: "consul-lite".to_owned(),
+            id: 2,
+            servers: Mutex::default(),
+        }
+    }
+
+    /// consul-lite whose clients' election uses `lock_delay` (e.g. Consul's default `15s`),
+    /// named `consul-lite (lock-delay 15s)` in tables, on the address range of system number `id`
+    /// (distinct from [`ConsulLite::new`]'s 2, so both can be alive in one run).
+    pub fn with_lock_delay(bin: PathBuf, lock_delay: &str, id: u8) -> Self {
+        Self {
+            bin,
+            name: format!("consul-lite (lock-delay {lock_delay})"),
+            lock_delay: lock_delay.to_owned(),
+            id,
+            servers: Mutex::default(),
+        }
+    }
+
+    /// Stop the servers of the current cluster (the clients belong to the [`crate::cluster::Cluster`]).
+    pub fn stop_servers(&self) {
+        for mut server in self.lock_servers().drain(..) {
+            server.kill();
+        }
     }
 
     /// The address of server `k` of the cluster on network `net` (third octet).
@@ -64,10 +94,8 @@ impl ConsulLite {
 
     /// Start the servers of the cluster that `first` (node 0) belongs to, and wait for a leader.
     fn start_servers(&self, first: &NodeSpec) -> anyhow::Result<()> {
+        self.stop_servers();
         let mut servers = self.lock_servers();
-        for mut old in servers.drain(..) {
-            old.kill();
-        }
         let net = first.ip.octets()[2];
         let base = first.dir.parent().unwrap_or(&first.dir).join("servers");
         let seeds: Vec<String> =
@@ -139,11 +167,11 @@ impl Drop for ConsulLite {
 
 impl System for ConsulLite {
     fn name(&self) -> &str {
-        "consul-lite"
+        &self.name
     }
 
     fn id(&self) -> u8 {
-        2
+        self.id
     }
 
     fn failover(&self) -> &str {
@@ -165,7 +193,12 @@ impl System for ConsulLite {
         for k in 0..SERVERS {
             args.extend(["-retry-join".into(), SocketAddr::from((Self::server_ip(net, k), GOSSIP_PORT)).to_string()]);
         }
-        args.extend(["-primary-http".into(), node.http.to_string(), "-primary-lock-delay".into(), LOCK_DELAY.into()]);
+        args.extend([
+            "-primary-http".into(),
+            node.http.to_string(),
+            "-primary-lock-delay".into(),
+            self.lock_delay.clone(),
+        ]);
         Agent::spawn(&self.bin, &args, &node.dir.join("agent.log"))
     }
 
