@@ -184,6 +184,10 @@ pub struct DesignsReport {
     pub rounds: Vec<DesignRound>,
     /// Things the reader must know.
     pub notes: Vec<String>,
+    /// The written conclusion (paragraphs), added to the JSON after the run and rendered with
+    /// `designs-render`; empty straight after a run.
+    #[serde(default)]
+    pub conclusion: Vec<String>,
 }
 
 fn step(msg: &str, start: Instant) {
@@ -255,7 +259,7 @@ pub fn run(o: &DesignsOptions) -> anyhow::Result<DesignsReport> {
          failover alone.",
         consul.lock_delay
     ));
-    let report = DesignsReport { stamp, options: o.clone(), systems: names, rounds, notes };
+    let report = DesignsReport { stamp, options: o.clone(), systems: names, rounds, notes, conclusion: Vec::new() };
     if let Some(out) = &o.out_dir {
         std::fs::create_dir_all(out)?;
         std::fs::write(out.join(format!("{}.json", o.name)), serde_json::to_string_pretty(&report)? + "\n")?;
@@ -573,6 +577,13 @@ impl DesignsReport {
             crate::consul::SERVERS,
             self.options.rounds
         );
+        if !self.conclusion.is_empty() {
+            let _ = writeln!(
+                s,
+                "## Conclusion\n\n(Written after the run from the tables below; the figures it quotes are theirs.)\n\n{}\n",
+                self.conclusion.join("\n\n")
+            );
+        }
         for &n in &self.options.sizes {
             let _ = writeln!(s, "## {n} application nodes\n");
             let _ = writeln!(s, "| what | {} | consul-lite / serf-agent |", self.systems.join(" | "));
@@ -866,6 +877,7 @@ mod tests {
             systems: vec!["serf-agent".into(), "consul-lite".into(), "serf".into()],
             rounds,
             notes: vec![],
+            conclusion: vec![],
         }
     }
 
@@ -885,7 +897,7 @@ mod tests {
             md.contains("| SIGKILL of a node: every node lists it failed, s | 1.00 | 1.40 | 5.00 | 1.40 |"),
             "{md}"
         );
-        assert!(md.contains("| RSS per client agent (serf-style: per agent), MiB | 4.0 | 7.0 | 20.0 | 1.75 |"), "{md}");
+        assert!(md.contains("| RSS per client agent (serf-style: per agent), MiB | 4.0 (4.0–4.0) | 7.0 (7.0–7.0) | 20.0 (20.0–20.0) | 1.75 |"), "{md}");
     }
 
     #[test]
