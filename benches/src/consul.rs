@@ -34,6 +34,9 @@ pub const SERVER_PORT: u16 = 8300;
 /// The lock-delay the client agents' election uses (`-primary-lock-delay`).
 pub const LOCK_DELAY: &str = "1s";
 
+/// How a server was started: its arguments and its log file.
+type ServerLaunch = (Vec<String>, PathBuf);
+
 /// consul-lite: `SERVERS` Raft servers per cluster plus one client agent per application node.
 #[derive(Debug)]
 pub struct ConsulLite {
@@ -44,6 +47,8 @@ pub struct ConsulLite {
     name: String,
     id: u8,
     servers: Mutex<Vec<Agent>>,
+    /// How each server of the current cluster was started (arguments, log), to restart it.
+    server_args: Mutex<[Option<ServerLaunch>; SERVERS]>,
 }
 
 impl ConsulLite {
@@ -55,6 +60,7 @@ impl ConsulLite {
             name: "consul-lite".to_owned(),
             id: 2,
             servers: Mutex::default(),
+            server_args: Mutex::default(),
         }
     }
 
@@ -68,6 +74,7 @@ impl ConsulLite {
             lock_delay: lock_delay.to_owned(),
             id,
             servers: Mutex::default(),
+            server_args: Mutex::default(),
         }
     }
 
@@ -86,6 +93,43 @@ impl ConsulLite {
     /// PIDs of the running servers of the current cluster.
     pub fn server_agents(&self) -> Vec<u32> {
         self.lock_servers().iter().map(Agent::pid).collect()
+    }
+
+    fn lock_server_args(&self) -> std::sync::MutexGuard<'_, [Option<ServerLaunch>; SERVERS]> {
+        self.server_args.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The server (by number) that the servers, asked in turn, name as the Raft leader.
+    pub fn leader_server(&self, net: u8) -> Option<usize> {
+        (0..SERVERS).find_map(|k| {
+            let http = SocketAddr::from((Self::server_ip(net, k), RPC_PORT));
+            let r = rpc::http_timeout(http, "GET", "/v1/status/leader", None, Duration::from_millis(300)).ok()?;
+            let leader: String = serde_json::from_slice(&r.body).ok()?;
+            (0..SERVERS).find(|&j| leader.starts_with(&format!("{}:", Self::server_ip(net, j))))
+        })
+    }
+
+    /// Send `signal` to server `k` (SIGKILL also reaps it).
+    pub fn signal_server(&self, k: usize, signal: crate::process::Signal) -> anyhow::Result<()> {
+        let mut servers = self.lock_servers();
+        let server = servers.get_mut(k).ok_or_else(|| anyhow::anyhow!("no server {k}"))?;
+        if signal == crate::process::Signal::Kill {
+            server.kill();
+        } else {
+            server.signal(signal)?;
+        }
+        Ok(())
+    }
+
+    /// Start server `k` again with its arguments and data directory (after a kill).
+    pub fn restart_server(&self, k: usize) -> anyhow::Result<()> {
+        let (args, log) =
+            self.lock_server_args()[k].clone().ok_or_else(|| anyhow::anyhow!("server {k} was never started"))?;
+        let agent = Agent::spawn(&self.bin, &args, &log)?;
+        let mut servers = self.lock_servers();
+        let slot = servers.get_mut(k).ok_or_else(|| anyhow::anyhow!("no server {k}"))?;
+        *slot = agent;
+        Ok(())
     }
 
     fn lock_servers(&self) -> std::sync::MutexGuard<'_, Vec<Agent>> {
@@ -120,6 +164,7 @@ impl ConsulLite {
                 args.extend(["-retry-join".into(), seed.clone()]);
             }
             servers.push(Agent::spawn(&self.bin, &args, &dir.join("agent.log"))?);
+            self.lock_server_args()[k] = Some((args, dir.join("agent.log")));
         }
         let http = SocketAddr::from((Self::server_ip(net, 0), RPC_PORT));
         let leader = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {

@@ -56,6 +56,10 @@ pub struct DesignsOptions {
     pub profile: String,
     /// Also measure consul-lite's failover with Consul's default lock-delay (15 s).
     pub default_lock_delay: bool,
+    /// Run the fixed fault schedule (availability) once per system at the smallest size.
+    pub schedule: bool,
+    /// Run the fault schedule alone (no rounds).
+    pub schedule_only: bool,
     /// The serf-agent binary (default: built in the workspace).
     #[serde(skip)]
     pub agent_bin: Option<PathBuf>,
@@ -96,6 +100,8 @@ impl DesignsOptions {
             steady_secs: if quick { 5.0 } else { 15.0 },
             profile: "lan".into(),
             default_lock_delay: !quick,
+            schedule: !quick,
+            schedule_only: false,
             agent_bin: None,
             consul_bin: None,
             serf_bin: None,
@@ -171,6 +177,41 @@ pub struct DesignRound {
     pub error: Option<String>,
 }
 
+/// One phase of the fault schedule.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Phase {
+    /// What was done at its start.
+    pub fault: String,
+    /// Its start, seconds from the start of the schedule.
+    pub start_s: f64,
+    /// Its length, seconds.
+    pub secs: f64,
+    /// Fraction of the client's 50 ms probes in it that some node answered 200.
+    pub answered: Option<f64>,
+    /// Seconds in it with two or more nodes answering 200.
+    pub two_primaries_s: f64,
+}
+
+/// The fixed fault schedule run on one system: a client probes every node's primary service every
+/// 50 ms throughout.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScheduleRun {
+    /// System name.
+    pub system: String,
+    /// Application nodes.
+    pub nodes: usize,
+    /// The phases in order.
+    pub phases: Vec<Phase>,
+    /// Fraction answered over the phases every system runs (application-node faults).
+    pub answered_common: Option<f64>,
+    /// Fraction answered over the whole schedule.
+    pub answered_all: Option<f64>,
+    /// The samples, seconds from the start of the schedule.
+    pub samples: Vec<Sample>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
 /// Everything `designs` measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DesignsReport {
@@ -182,6 +223,9 @@ pub struct DesignsReport {
     pub systems: Vec<String>,
     /// Every round.
     pub rounds: Vec<DesignRound>,
+    /// The fault schedule, one run per system.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleRun>,
     /// Things the reader must know.
     pub notes: Vec<String>,
     /// The written conclusion (paragraphs), added to the JSON after the run and rendered with
@@ -232,7 +276,8 @@ pub fn run(o: &DesignsOptions) -> anyhow::Result<DesignsReport> {
     let dir = RunDir::new("designs", o.keep)?;
     let start = Instant::now();
     let mut rounds = Vec::new();
-    for r in 0..o.rounds {
+    let round_count = if o.schedule_only { 0 } else { o.rounds };
+    for r in 0..round_count {
         for (si, &n) in o.sizes.iter().enumerate() {
             let mut order = systems.clone();
             if (r + si) % 2 == 1 {
@@ -243,14 +288,28 @@ pub fn run(o: &DesignsOptions) -> anyhow::Result<DesignsReport> {
                 let round = measure(sys, servers, n, r, false, o, &base, acct.as_ref(), start);
                 rounds.push(round);
             }
-            if o.default_lock_delay && r == 0 {
+            if o.default_lock_delay && r == 0 && !o.schedule_only {
                 let base = dir.path().join(format!("{}-{n}-r{r}", consul_slow.id()));
                 rounds.push(measure(&consul_slow, Some(&consul_slow), n, r, true, o, &base, None, start));
             }
         }
     }
+    let mut schedules = Vec::new();
+    if o.schedule || o.schedule_only {
+        let n = o.sizes.iter().copied().min().unwrap_or(5);
+        for (sys, servers) in &systems {
+            let base = dir.path().join(format!("{}-{n}-schedule", sys.id()));
+            schedules.push(run_schedule(*sys, *servers, n, o, &base, start));
+            if let Some(c) = servers {
+                c.stop_servers();
+            }
+            if !o.keep {
+                let _ = std::fs::remove_dir_all(&base);
+            }
+        }
+    }
     let mut names: Vec<String> = systems.iter().map(|(s, _)| s.name().to_owned()).collect();
-    if o.default_lock_delay {
+    if o.default_lock_delay && !o.schedule_only {
         names.insert(2, consul_slow.name().to_owned());
     }
     notes.push(format!(
@@ -259,7 +318,8 @@ pub fn run(o: &DesignsOptions) -> anyhow::Result<DesignsReport> {
          failover alone.",
         consul.lock_delay
     ));
-    let report = DesignsReport { stamp, options: o.clone(), systems: names, rounds, notes, conclusion: Vec::new() };
+    let report =
+        DesignsReport { stamp, options: o.clone(), systems: names, rounds, schedules, notes, conclusion: Vec::new() };
     if let Some(out) = &o.out_dir {
         std::fs::create_dir_all(out)?;
         std::fs::write(out.join(format!("{}.json", o.name)), serde_json::to_string_pretty(&report)? + "\n")?;
@@ -495,6 +555,136 @@ fn steps(
     Ok(())
 }
 
+/// Fault schedule: (what, seconds to hold it). Application-node faults for every system; the
+/// servers' faults for consul-style only.
+const COMMON_PHASES: [(&str, f64); 5] = [
+    ("steady", 4.0),
+    ("SIGKILL an application node", 8.0),
+    ("SIGSTOP an application node", 8.0),
+    ("SIGCONT it", 4.0),
+    ("SIGKILL the primary's node", 12.0),
+];
+const SERVER_PHASES: [(&str, f64); 3] =
+    [("SIGKILL the Raft leader server", 8.0), ("restart it", 8.0), ("SIGKILL a follower server (minority loss)", 8.0)];
+
+fn run_schedule(
+    sys: &dyn System,
+    consul: Option<&ConsulLite>,
+    n: usize,
+    o: &DesignsOptions,
+    base: &Path,
+    start: Instant,
+) -> ScheduleRun {
+    let mut run = ScheduleRun { system: sys.name().into(), nodes: n, ..ScheduleRun::default() };
+    step(&format!("{} n={n}: fault schedule", sys.name()), start);
+    if let Err(e) = schedule_steps(sys, consul, &mut run, o, base) {
+        step(&format!("{} n={n} fault schedule: {e:#}", sys.name()), start);
+        run.error = Some(format!("{e:#}"));
+    }
+    run
+}
+
+fn schedule_steps(
+    sys: &dyn System,
+    consul: Option<&ConsulLite>,
+    run: &mut ScheduleRun,
+    o: &DesignsOptions,
+    base: &Path,
+) -> anyhow::Result<()> {
+    let n = run.nodes;
+    let mut c = Cluster::new(sys, n, base, &o.profile)?;
+    c.start_all(Duration::from_secs(60 + 3 * n as u64))?;
+    let first = single_primary(&c, Duration::from_secs(30))?;
+    let net = c.nodes[0].ip.octets()[2];
+    let probe = Probe::default();
+    let nodes = c.nodes.clone();
+    let t0 = Instant::now();
+    let mut phases: Vec<(&str, f64)> = COMMON_PHASES.to_vec();
+    if consul.is_some() {
+        phases.extend(SERVER_PHASES);
+    }
+    let mut starts = Vec::new();
+    let c_ref = &mut c;
+    let result: anyhow::Result<()> = std::thread::scope(|scope| {
+        scope.spawn(|| probe.run(sys, &nodes, t0, Duration::from_millis(50), Duration::from_secs(300), |_, _| {}));
+        let victim = (0..n).rev().find(|&i| i != first).unwrap_or(n - 1);
+        let paused = (0..n).rev().find(|&i| i != first && i != victim).unwrap_or(n - 2);
+        let mut leader = None;
+        let outcome = (|| -> anyhow::Result<()> {
+            for (what, hold) in &phases {
+                starts.push(t0.elapsed().as_secs_f64());
+                match *what {
+                    "SIGKILL an application node" => {
+                        probe.exclude(victim);
+                        c_ref.signal(victim, Signal::Kill)?;
+                    }
+                    "SIGSTOP an application node" => {
+                        probe.exclude(paused);
+                        c_ref.signal(paused, Signal::Stop)?;
+                    }
+                    "SIGCONT it" => {
+                        c_ref.signal(paused, Signal::Cont)?;
+                        probe.include(paused);
+                    }
+                    "SIGKILL the primary's node" => {
+                        let p = c_ref.primaries();
+                        let p = *p.first().ok_or_else(|| anyhow::anyhow!("no primary to kill"))?;
+                        probe.exclude(p);
+                        c_ref.signal(p, Signal::Kill)?;
+                    }
+                    "SIGKILL the Raft leader server" => {
+                        let cl = consul.ok_or_else(|| anyhow::anyhow!("no servers"))?;
+                        let k = cl.leader_server(net).ok_or_else(|| anyhow::anyhow!("no Raft leader"))?;
+                        leader = Some(k);
+                        cl.signal_server(k, Signal::Kill)?;
+                    }
+                    "restart it" => {
+                        let cl = consul.ok_or_else(|| anyhow::anyhow!("no servers"))?;
+                        cl.restart_server(leader.ok_or_else(|| anyhow::anyhow!("no server killed"))?)?;
+                    }
+                    "SIGKILL a follower server (minority loss)" => {
+                        let cl = consul.ok_or_else(|| anyhow::anyhow!("no servers"))?;
+                        let lead = cl.leader_server(net);
+                        let k = (0..crate::consul::SERVERS).find(|&k| Some(k) != lead).unwrap_or(0);
+                        cl.signal_server(k, Signal::Kill)?;
+                    }
+                    _ => {}
+                }
+                std::thread::sleep(Duration::from_secs_f64(*hold));
+            }
+            Ok(())
+        })();
+        probe.stop();
+        outcome
+    });
+    let end = t0.elapsed().as_secs_f64();
+    run.samples = probe.samples();
+    starts.push(end);
+    for (k, (what, _)) in phases.iter().enumerate().take(starts.len() - 1) {
+        let (a, b) = (starts[k], starts[k + 1]);
+        run.phases.push(phase(&run.samples, what, a, b));
+    }
+    let common_end = starts.get(COMMON_PHASES.len()).copied().unwrap_or(end);
+    run.answered_common = answered(&run.samples, 0.0, common_end);
+    run.answered_all = answered(&run.samples, 0.0, end);
+    result
+}
+
+fn answered(samples: &[Sample], a: f64, b: f64) -> Option<f64> {
+    let inside: Vec<&Sample> = samples.iter().filter(|s| s.at >= a && s.at < b).collect();
+    (!inside.is_empty()).then(|| inside.iter().filter(|s| !s.primaries.is_empty()).count() as f64 / inside.len() as f64)
+}
+
+fn phase(samples: &[Sample], fault: &str, a: f64, b: f64) -> Phase {
+    let mut two = 0.0;
+    for w in samples.windows(2).filter(|w| w[0].at >= a && w[0].at < b) {
+        if w[0].primaries.len() >= 2 {
+            two += w[1].at - w[0].at;
+        }
+    }
+    Phase { fault: fault.to_owned(), start_s: a, secs: b - a, answered: answered(samples, a, b), two_primaries_s: two }
+}
+
 type Field = fn(&DesignRound) -> Vec<f64>;
 
 fn one(v: Option<f64>) -> Vec<f64> {
@@ -584,7 +774,7 @@ impl DesignsReport {
                 self.conclusion.join("\n\n")
             );
         }
-        for &n in &self.options.sizes {
+        for &n in self.options.sizes.iter().filter(|_| !self.rounds.is_empty()) {
             let _ = writeln!(s, "## {n} application nodes\n");
             let _ = writeln!(s, "| what | {} | consul-lite / serf-agent |", self.systems.join(" | "));
             let _ = writeln!(s, "|---|{}---:|", "---:|".repeat(self.systems.len()));
@@ -607,12 +797,17 @@ impl DesignsReport {
             }
             s.push('\n');
         }
-        let _ = writeln!(s, "## Targets (issue 15), as measured\n\n{}", self.targets());
-        let _ = writeln!(
-            s,
-            "![failover timeline]({0}-failover.svg)\n\n![resources against N]({0}-resources.svg)\n",
-            self.options.name
-        );
+        if !self.schedules.is_empty() {
+            s.push_str(&self.schedule_markdown());
+        }
+        if !self.rounds.is_empty() {
+            let _ = writeln!(s, "## Targets (issue 15), as measured\n\n{}", self.targets());
+            let _ = writeln!(
+                s,
+                "![failover timeline]({0}-failover.svg)\n\n![resources against N]({0}-resources.svg)\n",
+                self.options.name
+            );
+        }
         let errors: Vec<String> = self
             .rounds
             .iter()
@@ -632,6 +827,51 @@ impl DesignsReport {
                 self.notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n")
             );
         }
+        s
+    }
+
+    /// The fault schedule's table: per phase and system, the fraction of probes answered 200.
+    fn schedule_markdown(&self) -> String {
+        let mut s = String::new();
+        let n = self.schedules.first().map_or(0, |r| r.nodes);
+        let _ = writeln!(
+            s,
+            "## Availability through a fixed fault schedule ({n} nodes, loopback)\n\n\
+             A client asks every node's primary service every 50 ms from the start of the schedule; a probe is \
+             answered when some node gives 200. Each fault is held for the time given, without repair except \
+             SIGCONT and the server restart. Partitions are not in the loopback schedule (on loopback a \
+             partition cannot cut TCP: see section 4's backends).\n"
+        );
+        let names: Vec<&str> = self.schedules.iter().map(|r| r.system.as_str()).collect();
+        let _ = writeln!(s, "| phase | held, s | {} |", names.join(" | "));
+        let _ = writeln!(s, "|---|---:|{}", "---:|".repeat(names.len()));
+        let longest = self.schedules.iter().max_by_key(|r| r.phases.len());
+        let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1} %", v * 100.0));
+        for (k, p) in longest.map(|r| r.phases.as_slice()).unwrap_or_default().iter().enumerate() {
+            let cells: Vec<String> = self
+                .schedules
+                .iter()
+                .map(|r| {
+                    r.phases.get(k).map_or("-".to_owned(), |ph| {
+                        let two = if ph.two_primaries_s > 0.0 {
+                            format!(", two primaries {:.2} s", ph.two_primaries_s)
+                        } else {
+                            String::new()
+                        };
+                        format!("{}{two}", pct(ph.answered))
+                    })
+                })
+                .collect();
+            let _ = writeln!(s, "| {} | {:.0} | {} |", p.fault, p.secs, cells.join(" | "));
+        }
+        let common: Vec<String> = self.schedules.iter().map(|r| pct(r.answered_common)).collect();
+        let all: Vec<String> = self.schedules.iter().map(|r| pct(r.answered_all)).collect();
+        let _ = writeln!(s, "| **application-node phases (every system)** | | {} |", common.join(" | "));
+        let _ = writeln!(s, "| **whole schedule** | | {} |", all.join(" | "));
+        for r in self.schedules.iter().filter(|r| r.error.is_some()) {
+            let _ = writeln!(s, "\n{}: {}", r.system, r.error.as_deref().unwrap_or_default());
+        }
+        let _ = writeln!(s, "\n![availability]({}-availability.svg)\n", self.options.name);
         s
     }
 
@@ -728,8 +968,79 @@ const COLORS: [RGBColor; 4] =
 /// nodes against N).
 pub fn write_plots(report: &DesignsReport, dir: &Path) -> anyhow::Result<()> {
     let name = &report.options.name;
-    failover_plot(report, &dir.join(format!("{name}-failover.svg")))?;
-    resources_plot(report, &dir.join(format!("{name}-resources.svg")))?;
+    if !report.rounds.is_empty() {
+        failover_plot(report, &dir.join(format!("{name}-failover.svg")))?;
+        resources_plot(report, &dir.join(format!("{name}-resources.svg")))?;
+    }
+    if !report.schedules.is_empty() {
+        availability_plot(report, &dir.join(format!("{name}-availability.svg")))?;
+    }
+    Ok(())
+}
+
+/// `<name>-availability.svg`: through the fault schedule, whether some node answered 200 (per
+/// system, one above the other), with the phases marked.
+fn availability_plot(report: &DesignsReport, path: &Path) -> anyhow::Result<()> {
+    let runs = &report.schedules;
+    let root = SVGBackend::new(path, (1100, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (main, foot) = root.split_vertically(490);
+    let max_t = runs.iter().flat_map(|r| r.samples.last().map(|s| s.at)).fold(1.0f64, f64::max);
+    let rows = runs.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&main)
+        .caption(
+            "Primary service through the fault schedule: 1 = some node answers 200 (probe every 50 ms)",
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(20)
+        .build_cartesian_2d(0.0..max_t * 1.02, -0.2..rows * 1.5)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("seconds from the start of the schedule").disable_y_axis().draw().map_err(err)?;
+    if let Some(longest) = runs.iter().max_by_key(|r| r.phases.len()) {
+        for p in &longest.phases {
+            chart
+                .draw_series(LineSeries::new(vec![(p.start_s, -0.2), (p.start_s, rows * 1.5)], BLACK.mix(0.25)))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    p.fault.clone(),
+                    (p.start_s + 0.2, rows * 1.5 - 0.15),
+                    ("sans-serif", 9).into_font(),
+                )))
+                .map_err(err)?;
+        }
+    }
+    for (k, r) in runs.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let offset = (runs.len() - 1 - k) as f64 * 1.5;
+        let mut points = Vec::new();
+        for w in r.samples.windows(2) {
+            let y = offset + f64::from(u8::from(!w[0].primaries.is_empty()));
+            points.push((w[0].at, y));
+            points.push((w[1].at, y));
+        }
+        let label = format!(
+            "{}: {} of probes answered",
+            r.system,
+            r.answered_all.map_or("-".into(), |v| format!("{:.1} %", v * 100.0))
+        );
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    foot.draw_text(&caption(report), &("sans-serif", 11).into_text_style(&foot), (10, 8)).map_err(err)?;
+    root.present().map_err(err)?;
     Ok(())
 }
 
@@ -876,6 +1187,7 @@ mod tests {
             options: DesignsOptions { sizes: vec![5], ..DesignsOptions::new(true) },
             systems: vec!["serf-agent".into(), "consul-lite".into(), "serf".into()],
             rounds,
+            schedules: vec![],
             notes: vec![],
             conclusion: vec![],
         }

@@ -177,6 +177,12 @@ enum Command {
         /// The consul-lite binary (default: build it as `cluster_bench::system::CONSUL_BUILD` says).
         #[arg(long)]
         consul_bin: Option<PathBuf>,
+        /// Do not run the fault schedule (availability; runs by default except with --quick).
+        #[arg(long)]
+        no_schedule: bool,
+        /// Run the fault schedule alone, at the smallest size.
+        #[arg(long)]
+        schedule_only: bool,
         #[command(flatten)]
         bins: Binaries,
         /// Base name of the result files in docs/results/ (default designs, or designs-quick).
@@ -373,6 +379,8 @@ fn main() -> anyhow::Result<()> {
             rounds,
             steady_secs,
             consul_bin,
+            no_schedule,
+            schedule_only,
             bins: Binaries { agent_bin, no_build, serf_bin },
             name,
             no_write,
@@ -384,6 +392,8 @@ fn main() -> anyhow::Result<()> {
             o.steady_secs = steady_secs.unwrap_or(o.steady_secs);
             o.agent_bin = agent_bin;
             o.consul_bin = consul_bin;
+            o.schedule = o.schedule && !no_schedule;
+            o.schedule_only = schedule_only;
             o.serf_bin = serf_bin;
             o.build = !no_build;
             o.keep = keep;
