@@ -263,13 +263,13 @@ pub fn run(o: &DesignsOptions) -> anyhow::Result<DesignsReport> {
         notes.push("Bytes per agent not measured: needs root and iptables.".to_owned());
         None
     };
-    if acct.is_some() {
+    if acct.is_some() && !o.schedule_only {
         notes.push(
             "Bytes: everything each agent sends from its own address (UDP and TCP, IP bytes, iptables counters \
              over the steady window). \"From 127.0.0.1\" is TCP into the cluster's addresses that the kernel sent \
              from 127.0.0.1 because the dialer bound no address: on loopback this includes consul-lite's \
-             election calling its own agent's HTTP API (and what the agent forwards on its behalf), which would \
-             not cross a network; it is not in the totals."
+             election calling its own agent's HTTP API (which would not cross a network) and may include a \
+             client's requests to the servers (which would); it is in no total."
                 .to_owned(),
         );
     }
@@ -312,10 +312,16 @@ pub fn run(o: &DesignsOptions) -> anyhow::Result<DesignsReport> {
     if o.default_lock_delay && !o.schedule_only {
         names.insert(2, consul_slow.name().to_owned());
     }
+    let slow_row = if o.default_lock_delay && !o.schedule_only {
+        format!(
+            "; the `lock-delay {CONSUL_DEFAULT_LOCK_DELAY}` column is Consul's default session lock-delay, measured \
+             for the failover alone"
+        )
+    } else {
+        String::new()
+    };
     notes.push(format!(
-        "consul-lite's clients run the election with `-primary-lock-delay {}` (the value the agent uses); the \
-         `lock-delay {CONSUL_DEFAULT_LOCK_DELAY}` row is Consul's default session lock-delay, measured for the \
-         failover alone.",
+        "consul-lite's clients run the election with `-primary-lock-delay {}` (the value the agent uses){slow_row}.",
         consul.lock_delay
     ));
     let report =
@@ -762,10 +768,17 @@ impl DesignsReport {
             "serf-style: every node runs one agent (serf-agent, ours; HashiCorp Serf, the reference, with the \
              original demo's handler-script failover). consul-style: consul-lite, {} Raft servers plus one \
              client agent per application node; the primary is whoever holds a lock in the key/value store \
-             through a session bound to its node's serfHealth check. Loopback, {} round(s) per system and size, \
-             interleaved; cells are median (min–max) over rounds and, for per-agent rows, over agents.\n",
+             through a session bound to its node's serfHealth check. {}\n",
             crate::consul::SERVERS,
-            self.options.rounds
+            if self.rounds.is_empty() {
+                "Loopback; the fault schedule alone (`--schedule-only`).".to_owned()
+            } else {
+                format!(
+                    "Loopback, {} round(s) per system and size, interleaved; cells are median (min–max) over \
+                     rounds and, for per-agent rows, over agents.",
+                    self.options.rounds
+                )
+            }
         );
         if !self.conclusion.is_empty() {
             let _ = writeln!(
