@@ -26,7 +26,7 @@ case $KIND in
         MAX_IMAGE_BYTES=$((20 * 1000 * 1000))
         ;;
     consul)
-        PACKAGE=consul-lite PROFILE=release IMAGE=${IMAGE:-consulnode:latest}
+        PACKAGE=consul-lite PROFILE=consul IMAGE=${IMAGE:-consulnode:latest}
         CONTEXT=$ROOT/target/docker-context-consul DOCKERFILE=$ROOT/docker/consul/Dockerfile
         ENTRYPOINT=$ROOT/docker/consul/entrypoint.sh ENTRYPOINT_NAME=consulnode-entrypoint
         MAX_IMAGE_BYTES=$((40 * 1000 * 1000))
@@ -86,6 +86,7 @@ for script in vip-acquire.sh vip-release.sh vip-reconcile.sh; do
     install -m 0755 "$ROOT/docker/hooks/$script" "$CONTEXT/rootfs/etc/serf/$script"
 done
 install -m 0644 "$ROOT/docker/hooks/vip-lib.sh" "$CONTEXT/rootfs/etc/serf/vip-lib.sh"
+install -m 0644 "$ROOT/docker/hooks/node-lib.sh" "$CONTEXT/rootfs/etc/serf/node-lib.sh"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$CONTEXT/rootfs/etc/passwd"
 printf 'root:x:0:\n' >"$CONTEXT/rootfs/etc/group"
 chmod 1777 "$CONTEXT/rootfs/tmp"

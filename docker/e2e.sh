@@ -48,29 +48,11 @@ VIEWER=serfnode4
 VIP=$(_serf_vip)
 PORT=$(_serf_port)
 COMPOSE_FILE=$ROOT/docker/docker-compose.yml
+# shellcheck source=e2e-lib.sh
+source "$ROOT/docker/e2e-lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Timeline, failures, teardown
-
-now_ms() { date +%s%3N; }
-secs() { printf '%d.%02d' $(($1 / 1000)) $(($1 % 1000 / 10)); }
-T0=$(now_ms)
-TIMELINE=()
-RESULTS=()
-PASSED=0
-
-ev() {
-    local t line
-    t=$(now_ms)
-    line=$(printf '%s  +%7ss  %s' "$(date -d "@$((t / 1000))" +%H:%M:%S).$(printf '%03d' $((t % 1000)))" "$(secs $((t - T0)))" "$*")
-    TIMELINE+=("$line")
-    echo "$line"
-}
-
-fail() {
-    ev "FAIL: $*"
-    exit 1
-}
 
 compose() {
     docker-compose -f "$COMPOSE_FILE" -p serfnode "$@"
@@ -104,51 +86,10 @@ teardown() {
     else
         echo "removed every serfnode container and the network $(_serf_net)"
     fi
-    echo
-    echo "=== timeline"
-    printf '%s\n' "${TIMELINE[@]}"
-    if ((${#RESULTS[@]})); then
-        echo
-        echo "=== measurements"
-        printf '%s\n' "${RESULTS[@]}"
-    fi
-    echo
-    if ((PASSED)); then
-        echo "e2e: PASS"
-    else
-        echo "e2e: FAIL (exit $code)"
-        ((code == 0)) && code=1
-    fi
-    exit "$code"
+    finish "$code" e2e
 }
 trap teardown EXIT
 trap 'fail "interrupted"' INT TERM
-
-# try_until BOUND_SECONDS COMMAND...: poll COMMAND every 0.2 s until it succeeds (WAITED_MS is
-# how long it took) or BOUND_SECONDS pass (then it returns 1).
-WAITED_MS=0
-try_until() {
-    local bound=$1
-    shift
-    local start deadline
-    start=$(now_ms)
-    deadline=$((start + bound * 1000))
-    while :; do
-        if "$@" >/dev/null 2>&1; then
-            WAITED_MS=$(($(now_ms) - start))
-            return 0
-        fi
-        (($(now_ms) < deadline)) || return 1
-        sleep 0.2
-    done
-}
-
-# wait_until BOUND_SECONDS DESCRIPTION COMMAND...: as try_until, but fails the test on timeout.
-wait_until() {
-    local bound=$1 what=$2
-    shift 2
-    try_until "$bound" "$@" || fail "$what: not within ${bound} s"
-}
 
 # ---------------------------------------------------------------------------------------------
 # What a node sees
@@ -191,11 +132,6 @@ one_primary() {
     vip_answers "$VIEWER" "$expected"
 }
 
-show() {
-    echo "    \$ $*"
-    "$@" 2>&1 | sed 's/^/    /'
-}
-
 views() {
     local node
     for node in $(running_nodes); do
@@ -208,11 +144,7 @@ views() {
 # The scenario
 
 docker info >/dev/null 2>&1 || fail "no Docker engine answers (docker info)"
-if ! command -v jq >/dev/null; then
-    ev "installing jq (apt-get)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null; } || fail "jq is needed and could not be installed"
-fi
-
+need_jq
 ev "e2e start: $N nodes, network $(_serf_net) $(_serf_prefix).0/24, virtual IP $VIP:$PORT"
 compose down --timeout 5 >/dev/null 2>&1 || true
 serf-stop-cluster >/dev/null 2>&1 || true

@@ -26,20 +26,10 @@ IFACE=${SERF_IFACE:-eth0}
 NODE=${SERF_NODE:-$(hostname)}
 ROLE=${ROLE:-standby}
 
+. /etc/serf/node-lib.sh
 ADVERTISE=${SERF_ADVERTISE:-}
 if [ -z "$ADVERTISE" ]; then
-    # The interface may appear a moment after start (docker network connect): wait up to 10 s.
-    tries=0
-    while :; do
-        ADVERTISE=$(ip -4 -o addr show dev "$IFACE" 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')
-        [ -n "$ADVERTISE" ] && break
-        tries=$((tries + 1))
-        if [ "$tries" -ge 50 ]; then
-            echo "serfnode: no IPv4 address on $IFACE after 10 s; set SERF_ADVERTISE" >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
+    ADVERTISE=$(wait_ipv4 "$IFACE" serfnode SERF_ADVERTISE) || exit 1
 fi
 export SERF_NODE_IP="$ADVERTISE"
 export SERF_VIP="${SERF_VIP:-${ADVERTISE%.*}.99}"

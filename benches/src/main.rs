@@ -124,9 +124,46 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// consul-lite's replicated KV against etcd 3.4: three servers each on loopback, fsync on,
+    /// interleaved: write and read throughput and latency, leader failover, RSS
+    /// (benches/setup.sh installs etcd-server). Writes docs/results/kv.{md,json} with --write.
+    Kv {
+        /// Clients in flight, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<usize>,
+        /// Seconds per load phase (default 10, quick 4).
+        #[arg(long)]
+        phase_secs: Option<f64>,
+        /// Rounds of every load phase per system (default 2, quick 1).
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Leader kills per system (default 3, quick 2).
+        #[arg(long)]
+        failovers: Option<usize>,
+        /// Short run: 4 s phases, 1 round, 2 failovers.
+        #[arg(long)]
+        quick: bool,
+        /// The consul-lite binary (default: `cargo build --release -p consul-lite`).
+        #[arg(long)]
+        consul_bin: Option<PathBuf>,
+        /// The etcd binary.
+        #[arg(long, default_value = "etcd")]
+        etcd_bin: PathBuf,
+        /// Write docs/results/kv.md and kv.json.
+        #[arg(long)]
+        write: bool,
+        /// Keep the servers' data and logs.
+        #[arg(long)]
+        keep: bool,
+    },
     /// A live member stopped (SIGSTOP) for 1, 2 and 3 s, then continued: how often does any node
     /// declare it failed? And SIGKILL detection times. serf-agent and HashiCorp Serf (when
     /// installed), 5-node loopback clusters; writes docs/results/stress.md and .json.
+    ///
+    /// With --suite: every system and profile under loss, bursts, one-way loss, latency, stall
+    /// bursts and a CPU quota, in network namespaces (root): false failures per node-hour and
+    /// SIGKILL detection; writes docs/results/stress-suite.* and frontier.*. With --sim: the same
+    /// settings in the simulator; writes docs/results/frontier-sim.*.
     Stress {
         /// Nodes per cluster.
         #[arg(long, default_value_t = 5)]
@@ -148,15 +185,39 @@ enum Command {
         /// Measure serf-agent alone.
         #[arg(long)]
         ours_only: bool,
-        /// Base name of the result files in docs/results/.
-        #[arg(long, default_value = "stress")]
-        name: String,
+        /// Base name of the result files in docs/results/ (default: stress, stress-suite with
+        /// --suite, frontier-sim with --sim).
+        #[arg(long)]
+        name: Option<String>,
         /// Do not write result files.
         #[arg(long)]
         no_write: bool,
         /// Keep the agents' logs.
         #[arg(long)]
         keep: bool,
+        /// Run the stress suite on real processes (network namespaces; root) instead of the stalls.
+        #[arg(long, conflicts_with = "sim")]
+        suite: bool,
+        /// Run the stress suite in the simulator.
+        #[arg(long)]
+        sim: bool,
+        /// Suite: settings, comma-separated (none, loss<pct>, bursty, oneway<pct>,
+        /// latency<ms>j<ms>, stalls<ms>r<ms>, cpu<pct>).
+        #[arg(long, value_delimiter = ',', default_value = cluster_bench::stress_suite::DEFAULT_SETTINGS)]
+        settings: Vec<String>,
+        /// Suite: system:profile pairs, comma-separated (the simulator takes its presets from the
+        /// serf-agent ones and memberlist-lan for Serf lan).
+        #[arg(long, value_delimiter = ',', default_value = cluster_bench::stress_suite::DEFAULT_SYSTEMS)]
+        systems: Vec<String>,
+        /// Suite: seconds each cell watches for false failures (virtual seconds with --sim).
+        #[arg(long, default_value_t = 150.0)]
+        observe: f64,
+        /// Suite: cells run at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// Simulator: seeds per preset and setting.
+        #[arg(long, default_value_t = 20)]
+        runs: u64,
     },
     /// The two designs side by side on loopback: serf-agent, consul-lite (3 servers + a client per
     /// node, lock-held primary) and HashiCorp Serf, interleaved; writes docs/results/designs.*.
@@ -205,6 +266,34 @@ enum Command {
         /// The JSON file.
         json: PathBuf,
     },
+    /// consul-lite's client agents beside serf-agent, one run: idle RSS and CPU, DNS queries per
+    /// second against a client, blocking-query fan-out (servers' CPU per write as watchers grow).
+    Clients {
+        /// The consul-lite binary (default: target/release/consul-lite).
+        #[arg(long)]
+        consul_bin: Option<PathBuf>,
+        /// The serf-agent binary (default: target/release/serf-agent).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Client agents (and serf-agents).
+        #[arg(long, default_value_t = 5)]
+        clients: usize,
+        /// Idle window, seconds.
+        #[arg(long, default_value_t = 20.0)]
+        idle_secs: f64,
+        /// Seconds of DNS queries per agent.
+        #[arg(long, default_value_t = 5.0)]
+        dns_secs: f64,
+        /// Watchers at each fan-out step, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,1000,10000")]
+        watchers: Vec<usize>,
+        /// Writes per fan-out step.
+        #[arg(long, default_value_t = 200)]
+        writes: usize,
+        /// Write docs/results/clients.md.
+        #[arg(long)]
+        write: bool,
+    },
     /// The failure-detection comparison in the simulator (same as `cargo bench --bench detection`).
     Detection {
         /// Flags: --nodes 10,100,1000 --presets a,b --events K --loss 0.1 --loss-window SECS
@@ -247,6 +336,7 @@ fn main() -> anyhow::Result<()> {
     cluster_bench::process::on_stop_signal(|| {
         cluster_bench::iptables::remove_leftovers();
         cluster_bench::netns::remove_leftovers();
+        cluster_bench::stress_suite::remove_leftovers();
     });
     let cli = Cli::parse();
     match cli.command {
@@ -350,7 +440,59 @@ fn main() -> anyhow::Result<()> {
             name,
             no_write,
             keep,
+            suite,
+            sim,
+            settings,
+            systems,
+            observe,
+            parallel,
+            runs,
         } => {
+            if suite || sim {
+                let settings = settings
+                    .iter()
+                    .map(|s| cluster_bench::stress_suite::Setting::parse(s))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let systems = systems
+                    .iter()
+                    .map(|s| {
+                        s.split_once(':')
+                            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                            .ok_or_else(|| anyhow::anyhow!("--systems: {s:?} is not system:profile"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let observe =
+                    std::time::Duration::try_from_secs_f64(observe).map_err(|e| anyhow::anyhow!("--observe: {e}"))?;
+                if sim {
+                    let report = cluster_bench::stress_sim::run(&cluster_bench::stress_sim::SimOptions {
+                        nodes,
+                        systems,
+                        settings,
+                        observe,
+                        runs,
+                        name: (!no_write).then(|| name.unwrap_or_else(|| "frontier-sim".into())),
+                        command: command_line(),
+                    })?;
+                    println!("{}", report.markdown());
+                    return Ok(());
+                }
+                let report = cluster_bench::stress_suite::run(&cluster_bench::stress_suite::SuiteOptions {
+                    nodes,
+                    systems,
+                    settings,
+                    observe,
+                    kills,
+                    parallel,
+                    agent_bin,
+                    build: !no_build,
+                    serf_bin,
+                    name: (!no_write).then(|| name.unwrap_or_else(|| "stress-suite".into())),
+                    keep,
+                    command: command_line(),
+                })?;
+                println!("{}", report.markdown());
+                return Ok(());
+            }
             let stalls = stalls
                 .iter()
                 .map(|&s| std::time::Duration::try_from_secs_f64(s))
@@ -366,7 +508,7 @@ fn main() -> anyhow::Result<()> {
                 build: !no_build,
                 serf_bin,
                 ours_only,
-                name: (!no_write).then_some(name),
+                name: (!no_write).then(|| name.unwrap_or_else(|| "stress".into())),
                 keep,
                 command: command_line(),
                 ..Default::default()
@@ -411,9 +553,36 @@ fn main() -> anyhow::Result<()> {
             let report = cluster_bench::designs::render(&json)?;
             println!("{}", report.markdown());
         }
+        Command::Kv { clients, phase_secs, rounds, failovers, quick, consul_bin, etcd_bin, write, keep } => {
+            let options = cluster_bench::kv::KvOptions {
+                clients,
+                phase: std::time::Duration::from_secs_f64(phase_secs.unwrap_or(if quick { 4.0 } else { 10.0 })),
+                rounds: rounds.unwrap_or(if quick { 1 } else { 2 }),
+                failovers: failovers.unwrap_or(if quick { 2 } else { 3 }),
+                consul_bin,
+                etcd_bin,
+                write,
+                keep,
+                command: command_line(),
+            };
+            let _results = cluster_bench::kv::run(&options)?;
+        }
         Command::Render { json } => {
             let report = cluster_bench::compare::render(&json)?;
             println!("{}", report.markdown());
+        }
+        Command::Clients { consul_bin, agent_bin, clients, idle_secs, dns_secs, watchers, writes, write } => {
+            let options = cluster_bench::clients::ClientsOptions {
+                consul_bin,
+                agent_bin,
+                clients,
+                idle_secs,
+                dns_secs,
+                watchers,
+                writes,
+                write,
+            };
+            println!("{}", cluster_bench::clients::run(&options, &command_line())?);
         }
         Command::Detection { args } => {
             let options = cluster_bench::detection::parse_args(&args)?;

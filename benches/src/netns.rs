@@ -1,7 +1,9 @@
 //! The network-namespace backend (root): one namespace per node, each with a veth pair into a
 //! bridge of our own, so that every byte an agent sends is counted on its veth (TCP included),
 //! and loss and partitions are iptables rules inside the namespaces (the `statistic` match for
-//! random loss; this kernel has no netem).
+//! random loss), changed from any thread through [`Links`]. Latency needs the kernel's `netem`
+//! queueing discipline ([`Links::netem`], [`netem_available`]); the kernel this was measured on
+//! has none, so the stress suite skips its latency setting there and says so.
 //!
 //! ```text
 //!   host: bridge cb<tag>br<net> 10.213.<net>.1/24 ── veth cb<tag>s<net>n<i> ─┐
@@ -164,6 +166,8 @@ impl Topology {
             let ns = format!("cb{tag}-{net}-{i}");
             let veth = format!("cb{tag}s{net}n{i}");
             let _ = ip(&["netns", "del", &ns]);
+            // A namespace deleted while a process still ran in it lives on with its veth.
+            let _ = ip(&["link", "del", &veth]);
             ip(&["netns", "add", &ns])?;
             t.namespaces.push(ns.clone());
             let eth0_mac = mac(node_ip(net, i));
@@ -204,12 +208,57 @@ impl Topology {
             .collect()
     }
 
+    /// What it takes to change this topology's rules and queues from another thread.
+    pub fn links(&self) -> Links {
+        Links { net: self.net, namespaces: self.namespaces.clone() }
+    }
+
+    /// Drop each packet a node receives from another node with probability `p` (traffic from
+    /// the host, where the harness polls from, is spared). Packets are dropped on the way in, so
+    /// the sender sees no error, as on a lossy wire (dropped in `OUTPUT`, `sendto` would fail
+    /// with `EPERM`, and memberlist skips a probe whose ping it could not send).
+    pub fn set_loss(&self, p: f64) -> anyhow::Result<()> {
+        self.links().set_loss(p)
+    }
+
+    /// Cut every node of `a` off from every node of `b`, both ways: each node silently drops
+    /// what it receives from the other side (TCP included; senders see no error, as when a
+    /// switch between them fails).
+    pub fn partition(&self, a: &[usize], b: &[usize]) -> anyhow::Result<()> {
+        self.links().partition(a, b)
+    }
+
+    /// Remove every loss and partition rule.
+    pub fn heal(&self) -> anyhow::Result<()> {
+        self.links().heal()
+    }
+}
+
+/// The namespaces of a [`Topology`], to change their iptables rules and queueing disciplines
+/// (from any thread; the topology itself still owns and removes them).
+#[derive(Debug, Clone)]
+pub struct Links {
+    net: u8,
+    namespaces: Vec<String>,
+}
+
+impl Links {
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.namespaces.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty()
+    }
+
     /// Apply iptables rules (lines of `iptables-restore` for the filter table, e.g. `-A INPUT
     /// ...` or `-F INPUT`) in several namespaces at once: one `iptables-restore --noflush` per
     /// namespace, all started before any is waited for, so that a partition of 50 nodes is cut
     /// in a fraction of a second rather than by 1,250 `iptables` calls one after the other
     /// (which took 7 to 13 s of a 20 s partition on this machine).
-    fn apply_rules(&self, rules: impl IntoIterator<Item = (usize, Vec<String>)>) -> anyhow::Result<()> {
+    pub fn apply_rules(&self, rules: impl IntoIterator<Item = (usize, Vec<String>)>) -> anyhow::Result<()> {
         let mut children = Vec::new();
         for (i, lines) in rules {
             let input = format!("*filter\n{}\nCOMMIT\n", lines.join("\n"));
@@ -228,18 +277,13 @@ impl Topology {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Drop each packet a node receives from another node with probability `p` (traffic from
-    /// the host, where the harness polls from, is spared). Packets are dropped on the way in, so
-    /// the sender sees no error, as on a lossy wire (dropped in `OUTPUT`, `sendto` would fail
-    /// with `EPERM`, and memberlist skips a probe whose ping it could not send).
+    /// As [`Topology::set_loss`].
     pub fn set_loss(&self, p: f64) -> anyhow::Result<()> {
         let lines = loss_rules(self.net, p);
         self.apply_rules((0..self.namespaces.len()).map(|i| (i, lines.clone())))
     }
 
-    /// Cut every node of `a` off from every node of `b`, both ways: each node silently drops
-    /// what it receives from the other side (TCP included; senders see no error, as when a
-    /// switch between them fails).
+    /// As [`Topology::partition`].
     pub fn partition(&self, a: &[usize], b: &[usize]) -> anyhow::Result<()> {
         let net = self.net;
         let rules = [(a, b), (b, a)]
@@ -248,10 +292,67 @@ impl Topology {
         self.apply_rules(rules)
     }
 
+    /// Lose each packet node `node` sends to another node with probability `p`, and nothing
+    /// else (one-way loss): every other node drops what it receives from `node` with that
+    /// probability, so `node`'s `sendto` sees no error.
+    pub fn one_way_loss(&self, node: usize, p: f64) -> anyhow::Result<()> {
+        let lines = one_way_rules(self.net, node, p);
+        self.apply_rules((0..self.namespaces.len()).filter(|&i| i != node).map(|i| (i, lines.clone())))
+    }
+
+    /// Cut each node of `cut` off from every other node, both ways (what a node in the bad
+    /// state of a burst suffers): every node's `INPUT` is rewritten from scratch.
+    pub fn isolate(&self, cut: &[usize]) -> anyhow::Result<()> {
+        let n = self.namespaces.len();
+        let net = self.net;
+        let rules = (0..n).map(|i| {
+            let from: Vec<usize> = if cut.contains(&i) {
+                (0..n).filter(|&j| j != i).collect()
+            } else {
+                cut.iter().copied().filter(|&j| j != i).collect()
+            };
+            let mut lines = vec!["-F INPUT".to_owned()];
+            lines.extend(partition_rules(net, &from));
+            (i, lines)
+        });
+        self.apply_rules(rules)
+    }
+
     /// Remove every loss and partition rule.
     pub fn heal(&self) -> anyhow::Result<()> {
         self.apply_rules((0..self.namespaces.len()).map(|i| (i, vec!["-F INPUT".to_owned()])))
     }
+
+    /// `tc qdisc replace dev eth0 root netem <netem>` in every namespace (e.g. `delay 50ms
+    /// 40ms`): every packet a node sends goes through it. Fails where the kernel has no
+    /// `sch_netem` (see [`netem_available`]).
+    pub fn netem(&self, netem: &[&str]) -> anyhow::Result<()> {
+        for ns in &self.namespaces {
+            let mut args = vec!["-n", ns.as_str(), "qdisc", "replace", "dev", "eth0", "root", "netem"];
+            args.extend_from_slice(netem);
+            run("tc", &args)?;
+        }
+        Ok(())
+    }
+
+    /// Remove what [`Links::netem`] set.
+    pub fn clear_netem(&self) {
+        for ns in &self.namespaces {
+            let _ = run("tc", &["-n", ns, "qdisc", "del", "dev", "eth0", "root"]);
+        }
+    }
+}
+
+/// Whether this kernel has the `netem` queueing discipline (tried on the loopback interface of a
+/// scratch namespace, removed at once).
+pub fn netem_available() -> bool {
+    let ns = format!("cb{}-netem", tag());
+    if ip(&["netns", "add", &ns]).is_err() {
+        return false;
+    }
+    let ok = run("tc", &["-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).is_ok();
+    let _ = ip(&["netns", "del", &ns]);
+    ok
 }
 
 /// The `iptables-restore` lines of [`Topology::set_loss`] on network `net`.
@@ -260,6 +361,12 @@ fn loss_rules(net: u8, p: f64) -> Vec<String> {
         format!("-A INPUT -s {} -j ACCEPT", gateway(net)),
         format!("-A INPUT -s 10.213.{net}.0/24 -m statistic --mode random --probability {p} -j DROP"),
     ]
+}
+
+/// The `iptables-restore` lines of [`Links::one_way_loss`]: drop what comes from `node` with
+/// probability `p`.
+fn one_way_rules(net: u8, node: usize, p: f64) -> Vec<String> {
+    vec![format!("-A INPUT -s {} -m statistic --mode random --probability {p} -j DROP", node_ip(net, node))]
 }
 
 /// The `iptables-restore` lines that make a node of network `net` drop what it receives from
@@ -302,6 +409,10 @@ mod tests {
                 "-A INPUT -s 10.213.12.1 -j ACCEPT",
                 "-A INPUT -s 10.213.12.0/24 -m statistic --mode random --probability 0.1 -j DROP"
             ]
+        );
+        assert_eq!(
+            one_way_rules(12, 1, 0.5),
+            ["-A INPUT -s 10.213.12.11 -m statistic --mode random --probability 0.5 -j DROP"]
         );
         assert_eq!(
             partition_rules(10, &[2, 3]),

@@ -4,7 +4,8 @@
 //!   SIGSTOP, medians with min–max bars, one colour per system;
 //! - `<name>-resources.svg`: RSS and CPU per agent against cluster size;
 //! - `<name>-availability.svg`: how many nodes answered as primary, every 50 ms, through the
-//!   failover at the smallest size (the round with the median outage), one panel per system.
+//!   failover at the smallest size (the round with the median outage), one panel per system;
+//! - [`frontier`]: detection time against false failures, one panel per stress setting.
 //!
 //! Every plot carries the command and date of the run in its caption.
 
@@ -213,6 +214,89 @@ fn availability(report: &CompareReport, path: &Path) -> anyhow::Result<()> {
         }
     }
     foot.draw_text(&caption(report), &("sans-serif", 11).into_text_style(&foot), (10, 8)).map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Colours of the frontier's systems, in the frontier's order.
+const SYSTEM_COLORS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x8c, 0x56, 0x4b),
+];
+
+/// The frontier plot: one panel per setting; in each, one point per system at (false failures
+/// per node-hour, median detection after a kill) with a min–max bar. Lower left is better.
+pub fn frontier(f: &crate::stress_frontier::Frontier, path: &Path) -> anyhow::Result<()> {
+    let cols = 3usize;
+    let rows = f.settings.len().div_ceil(cols).max(1);
+    let (w, panel_h) = (1200u32, 300u32);
+    let height = 70 + panel_h * rows as u32 + 30;
+    let root = SVGBackend::new(path, (w, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (head, rest) = root.split_vertically(70);
+    let (main, foot) = rest.split_vertically(panel_h * rows as u32);
+    head.draw_text(
+        &format!(
+            "Frontier ({}): detection after a kill (median, min–max) against false failures per node-hour; lower left is better",
+            f.source
+        ),
+        &("sans-serif", 16).into_text_style(&head),
+        (10, 8),
+    )
+    .map_err(err)?;
+    // The legend: one coloured dot and name per system.
+    let mut x = 10;
+    for (k, sys) in f.systems.iter().enumerate() {
+        let color = SYSTEM_COLORS[k % SYSTEM_COLORS.len()];
+        head.draw(&Circle::new((x + 5, 45), 5, color.filled())).map_err(err)?;
+        head.draw_text(sys, &("sans-serif", 13).into_text_style(&head), (x + 14, 38)).map_err(err)?;
+        x += 16 + 8 * sys.len() as i32 + 24;
+    }
+    let areas = main.split_evenly((rows, cols));
+    for ((setting, _), area) in f.settings.iter().zip(&areas) {
+        let points: Vec<(usize, &crate::stress_frontier::Point)> =
+            f.systems.iter().enumerate().filter_map(|(k, sys)| f.point(sys, setting).map(|p| (k, p))).collect();
+        let max_x = points.iter().map(|(_, p)| p.rate()).fold(0.0f64, f64::max).max(1.0) * 1.2;
+        let max_y =
+            points.iter().filter_map(|(_, p)| p.detection.map(|d| d.max)).fold(0.0f64, f64::max).max(1.0) * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(setting, ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(32)
+            .y_label_area_size(45)
+            .build_cartesian_2d(-max_x * 0.04..max_x, 0.0..max_y)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("false failures / node-hour")
+            .y_desc("detection, s")
+            .x_labels(5)
+            .y_labels(5)
+            .draw()
+            .map_err(err)?;
+        for (k, p) in points {
+            let Some(d) = p.detection else { continue };
+            let color = SYSTEM_COLORS[k % SYSTEM_COLORS.len()];
+            let x = p.rate();
+            chart
+                .draw_series(std::iter::once(ErrorBar::new_vertical(
+                    x,
+                    d.min,
+                    d.median,
+                    d.max,
+                    color.stroke_width(1),
+                    6,
+                )))
+                .map_err(err)?;
+            chart.draw_series(std::iter::once(Circle::new((x, d.median), 5, color.filled()))).map_err(err)?;
+        }
+    }
+    let caption = format!("{} · {} · {}", f.stamp.command, f.stamp.date, f.stamp.commit);
+    foot.draw_text(&caption, &("sans-serif", 11).into_text_style(&foot), (10, 8)).map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
 }

@@ -381,15 +381,15 @@ pub fn locate_serf_agent(explicit: Option<&Path>, build: bool) -> anyhow::Result
 }
 
 /// How the harness builds consul-lite: as serf-agent ([`AGENT_BUILD`]: static, not
-/// position-independent) but with the `release` profile, whose panics unwind: a server's storage
-/// (redb) relies on unwinding to leave its files consistent, so consul-lite is never built with
-/// the `agent` profile (panic = abort).
-pub const CONSUL_BUILD: &str = "RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --release -p consul-lite --target <arch>-unknown-linux-gnu";
+/// position-independent) but with the `consul` profile (thin LTO), whose panics unwind: a
+/// server's storage (redb) relies on unwinding to leave its files consistent, so consul-lite is
+/// never built with the `agent` profile (panic = abort).
+pub const CONSUL_BUILD: &str = "RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --profile consul -p consul-lite --target <arch>-unknown-linux-gnu";
 
 /// Locate `consul-lite`: `explicit` if given, else build it as [`CONSUL_BUILD`] says and use
-/// `target/<arch>-unknown-linux-gnu/release/consul-lite`.
+/// `target/<arch>-unknown-linux-gnu/consul/consul-lite`.
 pub fn locate_consul_lite(explicit: Option<&Path>, build: bool) -> anyhow::Result<PathBuf> {
-    locate_static_build(explicit, build, "consul-lite", "release", CONSUL_BUILD)
+    locate_static_build(explicit, build, "consul-lite", "consul", CONSUL_BUILD)
 }
 
 /// `explicit` if given, else `package` built with `profile`, statically, for the host's target

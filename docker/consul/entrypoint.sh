@@ -26,20 +26,10 @@ set -eu
 IFACE=${CONSUL_IFACE:-eth0}
 NODE=${CONSUL_NODE:-$(hostname)}
 
+. /etc/serf/node-lib.sh
 ADVERTISE=${CONSUL_ADVERTISE:-}
 if [ -z "$ADVERTISE" ]; then
-    # The interface may appear a moment after start (docker network connect): wait up to 10 s.
-    tries=0
-    while :; do
-        ADVERTISE=$(ip -4 -o addr show dev "$IFACE" 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')
-        [ -n "$ADVERTISE" ] && break
-        tries=$((tries + 1))
-        if [ "$tries" -ge 50 ]; then
-            echo "consulnode: no IPv4 address on $IFACE after 10 s; set CONSUL_ADVERTISE" >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
+    ADVERTISE=$(wait_ipv4 "$IFACE" consulnode CONSUL_ADVERTISE) || exit 1
 fi
 export SERF_NODE_IP="$ADVERTISE"
 export SERF_VIP="${SERF_VIP:-${ADVERTISE%.*}.99}"

@@ -13,7 +13,8 @@
 //!      │       └── reconcile (-dev, and the -server that leads): member alive → serfHealth
 //!      │           passing, failed → critical (its sessions invalidated, locks released),
 //!      │           left → deregistered
-//!      ├─► local::LocalAgent: this agent's services and TTL checks, written to the store
+//!      ├─► local::LocalAgent: this agent's services and checks (checks/), written to the store
+//!      ├─► primary (with -primary-http): the lock-held election over this agent's own API
 //!      ├─► dns::DnsServer on -client:-dns-port (UDP + TCP), reading the store's registry
 //!      └─► http_serve::serve(/v1 router) until SIGINT / SIGTERM / leave
 //! ```

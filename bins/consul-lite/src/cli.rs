@@ -12,10 +12,35 @@ use clap::{Args, Parser, Subcommand};
 pub(crate) fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut passthrough = false;
+    // `lock` and `watch` run a command given after their flags: as Go's flag package, stop at
+    // the first argument that is not a flag (or a flag's value), and leave the command alone.
+    let mut command_flags: Option<&[&str]> = None;
+    let mut takes_value = false;
     for (index, arg) in args.into_iter().enumerate() {
         if index == 0 || passthrough {
             out.push(arg);
             continue;
+        }
+        if index == 1 {
+            command_flags = match arg.to_str() {
+                Some("lock") => Some(LOCK_VALUE_FLAGS),
+                Some("watch") => Some(WATCH_VALUE_FLAGS),
+                _ => None,
+            };
+            out.push(arg);
+            continue;
+        }
+        if let (Some(flags), Some(text)) = (command_flags, arg.to_str()) {
+            let word = text.trim_start_matches('-');
+            let is_flag = text.starts_with('-') && text != "-";
+            if !is_flag && !takes_value {
+                // The first positional argument: everything from here on is passed through.
+                passthrough = true;
+                out.push("--".into());
+                out.push(arg);
+                continue;
+            }
+            takes_value = is_flag && !word.contains('=') && flags.contains(&word);
         }
         if arg == "--" {
             passthrough = true;
@@ -29,6 +54,11 @@ pub(crate) fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<Os
     }
     out
 }
+
+/// The flags of `lock` that take a value (the others are switches).
+const LOCK_VALUE_FLAGS: &[&str] = &["n", "timeout", "name", "monitor-retry", "http-addr", "token"];
+/// The flags of `watch` that take a value.
+const WATCH_VALUE_FLAGS: &[&str] = &["type", "key", "prefix", "service", "tag", "state", "http-addr", "token"];
 
 fn is_single_dash_word(text: &str) -> bool {
     let Some(rest) = text.strip_prefix('-') else { return false };
@@ -111,6 +141,10 @@ pub(crate) enum Command {
     /// The catalog (`catalog services | nodes`).
     #[command(subcommand)]
     Catalog(crate::commands_services::CatalogCommand),
+    /// Hold a lock (`PREFIX/.lock`) while a child command runs, as `consul lock`.
+    Lock(LockArgs),
+    /// Watch a view of the catalog or the key/value store; run a handler on every change.
+    Watch(WatchArgs),
 }
 
 /// `consul-lite snapshot ...`
@@ -133,6 +167,66 @@ pub(crate) enum SnapshotCommand {
         /// A file written by `snapshot save`.
         file: PathBuf,
     },
+}
+
+/// `consul-lite lock [-n 1] [-timeout D] [-name N] [-monitor-retry N] PREFIX CHILD...`
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LockArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// How many may hold the lock at once (only 1: the semaphore is not implemented).
+    #[arg(short = 'n', default_value_t = 1)]
+    pub(crate) limit: u32,
+    /// Give up acquiring after this long (Go duration; 0: wait forever).
+    #[arg(long, default_value = "0s")]
+    pub(crate) timeout: String,
+    /// The session's name.
+    #[arg(long, default_value = "Consul lock")]
+    pub(crate) name: String,
+    /// How many consecutive failed checks of the lock (2 s apart) to ride out before taking it
+    /// as lost.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) monitor_retry: u32,
+    /// Print what the command does.
+    #[arg(long)]
+    pub(crate) verbose: bool,
+    /// The key prefix: the lock is `PREFIX/.lock`.
+    pub(crate) prefix: String,
+    /// The command to run while holding the lock (joined with spaces, run by `/bin/sh -c`).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) child: Vec<String>,
+}
+
+/// `consul-lite watch -type T [-key K] [-prefix P] [-service S] [-tag T] [-passing] [HANDLER...]`
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WatchArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// key, keyprefix, services, service, nodes or checks.
+    #[arg(long = "type")]
+    pub(crate) kind: String,
+    /// The key (type key).
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+    /// The key prefix (type keyprefix).
+    #[arg(long)]
+    pub(crate) prefix: Option<String>,
+    /// The service (type service; type checks: that service's checks).
+    #[arg(long)]
+    pub(crate) service: Option<String>,
+    /// Only instances with this tag (type service).
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// The check state (type checks without -service: any, passing, warning, critical).
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    /// Only passing instances (type service).
+    #[arg(long)]
+    pub(crate) passing: bool,
+    /// Run on every change with the JSON on stdin (joined with spaces, `/bin/sh -c`); without
+    /// it the JSON is printed once.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) handler: Vec<String>,
 }
 
 /// How client commands reach the agent.

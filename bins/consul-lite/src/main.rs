@@ -23,13 +23,22 @@
 //! - DNS on `-client:-dns-port` (127.0.0.1:8600), UDP and TCP ([`dns`]): Consul's
 //!   `<service>.service.consul` (A, SRV with the target's address as an additional record),
 //!   `<node>.node.consul`, NXDOMAIN with the SOA, answered from this agent's registry.
+//! - Client agents (`consul-lite agent` without `-server` or `-dev`): no Raft state; a replica
+//!   of the registry fed by a subscription to one server, writes and read barriers sent to a
+//!   server over the server port ([`store`]'s remote store).
+//! - The agent's own services and checks (HTTP, TCP, TTL, script; from the API or config files;
+//!   kept in `-data-dir`), written to the catalog and kept in step with it ([`local`],
+//!   [`checks`]).
 //! - Client commands: `members`, `join`, `leave`, `force-leave`, `info`, `kv get|put|delete|
-//!   export|import`, `operator raft list-peers|remove-peer`, `version`.
+//!   export|import`, `operator raft list-peers|remove-peer`, `snapshot save|restore`,
+//!   `services register|deregister`, `catalog services|nodes`, `lock`, `watch`, `version`.
+//! - The lock-held primary (`-primary-http`, `-primary-acquire`, `-primary-release`): a
+//!   `leader_failover::LockElection` driven over the agent's own API ([`primary`]).
 //!
 //! # What it does not do yet
 //!
-//! Client agents with local services and health checks, Consul's full ACL system,
-//! `snapshot` commands, autopilot. See `docs/consul-lite.md`.
+//! Consul's full ACL system, autopilot, events, prepared queries, WAN federation. See
+//! `docs/consul-lite.md`.
 //!
 //! # Layout
 //!
@@ -50,6 +59,7 @@ mod checks;
 mod cli;
 mod client;
 mod commands;
+mod commands_lock;
 mod commands_services;
 mod config;
 mod dns;
@@ -59,6 +69,7 @@ mod local;
 mod primary;
 mod server;
 mod store;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -106,6 +117,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Snapshot(command) => commands::snapshot(command).await,
         Command::Services(command) => commands_services::services(command).await,
         Command::Catalog(command) => commands_services::catalog(command).await,
+        Command::Lock(args) => commands_lock::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
         Command::Version => {
             commands::version();
             Ok(())

@@ -121,9 +121,37 @@ def main() -> None:
     check(registered is True, "agent service register")
     check("py-web-1" in c.agent.services(), f"agent services: {c.agent.services()}")
     check(c.agent.checks()["service:py-web-1"]["Status"] == "critical", f"checks: {c.agent.checks()}")
-    _, health = c.health.service("py-web", passing=True)
+    health_index, health = c.health.service("py-web", passing=True)
     check(health == [], f"critical TTL check, not passing: {health}")
+    catalog_index, services = c.catalog.services()
+    check("py-web" in services, f"catalog services: {services}")
+
+    # Blocking queries on health and on the catalog: the passing answer wakes when the check
+    # passes; the catalog's service list wakes when a service is added.
+    blocked = {}
+
+    def wait_health():
+        blocked["health"] = c.health.service("py-web", passing=True, index=health_index, wait="30s")
+
+    def wait_catalog():
+        blocked["catalog"] = c.catalog.services(index=catalog_index, wait="30s")
+
+    waiters = [threading.Thread(target=wait_health), threading.Thread(target=wait_catalog)]
+    started = time.monotonic()
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.3)
+    check(all(w.is_alive() for w in waiters), "blocking health/catalog queries returned before any change")
     check(c.agent.check.ttl_pass("service:py-web-1", notes="ok") is True, "ttl pass")
+    waiters[0].join(timeout=10)
+    new_index, health = blocked["health"]
+    check(int(new_index) > int(health_index) and len(health) == 1, f"blocking health: {new_index} {health}")
+    c.agent.service.register("py-db", service_id="py-db-1", port=5432)
+    waiters[1].join(timeout=10)
+    new_index, services = blocked["catalog"]
+    check(int(new_index) > int(catalog_index) and "py-db" in services, f"blocking catalog: {new_index} {services}")
+    check(time.monotonic() - started < 8, "blocking health/catalog queries not woken")
+    check(c.agent.service.deregister("py-db-1") is True, "agent service deregister py-db")
     _, health = c.health.service("py-web", passing=True)
     check(len(health) == 1 and health[0]["Service"]["Port"] == 8080, f"passing: {health}")
     check(c.agent.service.deregister("py-web-1") is True, "agent service deregister")

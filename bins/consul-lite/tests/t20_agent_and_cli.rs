@@ -126,8 +126,9 @@ fn bad_flags_are_named_with_the_rule() {
     assert!(!ok && err.contains("-datacenter"), "{err}");
     let (ok, err) = run(&["agent", "-server", "-bootstrap-expect", "3"]);
     assert!(!ok && err.contains("-server needs -data-dir"), "{err}");
-    let (ok, err) = run(&["agent", "-node", "c1"]);
-    assert!(!ok && err.contains("client agents are not implemented yet"), "{err}");
+    // A client agent (no -server) holds no Raft state: -bootstrap-expect is refused.
+    let (ok, err) = run(&["agent", "-node", "c1", "-bootstrap-expect", "3"]);
+    assert!(!ok && err.contains("-bootstrap-expect (bootstrap_expect) needs -server"), "{err}");
     let (ok, err) = run(&["agent", "-dev", "-config-file", "/nonexistent/c.json"]);
     assert!(!ok && err.contains("/nonexistent/c.json"), "{err}");
 }

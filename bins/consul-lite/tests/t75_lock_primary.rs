@@ -1,7 +1,8 @@
-//! The lock-held primary on real processes: four `-server` agents on 127.0.0.1 with
+//! The lock-held primary on real processes: five `-server` agents on 127.0.0.1 with
 //! `-primary-http`; exactly one answers `GET /` 200 with its fencing token; SIGKILL of its node
 //! moves the role (not before the lock-delay); a graceful leave of the next holder hands the role
-//! over without the lock-delay; the hooks get `FENCING_TOKEN`, and the role is in the gossip tags.
+//! over without the lock-delay; the hooks get `FENCING_TOKEN`, and the role is in the gossip tags;
+//! a holder left without a quorum (the other voter SIGSTOPped) steps down within the bound.
 
 mod common;
 
@@ -17,6 +18,8 @@ const WAIT: Duration = Duration::from_secs(45);
 /// The lock-delay the agents use here: long enough that a handover that waited for it is told
 /// apart from one that did not, on a loaded machine.
 const LOCK_DELAY: Duration = Duration::from_secs(2);
+/// The step-down bound (the agent's default).
+const STEP_DOWN: Duration = Duration::from_millis(1500);
 
 /// A `consul-lite agent -server -primary-http ...`, killed by its PID on drop.
 struct Node {
@@ -105,6 +108,13 @@ impl Node {
         }
     }
 
+    /// Sends a signal (`-STOP`, `-CONT`) to the agent, by PID.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     fn peers(&self) -> usize {
         if !self.running() || TcpStream::connect(("127.0.0.1", self.http)).is_err() {
             return 0;
@@ -189,12 +199,15 @@ fn one_lock_held_primary_fails_over_on_sigkill_and_hands_over_on_leave() {
     let (s2, _) = Node::start("s2", &root, Some(seed), true);
     let (s3, _) = Node::start("s3", &root, Some(seed), true);
     let (s4, _) = Node::start("s4", &root, Some(seed), false);
-    let mut nodes = vec![s1, s2, s3, s4];
-    eventually(WAIT, "four voters", || nodes.iter().all(|n| n.peers() == 4));
+    let (s5, _) = Node::start("s5", &root, Some(seed), false);
+    let mut nodes = vec![s1, s2, s3, s4, s5];
+    // Five voters: a quorum (three) survives the SIGKILL and the leave below, whether or not the
+    // leader has removed the node that left from the Raft configuration.
+    eventually(WAIT, "five voters", || nodes.iter().all(|n| n.peers() == 5));
 
     // Exactly one primary, with a fencing token its acquire hook got too.
     let (holder, token, took) = one_primary(&nodes, WAIT);
-    eprintln!("first primary: {} (fencing token {token}) {took:?} after the four voters", nodes[holder].name);
+    eprintln!("first primary: {} (fencing token {token}) {took:?} after the five voters", nodes[holder].name);
     let acquired = format!("acquire {} {token}", nodes[holder].name);
     eventually(Duration::from_secs(10), "the acquire hook", || hook_lines(&root).contains(&acquired));
     // The role is in the gossip tags.
@@ -231,6 +244,35 @@ fn one_lock_held_primary_fails_over_on_sigkill_and_hands_over_on_leave() {
     assert!(took < LOCK_DELAY, "the graceful handover took {took:?}, as long as the lock-delay");
     let released = format!("release {} {next_token}", nodes[next].name);
     assert!(hook_lines(&root).contains(&released), "release hook before the leave: {:?}", hook_lines(&root));
-    let (_, third_token, _) = one_primary(&nodes, WAIT);
+    let (holder, third_token, _) = one_primary(&nodes, WAIT);
     assert!(third_token > next_token);
+
+    // Three of five voters run. SIGSTOP one of the two others: the holder has no quorum, cannot
+    // confirm its hold with a ?consistent read, and steps down within the bound.
+    let paused = nodes.iter().position(|n| n.running() && n.name != nodes[holder].name).expect("a second node");
+    let stopped = Instant::now();
+    nodes[paused].signal("-STOP");
+    loop {
+        match nodes[holder].primary_status() {
+            Some((200, _)) => {}
+            other => {
+                let took = stopped.elapsed();
+                eprintln!(
+                    "{} without a quorum: answers {other:?} {took:?} after the pause (step-down bound {STEP_DOWN:?})",
+                    nodes[holder].name
+                );
+                assert!(took <= STEP_DOWN + Duration::from_secs(1), "stepped down after {took:?}");
+                break;
+            }
+        }
+        assert!(stopped.elapsed() < WAIT, "the holder did not step down");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Still 503 a while later (nothing confirms), then the quorum is back: one primary again.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_ne!(nodes[holder].primary_status().map(|(status, _)| status), Some(200));
+    nodes[paused].signal("-CONT");
+    let (_, token, took) = one_primary(&nodes, WAIT);
+    eprintln!("quorum back: one primary again after {took:?} (fencing token {token})");
+    assert!(token >= third_token);
 }

@@ -356,6 +356,27 @@ pub struct Metrics {
     pub peers: Vec<Peer>,
 }
 
+/// What a server says of its Raft state when asked over the server RPC
+/// ([`Consensus::peer_status`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerStatus {
+    /// Index of the last entry in its log (`None`: an empty log, never bootstrapped or added).
+    pub last_log_index: Option<u64>,
+    /// Its current term.
+    pub term: u64,
+    /// The leader it knows, if any.
+    pub leader: Option<NodeId>,
+}
+
+impl PeerStatus {
+    /// Whether the server belongs to a cluster already (a log, a term or a leader): a server
+    /// expecting to bootstrap must not start another one with it (Consul's `maybeBootstrap`
+    /// checks the same through its peers' latest index).
+    pub fn has_state(&self) -> bool {
+        self.last_log_index.is_some() || self.term > 0 || self.leader.is_some()
+    }
+}
+
 /// Runs `open` on a blocking thread; a panic in it becomes [`StartError::StorePanicked`]
 /// naming `path`.
 async fn open_blocking<T: Send + 'static>(
@@ -587,6 +608,16 @@ impl<S: StateMachine> Consensus<S> {
             snapshots_built: counters.built.load(std::sync::atomic::Ordering::Relaxed),
             snapshots_installed: counters.installed.load(std::sync::atomic::Ordering::Relaxed),
             peers,
+        }
+    }
+
+    /// Asks the server `id` at `addr` for its Raft state over the server RPC (answered by any
+    /// server, leader or not, without touching Raft).
+    pub async fn peer_status(&self, id: NodeId, addr: SocketAddr) -> Result<PeerStatus, RpcError> {
+        let addr = addr.to_string();
+        match self.core.peers.call(id, &addr, Request::Status, self.core.config.rpc_timeout, true).await? {
+            Response::Status(status) => Ok(status),
+            _ => Err(RpcError::Unexpected { addr, wanted: "a status" }),
         }
     }
 

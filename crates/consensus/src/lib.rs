@@ -142,7 +142,7 @@ mod types;
 pub mod wire;
 
 pub use config::{Config, ConfigError, DEFAULT_SERVER_PORT};
-pub use consensus::{Consensus, MembershipError, Metrics, Peer, ReadError, Role, StartError, WriteError};
+pub use consensus::{Consensus, MembershipError, Metrics, Peer, PeerStatus, ReadError, Role, StartError, WriteError};
 pub use rpc::RpcError;
 pub use state_machine::StateMachine;
 pub use store::StoreError;

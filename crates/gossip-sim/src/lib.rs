@@ -113,6 +113,7 @@ mod scenario;
 mod sim;
 pub mod stalls;
 mod stats;
+pub mod stress;
 
 pub use network::{Latency, NetworkModel, Partition};
 pub use observe::{Detection, EventKind, FailureCause, FailureRecord, TraceLevel, TraceRecord};

@@ -90,6 +90,14 @@ pub struct NetworkModel {
     pub crash_refuses_streams: bool,
     /// Datagrams held for a paused node (its socket buffer); more are dropped.
     pub pause_buffer: usize,
+    /// A refused connection's SYN and its RST are each lost with probability
+    /// [`NetworkModel::loss`], as on a lossy wire; a refusal so lost times out like a silent
+    /// host's (the kernel's first SYN retry comes after 1 s, past a probe's wait). Off by
+    /// default: streams are lossless, refusals included.
+    pub lossy_refusals: bool,
+    /// One-way loss: `(node, p)` loses each datagram `node` sends with probability `p`, on top
+    /// of [`NetworkModel::loss`] (what it receives is untouched). Empty by default.
+    pub egress_loss: Vec<(usize, f64)>,
 }
 
 impl Default for NetworkModel {
@@ -101,6 +109,8 @@ impl Default for NetworkModel {
             stream_timeout: Duration::from_secs(1),
             crash_refuses_streams: false,
             pause_buffer: 2000,
+            egress_loss: Vec::new(),
+            lossy_refusals: false,
         }
     }
 }
@@ -109,6 +119,17 @@ impl NetworkModel {
     /// Draw whether one datagram is lost.
     pub(crate) fn lost(&self, rng: &mut ChaCha8Rng) -> bool {
         self.loss > 0.0 && rng.random::<f64>() < self.loss
+    }
+
+    /// Draw whether one datagram `from` sends is lost to its one-way loss (no draw when it has
+    /// none, so runs without one-way loss draw exactly as before).
+    pub(crate) fn egress_lost(&self, from: usize, rng: &mut ChaCha8Rng) -> bool {
+        self.egress_loss.iter().find(|(n, _)| *n == from).is_some_and(|&(_, p)| p > 0.0 && rng.random::<f64>() < p)
+    }
+
+    /// Draw whether a refusal is lost ([`NetworkModel::lossy_refusals`]; no draw when off).
+    pub(crate) fn refusal_lost(&self, rng: &mut ChaCha8Rng) -> bool {
+        self.lossy_refusals && self.loss > 0.0 && (rng.random::<f64>() < self.loss || rng.random::<f64>() < self.loss)
     }
 
     /// Draw whether one datagram is duplicated.
@@ -228,6 +249,26 @@ mod tests {
         assert!((9_000..11_000).contains(&lost), "{lost}");
         let none = NetworkModel::default();
         assert!((0..1000).all(|_| !none.lost(&mut rng) && !none.duplicated(&mut rng)));
+    }
+
+    #[test]
+    fn a_refusal_is_lost_with_its_syn_or_its_rst() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let net = NetworkModel { loss: 0.3, lossy_refusals: true, ..NetworkModel::default() };
+        // 1 - 0.7² = 0.51.
+        let lost = (0..100_000).filter(|_| net.refusal_lost(&mut rng)).count();
+        assert!((49_500..52_500).contains(&lost), "{lost}");
+        let off = NetworkModel { loss: 0.3, ..NetworkModel::default() };
+        assert!((0..1000).all(|_| !off.refusal_lost(&mut rng)));
+    }
+
+    #[test]
+    fn one_way_loss_hits_only_its_sender() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let net = NetworkModel { egress_loss: vec![(1, 0.5)], ..NetworkModel::default() };
+        let lost = (0..100_000).filter(|_| net.egress_lost(1, &mut rng)).count();
+        assert!((48_000..52_000).contains(&lost), "{lost}");
+        assert!((0..1000).all(|_| !net.egress_lost(0, &mut rng) && !net.egress_lost(2, &mut rng)));
     }
 
     #[test]

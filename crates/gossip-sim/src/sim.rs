@@ -782,7 +782,8 @@ impl Simulation {
         if !reachable {
             let refused = self.cfg.network.crash_refuses_streams
                 && self.nodes[i].status == NodeStatus::Crashed
-                && !self.partitions.cut(from as usize, i, self.now);
+                && !self.partitions.cut(from as usize, i, self.now)
+                && !self.cfg.network.refusal_lost(&mut self.net_rng);
             let (at, result) = if refused {
                 (self.now + self.cfg.network.latency.sample(&mut self.net_rng), Err(CONNECTION_REFUSED))
             } else {
@@ -911,7 +912,7 @@ impl Simulation {
                 traffic.datagrams += 1;
                 traffic.datagram_bytes += payload.len() as u64;
                 let net = &self.cfg.network;
-                if net.lost(&mut self.net_rng) {
+                if net.lost(&mut self.net_rng) || net.egress_lost(from, &mut self.net_rng) {
                     self.counters.lost += 1;
                     return;
                 }

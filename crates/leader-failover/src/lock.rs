@@ -635,6 +635,8 @@ impl Election for LockElection {
     fn resign(&mut self) -> Option<RoleChange> {
         if !self.resigned {
             self.resigned = true;
+            // Requests queued and not sent yet (a watch, a confirm) are of no use any more.
+            self.actions.clear();
             if let Some(session) = self.session.clone() {
                 if self.acquired || self.acquiring || self.is_ours(self.observed.as_ref()) {
                     self.actions.push_back(LockAction::Release { session: session.clone() });

@@ -3,9 +3,13 @@
 //! - **Bootstrap** (`-bootstrap-expect N`): once N servers of this datacenter are alive in
 //!   the pool, all expecting N, the one with the lowest node name calls
 //!   `Consensus::initialize` with all of them; the others wait to hear from the leader it
-//!   elects. Only a server with an empty log and no leader bootstraps, and only after the
-//!   same set was seen for a settle time (an election timeout), so that a server joining an
-//!   existing cluster is added by its leader first and never starts a second cluster.
+//!   elects. Only a server with an empty log and no leader bootstraps, only after the same
+//!   set was seen for a settle time (an election timeout), so that a server joining an
+//!   existing cluster is normally added by its leader first, and only once every other
+//!   server of the set answered over the server RPC that it has no Raft state (no log, term
+//!   or leader; Consul's `maybeBootstrap` asks its peers for their latest index the same
+//!   way): a server that finds one gives up bootstrapping for good and waits to be added, so
+//!   it never starts a second cluster.
 //! - **Membership** (on the leader): an alive server of this datacenter that is not a voter
 //!   (or is one under an old address) is added as a voter; a voter whose address now
 //!   belongs to another node ID (its data dir was wiped) is removed first; a server that
@@ -231,6 +235,27 @@ impl Bootstrap {
         }
         if self.ready.as_ref().is_some_and(|(_, since)| since.elapsed() < settings.settle) {
             return;
+        }
+        // As Consul's maybeBootstrap: ask every other server for its Raft state first, and
+        // never bootstrap with one that already belongs to a cluster.
+        let me = store.consensus().id();
+        for &(id, addr) in members.iter().filter(|(id, _)| *id != me) {
+            match store.consensus().peer_status(id, addr).await {
+                Ok(status) if status.has_state() => {
+                    tracing::warn!(
+                        %addr, last_log_index = ?status.last_log_index, term = status.term, leader = ?status.leader,
+                        "a server already has Raft state: not bootstrapping (the cluster's leader adds this server)"
+                    );
+                    self.done = true;
+                    return;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::info!(%addr, %error, "cannot ask a server for its Raft state yet; not bootstrapping now");
+                    self.ready = None;
+                    return;
+                }
+            }
         }
         match store.consensus().initialize(members.clone()).await {
             Ok(()) => {

@@ -604,6 +604,56 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn servers_of_a_cluster_say_they_have_raft_state_and_a_new_one_that_it_has_none() {
+        let root = tempfile::tempdir().unwrap();
+        let stores = cluster(root.path()).await;
+        let fresh = RaftStore::start(config(9, &root.path().join("s9"))).await.unwrap();
+        for store in &stores {
+            let (id, addr) = (store.consensus().id(), store.consensus().local_addr());
+            let status = fresh.consensus().peer_status(id, addr).await.unwrap();
+            assert!(status.has_state(), "{status:?}");
+            assert!(status.last_log_index.is_some() && status.leader.is_some(), "{status:?}");
+        }
+        let (id, addr) = (fresh.consensus().id(), fresh.consensus().local_addr());
+        let status = stores[0].consensus().peer_status(id, addr).await.unwrap();
+        assert!(!status.has_state(), "{status:?}");
+        // Addressed to another id: refused, not answered for the wrong server.
+        assert!(stores[0].consensus().peer_status(id + 1, addr).await.is_err());
+        fresh.shutdown().await;
+        for store in &stores {
+            store.shutdown().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restore_replaces_the_registry_on_every_server_at_one_index() {
+        let root = tempfile::tempdir().unwrap();
+        let stores = cluster(root.path()).await;
+        let _ = stores[0].write(set("kept", "1")).await.unwrap();
+        stores[1].consistent().await.unwrap();
+        let saved = stores[1].read().snapshot();
+        let _ = stores[1].write(set("later", "2")).await.unwrap();
+        let _ = stores[2].write(set("kept", "changed")).await.unwrap();
+        let before = stores[0].read().index(&WatchTarget::Key("kept".into()));
+        let index = stores[2].restore(saved).await.unwrap();
+        assert!(index > before);
+        for store in &stores {
+            store.consistent().await.unwrap();
+            let registry = store.read();
+            assert_eq!(registry.kv_get("kept").map(|e| e.value.clone()), Some(b"1".to_vec()));
+            assert!(registry.kv_get("later").is_none());
+            assert!(registry.index(&WatchTarget::Key("kept".into())) >= index, "an index went back");
+            assert!(registry.index(&WatchTarget::Key("never".into())) >= index, "an index went back");
+        }
+        // Writes go on after it.
+        let applied = stores[1].write(set("after", "3")).await.unwrap();
+        assert!(applied.index > index);
+        for store in &stores {
+            store.shutdown().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restarted_server_keeps_its_registry() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("s1");

@@ -508,6 +508,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_lost_server_is_followed_again_only_when_it_is_the_last_one() {
+        let server = |name: &str| ServerInfo {
+            name: name.into(),
+            node_id: name.into(),
+            raft_id: 1,
+            addr: "127.0.0.1:8300".parse().unwrap(),
+            expect: None,
+            state: State::Alive,
+        };
+        let servers = [server("s1"), server("s2"), server("s3")];
+        for _ in 0..50 {
+            assert_ne!(pick(&servers, Some("s2")).unwrap().name, "s2");
+        }
+        assert_eq!(pick(&servers[..1], Some("s1")).unwrap().name, "s1");
+        assert!(pick(&[], None).is_none());
+    }
+
     /// One server (Raft on loopback, serving client agents) and a client store following it
     /// over the server port.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,7 +90,7 @@ pub fn check(initial: Value, history: &[Timed]) -> Result<(), NotLinearizable> {
         }
     }
     // Sort by time; calls after returns at the same time; open-ended returns last.
-    order.sort_by_key(|a| (a.1, a.0, a.3, a.2));
+    order.sort_by_key(|&(time, open_ended, op, is_call)| (open_ended, time, is_call, op));
     let events: Vec<Event> = order.iter().map(|&(_, _, op, is_call)| Event { op, is_call }).collect();
     // A doubly linked list over the events with a head sentinel at index `len`.
     let len = events.len();

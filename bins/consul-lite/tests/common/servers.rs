@@ -31,11 +31,18 @@ pub struct Server {
     child: Option<Child>,
     /// Where its stderr goes (appended across restarts).
     pub log: PathBuf,
+    /// `-log-level`.
+    pub log_level: &'static str,
 }
 
 impl Server {
     /// Starts `name` with its data dir under `root`; returns once its HTTP port answers.
     pub fn start(name: &str, root: &Path, join: Option<u16>, expect: Option<u32>) -> Self {
+        Self::start_logging(name, root, join, expect, "warn")
+    }
+
+    /// As [`Server::start`], with `-log-level level`.
+    pub fn start_logging(name: &str, root: &Path, join: Option<u16>, expect: Option<u32>, level: &'static str) -> Self {
         let serf = free_port();
         let mut server = Self {
             name: name.to_owned(),
@@ -48,6 +55,7 @@ impl Server {
             expect,
             child: None,
             log: root.join(format!("{name}.log")),
+            log_level: level,
         };
         server.spawn();
         server
@@ -71,7 +79,7 @@ impl Server {
             ("-serf-lan-port", &ports[1]),
             ("-server-port", &ports[2]),
             ("-dns-port", &ports[3]),
-            ("-log-level", "warn"),
+            ("-log-level", self.log_level),
         ] {
             args.extend([flag.to_owned(), value.to_owned()]);
         }
@@ -150,9 +158,18 @@ impl Server {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the process, by PID.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("running").to_string();
+        let status = Command::new("kill").args(["-s", signal, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -s {signal} {pid}");
+    }
+
     /// SIGKILL, by PID, and reaped.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A stopped process dies of SIGKILL too; continue it anyway so nothing lingers.
+            let _ = Command::new("kill").args(["-s", "CONT", &child.id().to_string()]).status();
             let _ = child.kill();
             let _ = child.wait();
         }

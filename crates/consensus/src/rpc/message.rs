@@ -39,6 +39,9 @@ pub(crate) enum Request {
     /// A subscription: the server answers with [`Response::Stream`] frames on this connection
     /// until either side closes it.
     Subscribe(Vec<u8>),
+    /// What Raft state the server has (asked before a bootstrap, as Consul's servers ask each
+    /// other for their latest index): answered with [`Response::Status`].
+    Status,
 }
 
 /// What a follower asks the leader to do.
@@ -68,6 +71,8 @@ pub(crate) enum Response {
     Client(Result<Vec<u8>, String>),
     /// One item of a subscription ([`Request::Subscribe`]); an `Err` ends it.
     Stream(Result<Vec<u8>, String>),
+    /// The answer to [`Request::Status`].
+    Status(crate::consensus::PeerStatus),
 }
 
 /// Why a server refused a request without acting on it.

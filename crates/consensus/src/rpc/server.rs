@@ -122,5 +122,13 @@ async fn handle(core: &Core, envelope: Envelope) -> Response {
         Request::Client(request) => agents::answer(core, request).await,
         // Taken over by serve_connection before this point.
         Request::Subscribe(_) => Response::Stream(Err("a subscription is served on its own connection".into())),
+        Request::Status => {
+            let m = core.raft.metrics().borrow().clone();
+            Response::Status(crate::consensus::PeerStatus {
+                last_log_index: m.last_log_index,
+                term: m.current_term,
+                leader: m.current_leader,
+            })
+        }
     }
 }
