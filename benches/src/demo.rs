@@ -319,7 +319,12 @@ fn scenario(system: &dyn System, o: &DemoOptions, dir: &Path) -> anyhow::Result<
     let mut cluster = Cluster::new(system, o.nodes, dir, &o.profile)?;
     let out = Mutex::new(());
 
-    println!("Starting {} {} agents on loopback, profile {}:", o.nodes, system.name(), o.profile);
+    let timing = if system.name().starts_with("consul-lite") {
+        "Consul's LAN gossip timing".to_owned()
+    } else {
+        format!("profile {}", o.profile)
+    };
+    println!("Starting {} {} agents on loopback, {timing}:", o.nodes, system.name());
     for n in &cluster.nodes {
         println!(
             "  {}  gossip {}  rpc {}  primary web service http://{}/  (tag role={})",
