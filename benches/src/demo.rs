@@ -320,7 +320,7 @@ fn scenario(system: &dyn System, o: &DemoOptions, dir: &Path) -> anyhow::Result<
     let out = Mutex::new(());
 
     let timing = if system.name().starts_with("consul-lite") {
-        "Consul's LAN gossip timing".to_owned()
+        "its own gossip timing (gossip-core's LAN preset)".to_owned()
     } else {
         format!("profile {}", o.profile)
     };
