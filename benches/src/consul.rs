@@ -34,18 +34,55 @@ pub const SERVER_PORT: u16 = 8300;
 /// The lock-delay the client agents' election uses (`-primary-lock-delay`).
 pub const LOCK_DELAY: &str = "1s";
 
+/// How a server was started: its arguments and its log file.
+type ServerLaunch = (Vec<String>, PathBuf);
+
 /// consul-lite: `SERVERS` Raft servers per cluster plus one client agent per application node.
 #[derive(Debug)]
 pub struct ConsulLite {
     /// The `consul-lite` binary.
     pub bin: PathBuf,
+    /// The client agents' `-primary-lock-delay`.
+    pub lock_delay: String,
+    name: String,
+    id: u8,
     servers: Mutex<Vec<Agent>>,
+    /// How each server of the current cluster was started (arguments, log), to restart it.
+    server_args: Mutex<[Option<ServerLaunch>; SERVERS]>,
 }
 
 impl ConsulLite {
-    /// consul-lite at `bin`.
+    /// consul-lite at `bin`, with the election's lock-delay the harness uses ([`LOCK_DELAY`]).
     pub fn new(bin: PathBuf) -> Self {
-        Self { bin, servers: Mutex::new(Vec::new()) }
+        Self {
+            bin,
+            lock_delay: LOCK_DELAY.to_owned(),
+            name: "consul-lite".to_owned(),
+            id: 2,
+            servers: Mutex::default(),
+            server_args: Mutex::default(),
+        }
+    }
+
+    /// consul-lite whose clients' election uses `lock_delay` (e.g. Consul's default `15s`),
+    /// named `consul-lite (lock-delay 15s)` in tables, on the address range of system number `id`
+    /// (distinct from [`ConsulLite::new`]'s 2, so both can be alive in one run).
+    pub fn with_lock_delay(bin: PathBuf, lock_delay: &str, id: u8) -> Self {
+        Self {
+            bin,
+            name: format!("consul-lite (lock-delay {lock_delay})"),
+            lock_delay: lock_delay.to_owned(),
+            id,
+            servers: Mutex::default(),
+            server_args: Mutex::default(),
+        }
+    }
+
+    /// Stop the servers of the current cluster (the clients belong to the [`crate::cluster::Cluster`]).
+    pub fn stop_servers(&self) {
+        for mut server in self.lock_servers().drain(..) {
+            server.kill();
+        }
     }
 
     /// The address of server `k` of the cluster on network `net` (third octet).
@@ -58,16 +95,51 @@ impl ConsulLite {
         self.lock_servers().iter().map(Agent::pid).collect()
     }
 
+    fn lock_server_args(&self) -> std::sync::MutexGuard<'_, [Option<ServerLaunch>; SERVERS]> {
+        self.server_args.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The server (by number) that the servers, asked in turn, name as the Raft leader.
+    pub fn leader_server(&self, net: u8) -> Option<usize> {
+        (0..SERVERS).find_map(|k| {
+            let http = SocketAddr::from((Self::server_ip(net, k), RPC_PORT));
+            let r = rpc::http_timeout(http, "GET", "/v1/status/leader", None, Duration::from_millis(300)).ok()?;
+            let leader: String = serde_json::from_slice(&r.body).ok()?;
+            (0..SERVERS).find(|&j| leader.starts_with(&format!("{}:", Self::server_ip(net, j))))
+        })
+    }
+
+    /// Send `signal` to server `k` (SIGKILL also reaps it).
+    pub fn signal_server(&self, k: usize, signal: crate::process::Signal) -> anyhow::Result<()> {
+        let mut servers = self.lock_servers();
+        let server = servers.get_mut(k).ok_or_else(|| anyhow::anyhow!("no server {k}"))?;
+        if signal == crate::process::Signal::Kill {
+            server.kill();
+        } else {
+            server.signal(signal)?;
+        }
+        Ok(())
+    }
+
+    /// Start server `k` again with its arguments and data directory (after a kill).
+    pub fn restart_server(&self, k: usize) -> anyhow::Result<()> {
+        let (args, log) =
+            self.lock_server_args()[k].clone().ok_or_else(|| anyhow::anyhow!("server {k} was never started"))?;
+        let agent = Agent::spawn(&self.bin, &args, &log)?;
+        let mut servers = self.lock_servers();
+        let slot = servers.get_mut(k).ok_or_else(|| anyhow::anyhow!("no server {k}"))?;
+        *slot = agent;
+        Ok(())
+    }
+
     fn lock_servers(&self) -> std::sync::MutexGuard<'_, Vec<Agent>> {
         self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Start the servers of the cluster that `first` (node 0) belongs to, and wait for a leader.
     fn start_servers(&self, first: &NodeSpec) -> anyhow::Result<()> {
+        self.stop_servers();
         let mut servers = self.lock_servers();
-        for mut old in servers.drain(..) {
-            old.kill();
-        }
         let net = first.ip.octets()[2];
         let base = first.dir.parent().unwrap_or(&first.dir).join("servers");
         let seeds: Vec<String> =
@@ -92,6 +164,7 @@ impl ConsulLite {
                 args.extend(["-retry-join".into(), seed.clone()]);
             }
             servers.push(Agent::spawn(&self.bin, &args, &dir.join("agent.log"))?);
+            self.lock_server_args()[k] = Some((args, dir.join("agent.log")));
         }
         let http = SocketAddr::from((Self::server_ip(net, 0), RPC_PORT));
         let leader = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
@@ -139,11 +212,11 @@ impl Drop for ConsulLite {
 
 impl System for ConsulLite {
     fn name(&self) -> &str {
-        "consul-lite"
+        &self.name
     }
 
     fn id(&self) -> u8 {
-        2
+        self.id
     }
 
     fn failover(&self) -> &str {
@@ -165,7 +238,12 @@ impl System for ConsulLite {
         for k in 0..SERVERS {
             args.extend(["-retry-join".into(), SocketAddr::from((Self::server_ip(net, k), GOSSIP_PORT)).to_string()]);
         }
-        args.extend(["-primary-http".into(), node.http.to_string(), "-primary-lock-delay".into(), LOCK_DELAY.into()]);
+        args.extend([
+            "-primary-http".into(),
+            node.http.to_string(),
+            "-primary-lock-delay".into(),
+            self.lock_delay.clone(),
+        ]);
         Agent::spawn(&self.bin, &args, &node.dir.join("agent.log"))
     }
 

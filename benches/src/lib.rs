@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod compare;
 pub mod consul;
 pub mod demo;
+pub mod designs;
 pub mod detection;
 pub mod iptables;
 pub mod kv;

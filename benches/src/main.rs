@@ -219,6 +219,48 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         runs: u64,
     },
+    /// The two designs side by side on loopback: serf-agent, consul-lite (3 servers + a client per
+    /// node, lock-held primary) and HashiCorp Serf, interleaved; writes docs/results/designs.*.
+    Designs {
+        /// Application nodes per cluster, comma-separated (default 5,20; --quick: 5).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Option<Vec<usize>>,
+        /// CI-sized: 5 nodes, one round, a 5 s window, no 15 s lock-delay run; writes
+        /// docs/results/designs-quick.*.
+        #[arg(long)]
+        quick: bool,
+        /// Rounds per system and size (default 2; --quick: 1).
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Steady-state window, seconds (default 15; --quick: 5).
+        #[arg(long)]
+        steady_secs: Option<f64>,
+        /// The consul-lite binary (default: build it as `cluster_bench::system::CONSUL_BUILD` says).
+        #[arg(long)]
+        consul_bin: Option<PathBuf>,
+        /// Do not run the fault schedule (availability; runs by default except with --quick).
+        #[arg(long)]
+        no_schedule: bool,
+        /// Run the fault schedule alone, at the smallest size.
+        #[arg(long)]
+        schedule_only: bool,
+        #[command(flatten)]
+        bins: Binaries,
+        /// Base name of the result files in docs/results/ (default designs, or designs-quick).
+        #[arg(long)]
+        name: Option<String>,
+        /// Do not write result files.
+        #[arg(long)]
+        no_write: bool,
+        /// Keep the agents' logs.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Re-render the Markdown report and plots of a `designs` JSON file (docs/results/designs.json).
+    DesignsRender {
+        /// The JSON file.
+        json: PathBuf,
+    },
     /// Re-render the Markdown report and plots of a `compare` JSON file (e.g. docs/results/compare.json).
     Render {
         /// The JSON file.
@@ -471,6 +513,44 @@ fn main() -> anyhow::Result<()> {
                 command: command_line(),
                 ..Default::default()
             })?;
+            println!("{}", report.markdown());
+        }
+        Command::Designs {
+            sizes,
+            quick,
+            rounds,
+            steady_secs,
+            consul_bin,
+            no_schedule,
+            schedule_only,
+            bins: Binaries { agent_bin, no_build, serf_bin },
+            name,
+            no_write,
+            keep,
+        } => {
+            let mut o = cluster_bench::designs::DesignsOptions::new(quick);
+            o.sizes = sizes.unwrap_or(o.sizes);
+            o.rounds = rounds.unwrap_or(o.rounds).max(1);
+            o.steady_secs = steady_secs.unwrap_or(o.steady_secs);
+            o.agent_bin = agent_bin;
+            o.consul_bin = consul_bin;
+            o.schedule = o.schedule && !no_schedule;
+            o.schedule_only = schedule_only;
+            o.serf_bin = serf_bin;
+            o.build = !no_build;
+            o.keep = keep;
+            if let Some(name) = name {
+                o.name = name;
+            }
+            if no_write {
+                o.out_dir = None;
+            }
+            o.command = command_line();
+            let report = cluster_bench::designs::run(&o)?;
+            println!("{}", report.markdown());
+        }
+        Command::DesignsRender { json } => {
+            let report = cluster_bench::designs::render(&json)?;
             println!("{}", report.markdown());
         }
         Command::Kv { clients, phase_secs, rounds, failovers, quick, consul_bin, etcd_bin, write, keep } => {
