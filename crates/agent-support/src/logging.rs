@@ -306,4 +306,38 @@ mod tests {
         drop(info);
         assert_eq!(hub.max_level(), LevelFilter::OFF);
     }
+
+    #[tokio::test]
+    async fn a_slow_reader_skips_and_is_told_how_many() {
+        let hub = LogHub::new();
+        let mut slow = hub.subscribe(LevelFilter::INFO);
+        let record = |n: usize| LogRecord {
+            time: String::new(),
+            level: "INFO".into(),
+            target: "t".into(),
+            message: n.to_string(),
+        };
+        // Publishing never waits for the reader: past the buffer, the oldest records go.
+        for n in 0..MONITOR_BUFFER + 10 {
+            hub.publish(record(n));
+        }
+        assert_eq!(slow.recv().await.unwrap_err(), 10);
+        assert_eq!(slow.recv().await.unwrap().message, "10");
+    }
+
+    #[tokio::test]
+    async fn a_subscription_gets_its_level_and_above_only() {
+        let hub = LogHub::new();
+        let mut warn = hub.subscribe(LevelFilter::WARN);
+        let _debug = hub.subscribe(LevelFilter::DEBUG);
+        for level in ["DEBUG", "INFO", "ERROR"] {
+            hub.publish(LogRecord {
+                time: String::new(),
+                level: level.into(),
+                target: "t".into(),
+                message: level.into(),
+            });
+        }
+        assert_eq!(warn.recv().await.unwrap().message, "ERROR");
+    }
 }
