@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_support::logging::LogHub;
 use anyhow::Context as _;
 use gossip_core::{Keyring, Member, NodeConfig, Serf, SerfConfig, SerfHandle, State, Tags};
 use http_serve::{ServeConfig, ServeStats};
@@ -47,7 +48,7 @@ const RETRY_JOIN_FIRST: Duration = Duration::from_secs(1);
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs the agent until it is stopped.
-pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: Settings, logs: LogHub) -> anyhow::Result<()> {
     let client = !settings.dev && !settings.server;
     if settings.server && !settings.dev && settings.data_dir.is_none() {
         anyhow::bail!("-server needs -data-dir (data_dir): the Raft log and the node ID are kept there");
@@ -172,6 +173,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         dns_stats: dns.as_ref().map(crate::dns::DnsServer::stats),
         stop: stop.clone(),
         primary: primary.clone(),
+        logs,
     });
 
     let mut tasks = primary_tasks;

@@ -145,6 +145,21 @@ pub(crate) enum Command {
     Lock(LockArgs),
     /// Watch a view of the catalog or the key/value store; run a handler on every change.
     Watch(WatchArgs),
+    /// Stream the agent's log lines until interrupted (`GET /v1/agent/monitor`).
+    Monitor(MonitorArgs),
+}
+
+/// `consul-lite monitor [-log-level L] [-log-json]`
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MonitorArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// The most verbose level to show: trace, debug, info, warn, err.
+    #[arg(long, default_value = "info")]
+    pub(crate) log_level: String,
+    /// Lines as JSON objects (`@timestamp`, `@level`, `@module`, `@message`).
+    #[arg(long)]
+    pub(crate) log_json: bool,
 }
 
 /// `consul-lite snapshot ...`

@@ -43,30 +43,7 @@ impl Client {
     /// Sends a request; any status is returned (the caller decides what a 404 means).
     pub(crate) async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Answer> {
         let exchange = async {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-                .await
-                .map_err(|_| anyhow!("cannot reach the agent at {}: no answer within {CONNECT_TIMEOUT:?}", self.addr))?
-                .with_context(|| {
-                    format!(
-                        "cannot reach the agent at {} (is `consul-lite agent -dev` running? set -http-addr or CONSUL_HTTP_ADDR)",
-                        self.addr
-                    )
-                })?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .with_context(|| format!("HTTP handshake with {}", self.addr))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            let mut request = Request::builder().method(method).uri(path);
-            request =
-                request.header(HOST, HeaderValue::from_str(&self.addr).unwrap_or(HeaderValue::from_static("agent")));
-            if let Some(token) = &self.token {
-                request = request
-                    .header("x-consul-token", HeaderValue::from_str(token).context("-token: not valid header text")?);
-            }
-            let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-            let response = sender.send_request(request).await.with_context(|| format!("request to {}", self.addr))?;
+            let response = self.open(method, path, body).await?;
             let status = response.status();
             let index = response
                 .headers()
@@ -79,6 +56,67 @@ impl Client {
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
             .map_err(|_| anyhow!("no answer from {} within {REQUEST_TIMEOUT:?}", self.addr))?
+    }
+
+    /// A GET whose answer is streamed (`/v1/agent/monitor`): `on_line` gets each line as it
+    /// arrives, without its newline. Ends when the agent ends the stream; fails unless the
+    /// status is 2xx, with the agent's message.
+    pub(crate) async fn stream_lines(&self, path: &str, mut on_line: impl FnMut(&str)) -> anyhow::Result<()> {
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.open(Method::GET, path, None))
+            .await
+            .map_err(|_| anyhow!("no answer from {} within {REQUEST_TIMEOUT:?}", self.addr))??;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let body = body.collect().await.context("reading the answer")?.to_bytes();
+            bail!("Unexpected response code: {} ({})", status.as_u16(), String::from_utf8_lossy(&body).trim());
+        }
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("the stream broke")?;
+            let Ok(data) = frame.into_data() else { continue };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|byte| *byte == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                on_line(String::from_utf8_lossy(&line[..end]).trim_end_matches('\r'));
+            }
+        }
+        if !pending.is_empty() {
+            on_line(&String::from_utf8_lossy(&pending));
+        }
+        Ok(())
+    }
+
+    /// Connects, sends the request, and returns the answer once its headers are in.
+    async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| anyhow!("cannot reach the agent at {}: no answer within {CONNECT_TIMEOUT:?}", self.addr))?
+            .with_context(|| {
+                format!(
+                    "cannot reach the agent at {} (is `consul-lite agent -dev` running? set -http-addr or CONSUL_HTTP_ADDR)",
+                    self.addr
+                )
+            })?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("HTTP handshake with {}", self.addr))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut request = Request::builder().method(method).uri(path);
+        request = request.header(HOST, HeaderValue::from_str(&self.addr).unwrap_or(HeaderValue::from_static("agent")));
+        if let Some(token) = &self.token {
+            request = request
+                .header("x-consul-token", HeaderValue::from_str(token).context("-token: not valid header text")?);
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        sender.send_request(request).await.with_context(|| format!("request to {}", self.addr))
     }
 
     /// Sends a request and fails unless the status is 2xx, with the agent's message.

@@ -31,7 +31,8 @@
 //!   [`checks`]).
 //! - Client commands: `members`, `join`, `leave`, `force-leave`, `info`, `kv get|put|delete|
 //!   export|import`, `operator raft list-peers|remove-peer`, `snapshot save|restore`,
-//!   `services register|deregister`, `catalog services|nodes`, `lock`, `watch`, `version`.
+//!   `services register|deregister`, `catalog services|nodes`, `lock`, `watch`, `monitor`,
+//!   `version`.
 //! - The lock-held primary (`-primary-http`, `-primary-acquire`, `-primary-release`): a
 //!   `leader_failover::LockElection` driven over the agent's own API ([`primary`]).
 //!
@@ -60,6 +61,7 @@ mod cli;
 mod client;
 mod commands;
 mod commands_lock;
+mod commands_monitor;
 mod commands_services;
 mod config;
 mod dns;
@@ -101,11 +103,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Agent(args) => {
             let settings = config::resolve(&args)?;
             let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            let logging = agent_support::logging::Logging::init_with(filter).map_err(anyhow::Error::msg)?;
             for warning in &settings.warnings {
                 tracing::warn!("config: {warning}");
             }
-            agent::run(settings).await
+            agent::run(settings, logging.hub()).await
         }
         Command::Members { client, detailed } => commands::members(&client, detailed).await,
         Command::Join { client, addresses } => commands::join(&client, &addresses).await,
@@ -119,6 +121,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Catalog(command) => commands_services::catalog(command).await,
         Command::Lock(args) => commands_lock::run(args).await,
         Command::Watch(args) => watch::run(args).await,
+        Command::Monitor(args) => commands_monitor::run(args).await,
         Command::Version => {
             commands::version();
             Ok(())

@@ -28,11 +28,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::{resolve_join_addr, ConfigSources, Settings};
 use crate::handlers::{EventKind, HandlerEvent, HandlerLimits, HandlerRunner, MemberLine, SelfInfo};
-use crate::logging::{LogHub, Logging};
 use crate::primary::{ElectionDriver, ElectionSetup, ElectionStats};
 use crate::rpc::api::{EventRecord, MemberInfo, Payload};
 use crate::rpc::server::RpcStats;
 use crate::tags::TagPublisher;
+use agent_support::logging::{LogHub, Logging};
 
 /// The gossip wire protocol version this agent speaks: (major, minor).
 pub(crate) const WIRE_VERSION: (u8, u8) = (gossip_transport::PROTOCOL_MAJOR, gossip_transport::PROTOCOL_MINOR);

@@ -255,7 +255,7 @@ pub(crate) struct MonitorArgs {
 }
 
 fn parse_level_arg(text: &str) -> Result<String, String> {
-    crate::logging::parse_level(text)
+    agent_support::logging::parse_level(text)
         .map(|_| text.to_owned())
         .ok_or_else(|| format!("{text:?} is not a log level (trace, debug, info, warn, error)"))
 }

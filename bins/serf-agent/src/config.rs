@@ -511,7 +511,7 @@ impl Settings {
             }
         }
         let log_level = config.log_level.clone().unwrap_or_else(|| "info".to_owned());
-        crate::logging::parse_filter(&log_level)
+        agent_support::logging::parse_filter(&log_level)
             .map_err(|reason| invalid("log_level", "log-level", &log_level, reason))?;
 
         let positive =

@@ -7,7 +7,6 @@ mod commands;
 mod config;
 mod duration;
 mod handlers;
-mod logging;
 mod metrics;
 mod primary;
 mod rpc;

@@ -16,6 +16,7 @@ mod catalog;
 mod json;
 mod kv;
 pub(crate) mod local;
+mod monitor;
 mod operator;
 mod query;
 mod register;
@@ -104,6 +105,8 @@ pub(crate) struct Api {
     pub(crate) stop: watch::Sender<bool>,
     /// The lock-held primary, released before a graceful leave (`-primary-*`).
     pub(crate) primary: Option<crate::primary::PrimaryHandle>,
+    /// The agent's log records, for `/v1/agent/monitor`.
+    pub(crate) logs: agent_support::logging::LogHub,
 }
 
 /// The router to serve: every path goes to [`handle`].
@@ -154,6 +157,8 @@ pub(crate) struct Reply {
     status: StatusCode,
     content_type: &'static str,
     body: Bytes,
+    /// A streamed body instead of `body` (`/v1/agent/monitor`).
+    stream: Option<Body>,
     headers: Vec<(HeaderName, String)>,
 }
 
@@ -162,17 +167,34 @@ impl Reply {
     pub(crate) fn json(value: &impl Serialize) -> Self {
         let mut body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
         body.push(b'\n');
-        Self { status: StatusCode::OK, content_type: "application/json", body: body.into(), headers: Vec::new() }
+        Self {
+            status: StatusCode::OK,
+            content_type: "application/json",
+            body: body.into(),
+            stream: None,
+            headers: Vec::new(),
+        }
     }
 
     /// An empty 200 (Consul's answer to join, leave, force-leave).
     pub(crate) fn empty() -> Self {
-        Self { status: StatusCode::OK, content_type: "text/plain", body: Bytes::new(), headers: Vec::new() }
+        Self {
+            status: StatusCode::OK,
+            content_type: "text/plain",
+            body: Bytes::new(),
+            stream: None,
+            headers: Vec::new(),
+        }
     }
 
     /// A raw body with its content type.
     pub(crate) fn raw(content_type: &'static str, body: impl Into<Bytes>) -> Self {
-        Self { status: StatusCode::OK, content_type, body: body.into(), headers: Vec::new() }
+        Self { status: StatusCode::OK, content_type, body: body.into(), stream: None, headers: Vec::new() }
+    }
+
+    /// A 200 whose body is streamed as it is produced.
+    pub(crate) fn stream(content_type: &'static str, body: Body) -> Self {
+        Self { status: StatusCode::OK, content_type, body: Bytes::new(), stream: Some(body), headers: Vec::new() }
     }
 
     /// The same answer with another status.
@@ -204,7 +226,7 @@ impl Reply {
     }
 
     fn into_response(self) -> Response<Body> {
-        let mut response = Response::new(Body::from(self.body));
+        let mut response = Response::new(self.stream.unwrap_or_else(|| Body::from(self.body)));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
@@ -495,6 +517,10 @@ async fn route(api: &Api, mut request: ApiRequest) -> ApiResult {
         "/v1/agent/leave" => {
             allow(PUT_POST)?;
             agent::leave(api).await
+        }
+        "/v1/agent/monitor" => {
+            allow(GET)?;
+            monitor::monitor(api, &request)
         }
         "/v1/agent/metrics" => {
             allow(GET)?;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use crate::cli::AgentArgs;
 use crate::config::{ConfigSources, Settings};
-use crate::logging::Logging;
+use agent_support::logging::Logging;
 
 pub(super) fn run(args: AgentArgs) -> ExitCode {
     let sources = ConfigSources { files: args.config_file, dirs: args.config_dir, flags: args.config };

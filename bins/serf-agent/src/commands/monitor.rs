@@ -3,8 +3,8 @@
 use hyper::Method;
 
 use crate::cli::MonitorArgs;
-use crate::logging::LogRecord;
 use crate::rpc::server::percent_encode;
+use agent_support::logging::LogRecord;
 
 use super::client;
 

@@ -231,7 +231,7 @@ async fn query(context: &AgentContext, request: &ApiRequest) -> Result<Reply, Ap
 
 fn monitor(context: &AgentContext, request: &ApiRequest) -> Result<Reply, ApiError> {
     let level_text = request.param("level").or_else(|| request.param("log_level")).unwrap_or("info");
-    let level = crate::logging::parse_level(level_text).ok_or_else(|| {
+    let level = agent_support::logging::parse_level(level_text).ok_or_else(|| {
         ApiError::bad_request(format!("level: {level_text:?} is not a log level (trace, debug, info, warn, error)"))
     })?;
     let mut subscription = context.logs.subscribe(level);
@@ -243,7 +243,7 @@ fn monitor(context: &AgentContext, request: &ApiRequest) -> Result<Reply, ApiErr
                 record = subscription.recv() => match record {
                     Ok(record) => ndjson_line(&*record),
                     Err(skipped) => ndjson_line(&serde_json::json!({
-                        "time": crate::logging::rfc3339(std::time::SystemTime::now()),
+                        "time": agent_support::logging::rfc3339(std::time::SystemTime::now()),
                         "level": "WARN",
                         "target": "serf_agent::monitor",
                         "message": format!("monitor fell behind: {skipped} log lines skipped"),
@@ -442,7 +442,7 @@ pub(crate) fn primary_view(context: &AgentContext) -> PrimaryResponse {
         enabled: context.election_enabled,
         role: view.local_role.as_str().to_owned(),
         primary: view.primary.clone(),
-        since: view.since.map(crate::logging::rfc3339),
+        since: view.since.map(agent_support::logging::rfc3339),
         since_ms,
         eligible: view.eligible,
     }

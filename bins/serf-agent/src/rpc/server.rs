@@ -14,16 +14,14 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use agent_support::ChannelBody;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use http_serve::{BodyError, ServeConfig, ServeStats};
-use hyper::body::{Body, Frame};
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -289,7 +287,7 @@ fn into_response(reply: Reply) -> Response<ResponseBody> {
     let (status, content_type, body) = match reply {
         Reply::Json(status, bytes) => (status, "application/json", Full::new(bytes).boxed()),
         Reply::Text(content_type, text) => (StatusCode::OK, content_type, Full::new(Bytes::from(text)).boxed()),
-        Reply::Stream(lines) => (StatusCode::OK, NDJSON, ChannelBody { lines }.boxed()),
+        Reply::Stream(lines) => (StatusCode::OK, NDJSON, ChannelBody::new(lines).boxed()),
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -306,20 +304,6 @@ pub(crate) fn error_response(error: &ApiError) -> Response<ResponseBody> {
         response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
     }
     response
-}
-
-/// A streamed body: each message of the channel is one chunk; ends when the channel closes.
-struct ChannelBody {
-    lines: mpsc::Receiver<Bytes>,
-}
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.lines.poll_recv(cx).map(|line| line.map(|line| Ok(Frame::data(line))))
-    }
 }
 
 /// One NDJSON line.

@@ -1,9 +1,9 @@
-//! Logging: `tracing` to stderr at a level that SIGHUP can change, plus a [`LogHub`] that feeds
-//! the agent's log records to `monitor` streams, each at its own level.
+//! Logging: `tracing` to stderr at a level that can be changed at run time (SIGHUP), plus a
+//! [`LogHub`] that feeds the agent's log records to `monitor` streams, each at its own level.
 //!
 //! ```text
 //!  tracing events ──► registry ─┬─► fmt layer (stderr) ◄── reloadable EnvFilter (-log-level, SIGHUP)
-//!                               └─► monitor layer ── broadcast ──► /v1/monitor streams
+//!                               └─► monitor layer ── broadcast ──► monitor streams
 //!                                     enabled up to the most verbose level any stream asked for
 //! ```
 
@@ -22,11 +22,11 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{fmt, reload, Layer, Registry};
 
 /// Log records buffered per monitor stream before a slow one skips some.
-const MONITOR_BUFFER: usize = 1024;
+pub const MONITOR_BUFFER: usize = 1024;
 
 /// Parse a log level (`trace`, `debug`, `info`, `warn`, `error`, Serf's `err`, `off`) or a
 /// `tracing` filter with directives (`info,swim=debug`).
-pub(crate) fn parse_filter(text: &str) -> Result<EnvFilter, String> {
+pub fn parse_filter(text: &str) -> Result<EnvFilter, String> {
     let text = text.trim();
     if let Some(level) = parse_level(text) {
         return Ok(EnvFilter::default().add_directive(level.into()));
@@ -38,7 +38,7 @@ pub(crate) fn parse_filter(text: &str) -> Result<EnvFilter, String> {
 }
 
 /// A plain level name.
-pub(crate) fn parse_level(text: &str) -> Option<LevelFilter> {
+pub fn parse_level(text: &str) -> Option<LevelFilter> {
     Some(match text.trim().to_ascii_lowercase().as_str() {
         "trace" => LevelFilter::TRACE,
         "debug" => LevelFilter::DEBUG,
@@ -52,15 +52,20 @@ pub(crate) fn parse_level(text: &str) -> Option<LevelFilter> {
 
 /// The installed logging: change the stderr level, reach the monitor hub.
 #[derive(Clone)]
-pub(crate) struct Logging {
+pub struct Logging {
     reload: reload::Handle<EnvFilter, Registry>,
     hub: LogHub,
 }
 
 impl Logging {
-    /// Install the global subscriber. Call once, early.
-    pub(crate) fn init(level: &str) -> Result<Self, String> {
-        let (filter, reload) = reload::Layer::new(parse_filter(level)?);
+    /// Install the global subscriber, stderr at `level` (see [`parse_filter`]). Call once, early.
+    pub fn init(level: &str) -> Result<Self, String> {
+        Self::init_with(parse_filter(level)?)
+    }
+
+    /// Install the global subscriber, stderr filtered by `filter`. Call once, early.
+    pub fn init_with(filter: EnvFilter) -> Result<Self, String> {
+        let (filter, reload) = reload::Layer::new(filter);
         let hub = LogHub::new();
         let monitor_hub = hub.clone();
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -76,34 +81,34 @@ impl Logging {
     }
 
     /// Change the stderr log level (SIGHUP).
-    pub(crate) fn set_level(&self, level: &str) -> Result<(), String> {
+    pub fn set_level(&self, level: &str) -> Result<(), String> {
         let filter = parse_filter(level)?;
         self.reload.reload(filter).map_err(|error| format!("cannot change the log level: {error}"))
     }
 
     /// The hub monitor streams subscribe to.
-    pub(crate) fn hub(&self) -> LogHub {
+    pub fn hub(&self) -> LogHub {
         self.hub.clone()
     }
 }
 
 /// One log record as `monitor` streams carry it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub(crate) struct LogRecord {
+pub struct LogRecord {
     /// RFC 3339, UTC, milliseconds.
-    pub(crate) time: String,
+    pub time: String,
     /// `TRACE` .. `ERROR`.
-    pub(crate) level: String,
+    pub level: String,
     /// The module that logged it.
-    pub(crate) target: String,
+    pub target: String,
     /// The message followed by its fields as `key=value`.
-    pub(crate) message: String,
+    pub message: String,
 }
 
 /// Fan-out of log records to monitor streams. The monitor layer is enabled only up to the most
 /// verbose level some stream asked for, so nobody pays for debug records nobody reads.
 #[derive(Clone)]
-pub(crate) struct LogHub {
+pub struct LogHub {
     inner: Arc<HubInner>,
 }
 
@@ -131,8 +136,15 @@ fn index_level(index: usize) -> LevelFilter {
         [index.min(5)]
 }
 
+impl Default for LogHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LogHub {
-    pub(crate) fn new() -> Self {
+    /// A hub with no subscribers (the monitor layer is then disabled).
+    pub fn new() -> Self {
         let (sender, _) = broadcast::channel(MONITOR_BUFFER);
         Self { inner: Arc::new(HubInner { sender, subscribers: Mutex::new([0; 6]), max: AtomicUsize::new(0) }) }
     }
@@ -142,7 +154,7 @@ impl LogHub {
     }
 
     /// Records at `level` and above from now on, until the subscription is dropped.
-    pub(crate) fn subscribe(&self, level: LevelFilter) -> LogSubscription {
+    pub fn subscribe(&self, level: LevelFilter) -> LogSubscription {
         let receiver = self.inner.sender.subscribe();
         let index = level_index(level);
         let mut subscribers = self.inner.subscribers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -165,7 +177,7 @@ impl LogHub {
 }
 
 /// A monitor stream's view of the log.
-pub(crate) struct LogSubscription {
+pub struct LogSubscription {
     hub: LogHub,
     receiver: broadcast::Receiver<Arc<LogRecord>>,
     level: LevelFilter,
@@ -175,7 +187,7 @@ pub(crate) struct LogSubscription {
 impl LogSubscription {
     /// The next record at this subscription's level; `Err(n)` when `n` were skipped because the
     /// reader was too slow; `None` never (the hub lives as long as the process).
-    pub(crate) async fn recv(&mut self) -> Result<Arc<LogRecord>, u64> {
+    pub async fn recv(&mut self) -> Result<Arc<LogRecord>, u64> {
         loop {
             match self.receiver.recv().await {
                 Ok(record) => {
@@ -255,7 +267,7 @@ impl Visit for MessageVisitor {
 }
 
 /// `2026-01-02T03:04:05.678Z` (RFC 3339, UTC, milliseconds).
-pub(crate) fn rfc3339(time: SystemTime) -> String {
+pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
@@ -293,5 +305,39 @@ mod tests {
         assert_eq!(hub.max_level(), LevelFilter::INFO);
         drop(info);
         assert_eq!(hub.max_level(), LevelFilter::OFF);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_skips_and_is_told_how_many() {
+        let hub = LogHub::new();
+        let mut slow = hub.subscribe(LevelFilter::INFO);
+        let record = |n: usize| LogRecord {
+            time: String::new(),
+            level: "INFO".into(),
+            target: "t".into(),
+            message: n.to_string(),
+        };
+        // Publishing never waits for the reader: past the buffer, the oldest records go.
+        for n in 0..MONITOR_BUFFER + 10 {
+            hub.publish(record(n));
+        }
+        assert_eq!(slow.recv().await.unwrap_err(), 10);
+        assert_eq!(slow.recv().await.unwrap().message, "10");
+    }
+
+    #[tokio::test]
+    async fn a_subscription_gets_its_level_and_above_only() {
+        let hub = LogHub::new();
+        let mut warn = hub.subscribe(LevelFilter::WARN);
+        let _debug = hub.subscribe(LevelFilter::DEBUG);
+        for level in ["DEBUG", "INFO", "ERROR"] {
+            hub.publish(LogRecord {
+                time: String::new(),
+                level: level.into(),
+                target: "t".into(),
+                message: level.into(),
+            });
+        }
+        assert_eq!(warn.recv().await.unwrap().message, "ERROR");
     }
 }
