@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use agent_support::logging::LogHub;
 use anyhow::Context as _;
-use gossip_core::{Keyring, Member, NodeConfig, Serf, SerfConfig, SerfHandle, State, Tags};
+use gossip_core::{Keyring, Member, NodeConfig, Serf, SerfConfig, SerfEvent, SerfHandle, State, Tags};
 use http_serve::{ServeConfig, ServeStats};
 use rand::Rng as _;
 use service_registry::{
@@ -194,6 +194,7 @@ pub(crate) async fn run(settings: Settings, logs: LogHub) -> anyhow::Result<()> 
         tasks.push(tokio::spawn(find_servers(handle.clone(), remote.clone(), settings.datacenter.clone())));
         tasks.push(tokio::spawn(remote.clone().follow(stopping.clone())));
     }
+    tasks.push(tokio::spawn(log_member_events(handle.clone(), stopping.clone())));
     if !settings.retry_join.is_empty() {
         tasks.push(tokio::spawn(retry_join(handle.clone(), settings.retry_join.clone(), stopping.clone())));
     }
@@ -425,6 +426,36 @@ fn reconcile_command(store: &dyn Store, member: &Member, this_node: &str, datace
         }
         State::Dead => (registered && health != Some(HealthStatus::Critical)).then(|| register(HealthStatus::Critical)),
         State::Left => registered.then(|| Command::DeregisterNode { node: name.clone() }),
+    }
+}
+
+/// The log target of membership events: the lines a Consul operator greps for.
+const MEMBER_LOG: &str = "serf";
+
+/// Logs every membership event at info level with the names Consul's agents log
+/// (`serf: EventMemberJoin: node1 10.0.0.1`), so that `monitor` and the log show joins, failures
+/// and departures as Consul's do.
+async fn log_member_events(serf: SerfHandle, mut stopping: watch::Receiver<bool>) {
+    let mut events = serf.events();
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            _ = stopping.wait_for(|stop| *stop) => return,
+        };
+        let name = match &event {
+            SerfEvent::MemberJoin(_) => "EventMemberJoin",
+            SerfEvent::MemberLeave(_) => "EventMemberLeave",
+            SerfEvent::MemberFailed(_) => "EventMemberFailed",
+            SerfEvent::MemberUpdate(_) => "EventMemberUpdate",
+            SerfEvent::MemberReap(_) => "EventMemberReap",
+            _ => continue,
+        };
+        for member in event.members() {
+            tracing::info!(target: MEMBER_LOG, "serf: {name}: {} {}", member.name, member.addr.ip());
+        }
     }
 }
 

@@ -71,10 +71,12 @@ fn monitor_shows_a_member_joining_after_it_connected() {
     assert!(opened.contains("[DEBUG]"), "hclog-style text line: {opened}");
     let join = format!("127.0.0.1:{}", a.serf);
     let b = Agent::start("mon-b", &["-join", &join]);
+    // At info level, with the event name a Consul operator greps for.
     let joined = monitor.wait_for(Duration::from_secs(10), "naming the member that joined", |line| {
-        line.contains(&b.name) && line.contains("Join")
+        line.contains(&format!("EventMemberJoin: {}", b.name))
     });
     assert!(joined.starts_with("20"), "a line starts with its time: {joined}");
+    assert!(joined.contains("[INFO]"), "membership events are logged at info: {joined}");
 }
 
 #[test]
