@@ -138,11 +138,22 @@ P0=$(vip_primary "$VIEWER")
 ev "virtual IP http://$VIP:$PORT/ answers 'primary: $P0' ($(secs $(($(now_ms) - start))) s after the start)"
 RESULTS+=("setup: 3 servers + $N clients, primary serving through the virtual IP after $(secs $(($(now_ms) - start))) s")
 
+# avoid_viewer NODE: NODE is about to be stopped, killed or cut off; if it is the viewer, watch
+# from another running client node instead (the lock can land on any node, the viewer included).
+avoid_viewer() {
+    local node=$1
+    [ "$node" = "$VIEWER" ] || return 0
+    VIEWER=$(docker ps --filter label=consulnode.demo --filter name=consulnode --format '{{.Names}}' | sort -V | grep -vx "$node" | tail -n 1)
+    [ -n "$VIEWER" ] || fail "no client node left to watch from"
+    ev "$node is the viewer: watching from $VIEWER instead"
+}
+
 # failover stop|kill NODE: NODE is the primary; measure when the viewer sees it failed, when the
 # catalog marks it critical, and when the virtual IP answers another node (NEXT).
 NEXT=""
 failover() {
     local how=$1 node=$2 start detect catalog moved
+    avoid_viewer "$node"
     ev "docker $how $node (the primary)"
     start=$(now_ms)
     docker "$how" "$node" >/dev/null || fail "docker $how $node"
@@ -183,10 +194,7 @@ RESULTS+=("docker kill $L0 (Raft leader): write acknowledged again after $(secs 
 
 # --- 5. cut the primary off the network (watched from another client)
 P3=$(vip_primary "$VIEWER")
-if [ "$P3" = "$VIEWER" ]; then
-    VIEWER=$(docker ps --filter label=consulnode.demo --filter name=consulnode --format '{{.Names}}' | sort -V | grep -vx "$P3" | tail -n 1)
-    ev "$P3 is the viewer: watching from $VIEWER instead"
-fi
+avoid_viewer "$P3"
 ev "docker network disconnect $(_consul_net) $P3 (the primary)"
 start=$(now_ms)
 consul-disconnect "$P3" >/dev/null || fail "docker network disconnect $P3"

@@ -249,12 +249,31 @@ pub(crate) async fn run(settings: Settings, logs: LogHub) -> anyhow::Result<()> 
 
     let signal = wait_for_signal();
     tokio::pin!(signal);
-    tokio::select! {
-        () = &mut signal => tracing::info!("caught a signal; shutting down"),
-        _ = stopping.wait_for(|stop| *stop) => tracing::info!("left the pool; shutting down"),
-    }
+    let graceful = tokio::select! {
+        caught = &mut signal => {
+            // Consul's leave_on_terminate / skip_leave_on_interrupt: by default a client agent
+            // leaves the pool (the others see it "left" at once, not "failed" after the
+            // failure detector's timeouts); a server just stops.
+            let graceful = match caught {
+                Signal::Terminate => settings.leave_on_terminate,
+                Signal::Interrupt => !settings.skip_leave_on_interrupt,
+            };
+            tracing::info!(signal = caught.name(), graceful, "caught a signal; shutting down");
+            graceful
+        }
+        _ = stopping.wait_for(|stop| *stop) => {
+            tracing::info!("left the pool; shutting down");
+            false
+        }
+    };
     if let Some(primary) = &primary {
         primary.resign().await;
+    }
+    if graceful {
+        tracing::info!("gracefully leaving the pool");
+        if let Err(error) = serf.leave().await {
+            tracing::warn!(%error, "graceful leave failed; shutting down anyway");
+        }
     }
     let _ = stop.send(true);
     if let Some(dev) = &dev_store {
@@ -272,16 +291,31 @@ pub(crate) async fn run(settings: Settings, logs: LogHub) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// The signals that stop the agent.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+}
+
+async fn wait_for_signal() -> Signal {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
-        std::future::pending::<()>().await;
-        return;
+        return std::future::pending::<Signal>().await;
     };
     tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+        _ = interrupt.recv() => Signal::Interrupt,
+        _ = terminate.recv() => Signal::Terminate,
     }
 }
 

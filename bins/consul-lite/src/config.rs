@@ -39,6 +39,12 @@ pub(crate) struct Settings {
     pub(crate) join: Vec<String>,
     pub(crate) retry_join: Vec<String>,
     pub(crate) log_level: String,
+    /// Leave the pool gracefully on SIGTERM (Consul's `leave_on_terminate`: default true on
+    /// client agents, false on servers).
+    pub(crate) leave_on_terminate: bool,
+    /// Do not leave on SIGINT (Consul's `skip_leave_on_interrupt`: default true on servers,
+    /// false on client agents).
+    pub(crate) skip_leave_on_interrupt: bool,
     /// What was ignored in the config files, to log once logging is set up.
     pub(crate) warnings: Vec<String>,
 
@@ -88,6 +94,8 @@ const FILE_FIELDS: &[(&str, &str)] = &[
     ("log_level", "log-level"),
     ("domain", "domain"),
     ("dns_config", "dns_config"),
+    ("leave_on_terminate", "leave_on_terminate"),
+    ("skip_leave_on_interrupt", "skip_leave_on_interrupt"),
 ];
 
 /// Reads the config files and applies the flags over them.
@@ -334,6 +342,17 @@ fn settings(dev: bool, raw: &Raw) -> anyhow::Result<Settings> {
         Some((Value::Bool(server), _)) => *server || dev,
         Some((other, source)) => anyhow::bail!("{source}: {other} must be true or false"),
     };
+    // Consul's defaults depend on the mode: a client leaves on SIGTERM and SIGINT, a server on
+    // neither (a server that leaves shrinks the Raft quorum).
+    let flag_or = |field: &str, default: bool| -> anyhow::Result<bool> {
+        match raw.values.get(field) {
+            None => Ok(default),
+            Some((Value::Bool(value), _)) => Ok(*value),
+            Some((other, source)) => anyhow::bail!("{source}: {other} must be true or false"),
+        }
+    };
+    let leave_on_terminate = flag_or("leave_on_terminate", !server)?;
+    let skip_leave_on_interrupt = flag_or("skip_leave_on_interrupt", server)?;
     let bootstrap_expect = match raw.values.get("bootstrap_expect") {
         None => None,
         Some(_) => Some(number(raw, "bootstrap_expect", 0, 1, 7)? as u32),
@@ -385,6 +404,8 @@ fn settings(dev: bool, raw: &Raw) -> anyhow::Result<Settings> {
         join: raw.lists.get("start_join").cloned().unwrap_or_default(),
         retry_join: raw.lists.get("retry_join").cloned().unwrap_or_default(),
         log_level,
+        leave_on_terminate,
+        skip_leave_on_interrupt,
         warnings: raw.warnings.iter().cloned().chain(dns_ignored).collect(),
         local: raw.local.clone(),
         primary: None,
