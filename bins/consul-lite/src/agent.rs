@@ -301,8 +301,8 @@ enum Signal {
 impl Signal {
     fn name(self) -> &'static str {
         match self {
-            Signal::Interrupt => "SIGINT",
-            Signal::Terminate => "SIGTERM",
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
         }
     }
 }
