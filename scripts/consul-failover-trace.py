@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Trace consul-lite's lock-held primary failover step by step, on loopback.
 
-    scripts/consul-failover-trace.py [--clients 5] [--rounds 3] [--lock-delay 1s] [--net 93]
+    scripts/consul-failover-trace.py [--clients 5] [--rounds 3] [--lock-delay 1s] [--faults-first] [--net 93]
                                      [--bin PATH] [--keep DIR]
 
 Each round starts 3 servers (127.NET.R.2-4) and N client agents (127.NET.R.10+, each with
@@ -144,6 +144,32 @@ class Cluster:
         return [i for i in range(self.args.clients)
                 if i not in skip and get(f"http://{self.client_ip(i)}:8080/", 0.2)[0] == 200]
 
+    def status(self, name):
+        """`name`'s status in server0's member list (1 alive, 4 failed)."""
+        import json
+        code, body = get(f"http://{self.net}.2:8500/v1/agent/members", 1.0)
+        if code != 200:
+            return None
+        for m in json.loads(body):
+            if m.get("Name") == name:
+                return m.get("Status")
+        return None
+
+    def faults_first(self, primary):
+        """What `cluster-bench designs` does before the primary kill: SIGKILL an application
+        node, SIGSTOP another until it is declared failed, SIGCONT it until it is alive."""
+        others = [i for i in range(self.args.clients) if i != primary]
+        killed, stopped = others[-1], others[-2]
+        self.procs[f"node{killed}"].send_signal(signal.SIGKILL)
+        poll(lambda: self.status(f"node{killed}") == 4, 30, 0.1)
+        self.procs[f"node{stopped}"].send_signal(signal.SIGSTOP)
+        t = time.time()
+        poll(lambda: self.status(f"node{stopped}") == 4, 30, 0.1)
+        self.procs[f"node{stopped}"].send_signal(signal.SIGCONT)
+        poll(lambda: self.status(f"node{stopped}") == 1, 60, 0.1)
+        print(f"  (faults first: node{killed} killed, node{stopped} stopped {time.time() - t:.1f} s and continued)")
+        self.dead = {killed}
+
     def stop(self):
         for name, proc in self.procs.items():
             if proc.poll() is None:
@@ -166,9 +192,12 @@ def one_round(args, round_no):
         if not p:
             raise RuntimeError("no single primary within 60 s")
         time.sleep(args.steady)
-        p = poll(lambda: (lambda ps: ps if len(ps) == 1 else None)(c.primaries()), 10, 0.2)
+        c.dead = set()
+        if args.faults_first:
+            c.faults_first(p[0])
+        p = poll(lambda: (lambda ps: ps if len(ps) == 1 else None)(c.primaries(c.dead)), 10, 0.2)
         victim = p[0]
-        others = [i for i in range(args.clients) if i != victim]
+        others = [i for i in range(args.clients) if i != victim and i not in c.dead]
         served = {}
         critical = {}
         stop = threading.Event()
@@ -246,6 +275,8 @@ def main():
     ap.add_argument("--lock-delay", default="1s", help="-primary-lock-delay of the clients")
     ap.add_argument("--net", type=int, default=93, help="second octet of the 127.x.y.z addresses")
     ap.add_argument("--steady", type=float, default=3.0, help="seconds between a primary serving and the kill")
+    ap.add_argument("--faults-first", action="store_true",
+                    help="first SIGKILL one node and SIGSTOP/SIGCONT another, as cluster-bench designs does")
     ap.add_argument("--keep", default=None, help="keep the logs in this directory")
     ap.add_argument("--rust-log", default="info,leader_failover=debug,consul_lite::primary=debug")
     args = ap.parse_args()
