@@ -32,7 +32,7 @@ pub const SERVERS: usize = 3;
 /// Server RPC (Raft) port of every server (on its own address).
 pub const SERVER_PORT: u16 = 8300;
 /// The lock-delay the client agents' election uses (`-primary-lock-delay`).
-pub const LOCK_DELAY: &str = "1s";
+pub const LOCK_DELAY: &str = "500ms";
 
 /// How a server was started: its arguments and its log file.
 type ServerLaunch = (Vec<String>, PathBuf);

@@ -555,7 +555,7 @@ mod tests {
         let serf_agent = Outcome { unavailable: Some(3.3), ..outcome("serf-agent (lan)", Some(3.3)) };
         let met = Outcome { unavailable: Some(2.8), ..outcome("consul-lite", Some(1.5)) };
         let text = consul_failover_verdict(&met, &serf_agent).unwrap();
-        assert!(text.contains("(unreachable at most 3.300 + 1 = 4.300 s, lock-delay 1s): met (2.800 s)."), "{text}");
+        assert!(text.contains("(unreachable at most 3.300 + 1 = 4.300 s, lock-delay 500ms): met (2.800 s)."), "{text}");
         let missed = Outcome { unavailable: Some(5.0), ..met };
         let text = consul_failover_verdict(&missed, &serf_agent).unwrap();
         assert!(text.ends_with("missed by 0.700 s (5.000 s)."), "{text}");

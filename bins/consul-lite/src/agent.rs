@@ -421,6 +421,10 @@ async fn reconcile(
         let leads = store.raft().is_none_or(|raft| raft.metrics().role == consensus::Role::Leader);
         for member in serf.members().into_iter().filter(|_| leads) {
             if let Some(command) = reconcile_command(&*store, &member, &this_node, &datacenter) {
+                if member.state == State::Dead {
+                    // Consul's leader logs the same line (its sessions go with the check).
+                    tracing::info!(member = %member.name, "member failed, marking health critical");
+                }
                 if let Err(error) = store.write(command).await {
                     tracing::warn!(member = %member.name, %error, "cannot update the catalog for a member");
                 }

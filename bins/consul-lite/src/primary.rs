@@ -6,7 +6,8 @@
 //! ```text
 //!  LockElection ──poll_action──► perform (one task per request, over client::Client)
 //!       ▲                          PUT /v1/session/create   {LockDelay, NodeChecks: [serfHealth]}
-//!       │                          PUT /v1/kv/KEY?acquire=S (value: node name)
+//!       │                          PUT /v1/kv/KEY?acquire=S (value: node name), and after a
+//!       │                            `true` GET /v1/kv/KEY (this agent's own write: the token)
 //!       │                          GET /v1/kv/KEY?consistent         (confirm, bounded by B)
 //!       │                          GET /v1/kv/KEY?index=N&wait=30s   (watch)
 //!       └──── LockEvent ◄──────────┘
@@ -40,12 +41,16 @@ pub(crate) const DEFAULT_KEY: &str = "service/primary/leader";
 /// The gossip tag carrying `primary` / `standby`. Not Consul's `role`: that one says `consul`
 /// on servers (`node` on Consul's clients) and is how servers find each other.
 pub(crate) const DEFAULT_TAG: &str = "primary_role";
-/// The lock-delay of the election's session: short, for failover (the API's default stays 15 s).
-pub(crate) const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(1);
+/// The lock-delay D of the election's session: short, for failover (the API's default stays
+/// 15 s). It must exceed [`CONFIRM_INTERVAL`] plus one read (a holder whose session is
+/// invalidated while it can still read sees it on its next confirm, or at once through its
+/// watch), and with the step-down bound it must cover the gossip's shortest detection:
+/// B < D + T (`leader_failover::lock`; T is 0.9 s with the LAN timings: 1.3 s < 0.5 s + 0.9 s).
+pub(crate) const DEFAULT_LOCK_DELAY: Duration = Duration::from_millis(500);
 /// The step-down bound B.
-pub(crate) const DEFAULT_STEP_DOWN: Duration = Duration::from_millis(1500);
+pub(crate) const DEFAULT_STEP_DOWN: Duration = Duration::from_millis(1300);
 /// How often the primary confirms its hold.
-const CONFIRM_INTERVAL: Duration = Duration::from_millis(250);
+const CONFIRM_INTERVAL: Duration = Duration::from_millis(200);
 /// How long one blocking read of the key waits.
 const WATCH_WAIT: &str = "30s";
 /// How long a graceful leave waits for the release hook and the release.
@@ -111,7 +116,14 @@ impl PrimarySettings {
             step_down,
             tag,
         };
-        settings.election_config().validate().map_err(|error| anyhow::anyhow!("-primary-*: {error}"))?;
+        let config = settings.election_config().validate().map_err(|error| anyhow::anyhow!("-primary-*: {error}"))?;
+        if lock_delay <= config.confirm_interval {
+            anyhow::bail!(
+                "-primary-lock-delay: {lock_delay:?} must be more than the primary's confirm interval ({:?}), or a \
+                 primary whose session was invalidated could serve after the next one took over",
+                config.confirm_interval
+            );
+        }
         if step_down >= lock_delay + min_detection {
             anyhow::bail!(
                 "-primary-step-down: {step_down:?} must be less than -primary-lock-delay ({lock_delay:?}) plus the \
@@ -364,7 +376,13 @@ pub(crate) async fn perform(
             let path = format!("{key_path}?acquire={}", encode_path(&session));
             Some(match client.send(Method::PUT, &path, Some(value.into_bytes())).await {
                 Ok(answer) if answer.status.is_success() => match answer.body.trim_ascii() {
-                    b"true" => LockEvent::Acquired { session },
+                    b"true" => {
+                        // A default read on this agent holds the agent's own writes: the key as
+                        // acquired, whose ModifyIndex is the fencing token. Serving starts now.
+                        let read = client.send(Method::GET, &key_path, None).await;
+                        let key = read.ok().and_then(|answer| key_state(&answer.status, &answer.body)).flatten();
+                        LockEvent::Acquired { session, key }
+                    }
                     _ => LockEvent::AcquireRefused,
                 },
                 Ok(answer) if String::from_utf8_lossy(&answer.body).contains("invalid session") => {
@@ -465,11 +483,20 @@ mod tests {
 
     #[test]
     fn bad_primary_flags_are_named() {
-        let bad = |args: AgentArgs| PrimarySettings::from_args(&args, Duration::from_secs(1)).unwrap_err().to_string();
+        let bad =
+            |args: AgentArgs| PrimarySettings::from_args(&args, Duration::from_millis(900)).unwrap_err().to_string();
         assert!(bad(AgentArgs { primary_http: Some("nope".into()), ..args() }).starts_with("-primary-http: \"nope\""));
         assert!(bad(AgentArgs { primary_tag: Some("role".into()), ..args() }).starts_with("-primary-tag: \"role\""));
         let error = bad(AgentArgs { primary_step_down: Some("2s".into()), ..args() });
-        assert!(error.contains("must be less than -primary-lock-delay (1s)"), "{error}");
+        assert!(error.contains("must be less than -primary-lock-delay (500ms)"), "{error}");
+        // The default bound is right below the default lock-delay plus the detection (0.9 s).
+        let error = bad(AgentArgs { primary_step_down: Some("1.4s".into()), ..args() });
+        assert!(error.contains("must be less than -primary-lock-delay (500ms) plus"), "{error}");
+        let error = bad(AgentArgs { primary_lock_delay: Some("200ms".into()), ..args() });
+        assert!(
+            error.starts_with("-primary-lock-delay: 200ms must be more than the primary's confirm interval"),
+            "{error}"
+        );
         let error = bad(AgentArgs { primary_lock_delay: Some("x".into()), ..args() });
         assert!(error.starts_with("-primary-lock-delay: invalid duration"), "{error}");
     }

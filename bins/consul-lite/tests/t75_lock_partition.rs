@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 /// Bound on anything the test waits for.
 const WAIT: Duration = Duration::from_secs(45);
-/// The agents' step-down bound and lock-delay (their defaults).
-const STEP_DOWN: Duration = Duration::from_millis(1500);
+/// The agents' step-down bound (their default).
+const STEP_DOWN: Duration = Duration::from_millis(1300);
 const NODES: usize = 5;
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {

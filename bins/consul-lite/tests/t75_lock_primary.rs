@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(45);
 /// apart from one that did not, on a loaded machine.
 const LOCK_DELAY: Duration = Duration::from_secs(2);
 /// The step-down bound (the agent's default).
-const STEP_DOWN: Duration = Duration::from_millis(1500);
+const STEP_DOWN: Duration = Duration::from_millis(1300);
 
 /// A `consul-lite agent -server -primary-http ...`, killed by its PID on drop.
 struct Node {

@@ -10,22 +10,39 @@
 //!
 //! ```text
 //!  no session ──CreateSession──► SessionCreated ──► standby ──(key free)──Acquire──► Acquired
-//!      ▲                                              ▲  ▲                                 │
-//!      └──────── SessionGone (invalidated) ───────────┘  │                        Confirm (?consistent)
-//!                                                        │                                 │
-//!      lost: a read shows another holder, or no ─────────┘◄── primary ◄── Confirmed (ours) ┘
-//!      confirmed read for step_down_after                      │  Confirm every confirm_interval,
+//!      ▲                                              ▲  ▲    ▲                            │
+//!      └──────── SessionGone (invalidated) ───────────┘  │    └─ AcquireRefused: again  key read
+//!                                                        │       when the lock-delay   after it
+//!                                                        │       ends (freed + D)      │  │ no read:
+//!      lost: a read shows another holder, or no ─────────┘◄── primary ◄─(ours)─────────┘  Confirm
+//!      confirmed read for step_down_after                      │ ◄── Confirmed (ours) ────┘
+//!                                                              │  Confirm every confirm_interval,
 //!                                                              │  Watch (blocking query) all along
 //!  resign(): Release, then DestroySession (no lock-delay for the next holder)
 //! ```
 //!
+//! # Failover without idle waits
+//!
+//! A standby acquires as soon as a read (the watch) shows the key freed. A graceful release
+//! sets no lock-delay, so that acquire succeeds; after an invalidation the servers refuse it
+//! until the lock-delay ends. Consul's API does not say how long is left, but the delay began
+//! before the standby saw the key freed, so it is over at `freed_at + lock_delay` (the
+//! standby's own [`lock_delay`](LockElectionConfig::lock_delay): every node of one election
+//! is assumed to use the same): the standby tries again exactly then, and only a refusal past
+//! that instant falls back to [`retry_interval`](LockElectionConfig::retry_interval). An
+//! acquire that succeeds makes the node primary at once when the driver read the key after it
+//! ([`LockEvent::Acquired`] with its `key`): the acquire is a write through the servers' log, applied
+//! after it was sent, so it proves the hold as a confirm does, and the read gives the fencing
+//! token.
+//!
 //! # The step-down bound
 //!
 //! The node is primary while `now < s + B`, where `s` is the instant the last `Confirm` that
-//! showed its session holding the key was *sent* and `B` is
+//! showed its session holding the key (or the successful `Acquire`) was *sent* and `B` is
 //! [`step_down_after`](LockElectionConfig::step_down_after). A confirm is a `?consistent` read:
 //! the server answers it only after a quorum of servers confirmed its leadership after the read
-//! arrived, so the hold was real at some instant after `s`. Another node can acquire the key only
+//! arrived, so the hold was real at some instant after `s`; an acquire is applied from the
+//! servers' log after it was sent, which proves the same. Another node can acquire the key only
 //! after the session has been invalidated (at `t_inv`, after that instant) and the key's
 //! lock-delay `D` has passed: not before `s + D + (t_inv - s)`. Two primaries never coexist if
 //! `B <= D + (t_inv - s)`:
@@ -189,8 +206,10 @@ pub enum LockAction {
         ttl: Option<Duration>,
     },
     /// Acquire the key for `session` with `value` (`PUT /v1/kv/<key>?acquire=<session>`), then
-    /// report [`LockEvent::Acquired`], [`LockEvent::AcquireRefused`] (`false`),
-    /// [`LockEvent::SessionGone`] (the session is invalid) or [`LockEvent::AcquireFailed`].
+    /// report [`LockEvent::Acquired`] (with the key read right after, see there),
+    /// [`LockEvent::AcquireRefused`] (`false`), [`LockEvent::SessionGone`] (the session is
+    /// invalid) or [`LockEvent::AcquireFailed`]. A successful acquire starts the step-down bound
+    /// when this action is returned: send it at once.
     Acquire {
         /// The session.
         session: String,
@@ -238,6 +257,12 @@ pub enum LockEvent {
     Acquired {
         /// The session it was for.
         session: String,
+        /// The key as a read sent after the acquire answered showed it, from a server or agent
+        /// that holds that write (Consul's default consistency, or an agent that answers its
+        /// own writes); `None` if the driver did not read it. When it shows the session holding
+        /// the key, its `ModifyIndex` is the fencing token and the node is primary at once;
+        /// otherwise it waits for a `?consistent` confirm.
+        key: Option<KeyState>,
     },
     /// The acquire answered `false` (another holder, or the lock-delay).
     AcquireRefused,
@@ -279,6 +304,11 @@ pub struct LockElection {
     session: Option<String>,
     creating: bool,
     acquiring: bool,
+    /// When the last acquire was sent: a successful one starts the step-down bound there.
+    acquire_sent: Instant,
+    /// When a read first showed the key free after it was held: the lock-delay, if any, began
+    /// before this instant, so it is over at `freed_at + lock_delay` (same lock-delay assumed).
+    freed_at: Option<Instant>,
     watching: bool,
     renewing: bool,
     /// When the confirm in flight was sent.
@@ -314,6 +344,8 @@ impl LockElection {
             session: None,
             creating: false,
             acquiring: false,
+            acquire_sent: now,
+            freed_at: None,
             watching: false,
             renewing: false,
             confirming: None,
@@ -369,14 +401,35 @@ impl LockElection {
                 self.creating = false;
                 self.retry_at = now + self.config.retry_interval;
             }
-            LockEvent::Acquired { session } => {
+            LockEvent::Acquired { session, key } => {
                 self.acquiring = false;
+                tracing::debug!(node = %self.node, "lock election: acquired");
                 if self.session.as_deref() == Some(session.as_str()) {
                     self.acquired = true;
-                    self.next_confirm = now;
+                    match key.as_ref().filter(|key| self.is_ours(Some(key))) {
+                        // The acquire applied after it was sent: the hold was real then, as a
+                        // confirm's is. Primary at once; the read gave the fencing token.
+                        Some(read) => {
+                            self.token = Some(read.modify_index);
+                            self.confirmed_at = Some(self.acquire_sent);
+                            self.next_confirm = self.acquire_sent + self.config.confirm_interval;
+                            self.observe(key, now);
+                        }
+                        // No read (or not showing the hold): a consistent read decides.
+                        None => self.next_confirm = now,
+                    }
                 }
             }
-            LockEvent::AcquireRefused | LockEvent::AcquireFailed => {
+            LockEvent::AcquireRefused => {
+                self.acquiring = false;
+                // Refused inside the lock-delay: again exactly when it ends, as far as this node
+                // can tell; refused past it (another holder, a longer delay): after the interval.
+                let delay_over = self.freed_at.map(|at| at + self.config.lock_delay).filter(|end| *end > now);
+                self.retry_at = delay_over.unwrap_or(now + self.config.retry_interval);
+                tracing::debug!(node = %self.node, retry_in = ?self.retry_at - now, "lock election: acquire refused");
+            }
+            LockEvent::AcquireFailed => {
+                tracing::debug!(node = %self.node, "lock election: acquire failed");
                 self.acquiring = false;
                 self.retry_at = now + self.config.retry_interval;
             }
@@ -407,7 +460,7 @@ impl LockElection {
                     }
                     _ => {}
                 }
-                self.observe(key);
+                self.observe(key, now);
             }
             LockEvent::ConfirmFailed => {
                 self.confirming = None;
@@ -425,10 +478,13 @@ impl LockElection {
                     tracing::info!(node = %self.node, "lock election: the watch shows the lock lost");
                     self.lose();
                 }
-                if key.as_ref().is_none_or(|key| key.session.is_none()) {
+                self.observe(key, now);
+                // Freed just now (released, or its session invalidated): acquire at once; a
+                // refusal then waits for the lock-delay's end.
+                if self.freed_at == Some(now) {
+                    tracing::debug!(node = %self.node, index, "lock election: the key is free");
                     self.retry_at = self.retry_at.min(now);
                 }
-                self.observe(key);
             }
             LockEvent::WatchFailed => {
                 self.watching = false;
@@ -460,7 +516,15 @@ impl LockElection {
         self.confirmed_at = None;
     }
 
-    fn observe(&mut self, key: Option<KeyState>) {
+    /// Takes in the key as a read at `now` showed it.
+    fn observe(&mut self, key: Option<KeyState>, now: Instant) {
+        let free = key.as_ref().is_none_or(|key| key.session.is_none());
+        let was_held = self.observed.as_ref().is_some_and(|key| key.session.is_some());
+        if !free {
+            self.freed_at = None;
+        } else if was_held {
+            self.freed_at = Some(now);
+        }
         if let Some(KeyState { session: Some(holder), holder: Some(value), .. }) = &key {
             let stale = self.config.replace_own_stale_session
                 && *value == self.node
@@ -502,6 +566,8 @@ impl LockElection {
         }
         if !self.acquired && !self.acquiring && now >= self.retry_at && self.key_free() {
             self.acquiring = true;
+            self.acquire_sent = now;
+            tracing::debug!(node = %self.node, "lock election: acquire sent");
             self.actions.push_back(LockAction::Acquire { session: session.clone(), value: self.node.clone() });
         }
         if self.acquired && self.confirming.is_none() && now >= self.next_confirm {

@@ -34,9 +34,10 @@ fn primary(start: Instant) -> LockElection {
         drain(&mut e),
         [LockAction::Watch { index: 0 }, LockAction::Acquire { session: "s1".into(), value: "n1".into() }]
     );
-    assert!(e.handle(LockEvent::Acquired { session: "s1".into() }, start).is_none());
+    // No read of the key after the acquire: a consistent read decides.
+    assert!(e.handle(LockEvent::Acquired { session: "s1".into(), key: None }, start).is_none());
     assert_eq!(drain(&mut e), [LockAction::Confirm]);
-    assert_eq!(e.role(), Role::Standby, "not primary before a consistent read confirms the hold");
+    assert_eq!(e.role(), Role::Standby, "not primary before a read shows the hold");
     let change = e.handle(LockEvent::Confirmed { key: held_by("s1", "n1", 7) }, start).unwrap();
     assert_eq!((change.from, change.to, change.fencing_token), (Role::Standby, Role::Primary, Some(7)));
     e
@@ -53,6 +54,61 @@ fn acquires_confirms_and_exports_the_fencing_token() {
     assert_eq!(e.tags_for(Role::Primary), [("role".to_string(), "primary".to_string())]);
     // Next: the confirm after the interval.
     assert_eq!(e.next_deadline(), Some(start + Duration::from_millis(500)));
+}
+
+#[test]
+fn an_acquire_with_a_read_of_the_key_is_primary_at_once_bounded_from_when_it_was_sent() {
+    let start = Instant::now();
+    let mut e = LockElection::new("n1", LockElectionConfig::default(), start);
+    let _ = drain(&mut e);
+    let _ = e.handle(LockEvent::SessionCreated { id: "s1".into() }, start);
+    assert!(drain(&mut e).contains(&LockAction::Acquire { session: "s1".into(), value: "n1".into() }));
+    // The answer (and the read after it) comes 40 ms after the acquire was sent.
+    let answered = start + 40 * MS;
+    let change = e.handle(LockEvent::Acquired { session: "s1".into(), key: held_by("s1", "n1", 7) }, answered).unwrap();
+    assert_eq!((change.from, change.to, change.fencing_token), (Role::Standby, Role::Primary, Some(7)));
+    assert!(drain(&mut e).is_empty(), "no confirm needed before serving");
+    let view = e.view();
+    assert_eq!(view.valid_until, Some(start + Duration::from_secs(2)), "the bound counts from the send");
+    assert_eq!(e.next_deadline(), Some(start + Duration::from_millis(500)), "the first confirm");
+    // A read that does not show the hold (another holder already) leaves it to a confirm.
+    let mut e = LockElection::new("n2", LockElectionConfig::default(), start);
+    let _ = drain(&mut e);
+    let _ = e.handle(LockEvent::SessionCreated { id: "s2".into() }, start);
+    let _ = drain(&mut e);
+    assert!(e.handle(LockEvent::Acquired { session: "s2".into(), key: held_by("s3", "n3", 9) }, answered).is_none());
+    assert_eq!(drain(&mut e), [LockAction::Confirm]);
+    assert!(e.handle(LockEvent::Confirmed { key: held_by("s3", "n3", 9) }, answered).is_none());
+    assert_eq!(e.role(), Role::Standby);
+}
+
+#[test]
+fn a_refused_acquire_after_the_key_was_freed_is_retried_exactly_when_the_lock_delay_ends() {
+    let start = Instant::now();
+    let delay = Duration::from_millis(600);
+    let config = LockElectionConfig { lock_delay: delay, ..LockElectionConfig::default() };
+    let mut e = LockElection::new("n2", config, start);
+    let _ = drain(&mut e);
+    let _ = e.handle(LockEvent::SessionCreated { id: "s2".into() }, start);
+    let _ = drain(&mut e);
+    let _ = e.handle(LockEvent::AcquireRefused, start + MS);
+    let _ = e.handle(LockEvent::Watched { key: held_by("s1", "n1", 4), index: 4 }, start + 2 * MS);
+    let _ = drain(&mut e);
+    // n1's session is invalidated; the watch shows the key freed at `freed`: acquire at once.
+    let freed = start + Duration::from_secs(3);
+    let _ = e.handle(LockEvent::Watched { key: free(8), index: 8 }, freed);
+    assert!(drain(&mut e).contains(&LockAction::Acquire { session: "s2".into(), value: "n2".into() }));
+    // Refused 30 ms later (the lock-delay): the next try is when the delay ends, not polled.
+    let _ = e.handle(LockEvent::AcquireRefused, freed + 30 * MS);
+    assert!(drain(&mut e).is_empty(), "no acquire before the delay ends");
+    assert_eq!(e.next_deadline(), Some(freed + delay));
+    let _ = e.update(&[], freed + delay - MS, SystemTime::now());
+    assert!(drain(&mut e).is_empty(), "nothing before the delay ends");
+    let _ = e.update(&[], freed + delay, SystemTime::now());
+    assert_eq!(drain(&mut e), [LockAction::Acquire { session: "s2".into(), value: "n2".into() }]);
+    // Refused past the delay's end (a longer delay elsewhere): polled every retry_interval.
+    let _ = e.handle(LockEvent::AcquireRefused, freed + delay + 5 * MS);
+    assert_eq!(e.next_deadline(), Some(freed + delay + 5 * MS + Duration::from_millis(250)));
 }
 
 #[test]
@@ -241,7 +297,7 @@ impl FakeServer {
                     lock_index,
                     modify_index: self.index,
                 });
-                LockEvent::Acquired { session }
+                LockEvent::Acquired { session, key: self.key.clone() }
             }
             LockAction::Confirm => LockEvent::Confirmed { key: self.key.clone() },
             // The watch answers only on a change: the test re-polls it each tick.
@@ -267,9 +323,9 @@ impl FakeServer {
 /// Two nodes on one lock server, 1 ms ticks. At 3 s n1's node is cut off: every request it sends
 /// fails; the server invalidates its session `detection` later (the failure detector). Returns
 /// when n2 became primary, checking at every tick that at most one node is primary.
-fn failover(detection: Duration) -> Duration {
+fn failover(detection: Duration, lock_delay: Duration) -> Duration {
     let start = Instant::now();
-    let config = LockElectionConfig::default();
+    let config = LockElectionConfig { lock_delay, ..LockElectionConfig::default() };
     let mut server = FakeServer::new();
     let mut nodes = [LockElection::new("n1", config.clone(), start), LockElection::new("n2", config, start + 100 * MS)];
     let mut watches: BTreeMap<usize, u64> = BTreeMap::new();
@@ -279,7 +335,7 @@ fn failover(detection: Duration) -> Duration {
         let now = start + Duration::from_millis(tick);
         if !invalidated && now >= cut + detection {
             let holder = server.key.as_ref().and_then(|key| key.session.clone()).unwrap();
-            server.invalidate(&holder, Duration::from_secs(1), now);
+            server.invalidate(&holder, lock_delay, now);
             invalidated = true;
         }
         for (i, node) in nodes.iter_mut().enumerate() {
@@ -331,17 +387,16 @@ fn failover(detection: Duration) -> Duration {
 #[test]
 fn failover_after_a_cut_never_has_two_primaries() {
     // The failure detector takes 1.5 s; lock-delay 1 s; step-down bound 2 s < 1 s + 1.5 s.
-    let took = failover(Duration::from_millis(1500));
-    assert!(
-        took >= Duration::from_millis(2500),
-        "n2 became primary {took:?} after the cut, before detection + lock-delay"
-    );
-    assert!(took < Duration::from_millis(2600), "{took:?}");
+    let took = failover(Duration::from_millis(1500), Duration::from_secs(1));
+    assert_eq!(took, Duration::from_millis(2500), "n2 primary exactly at detection + lock-delay");
+    // A lock-delay that is no multiple of retry_interval (250 ms) is not rounded up to one.
+    let took = failover(Duration::from_millis(1500), Duration::from_millis(600));
+    assert_eq!(took, Duration::from_millis(2100), "n2 primary exactly at detection + lock-delay");
 }
 
 #[test]
 #[should_panic(expected = "two primaries")]
 fn a_step_down_bound_above_lock_delay_plus_detection_lets_two_primaries_coexist() {
     // The invariant check above can fail: with detection 0.3 s, 2 s > 1 s + 0.3 s.
-    let _ = failover(Duration::from_millis(300));
+    let _ = failover(Duration::from_millis(300), Duration::from_secs(1));
 }
