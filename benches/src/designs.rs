@@ -1491,7 +1491,7 @@ fn partition_plot(report: &DesignsReport, path: &Path) -> anyhow::Result<()> {
         .collect();
     let root = SVGBackend::new(path, (1100, 140 + 90 * runs.len() as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let (h, _) = root.dim_in_pixel();
+    let (_, h) = root.dim_in_pixel();
     let (main, foot) = root.split_vertically(h - 30);
     let max_t = runs.iter().flat_map(|(_, p)| p.samples.last().map(|s| s.at)).fold(1.0f64, f64::max);
     let rows = runs.len().max(1) as f64;
