@@ -13,9 +13,14 @@
 //! the same N application nodes as for the serf-style systems, and the servers are counted
 //! separately ([`ConsulLite::server_agents`]) where resources are reported.
 //!
-//! Each agent gets the node's loopback address and the same ports as the other systems
-//! (gossip 7946, HTTP API on the "RPC" port 7373, primary web service 8080); DNS is off.
-//! Network namespaces are not supported for consul-lite yet ([`System::start`] says so).
+//! Each agent gets the node's address and the same ports as the other systems (gossip 7946,
+//! HTTP API on the "RPC" port 7373, primary web service 8080); DNS is off.
+//!
+//! In network namespaces ([`crate::netns`]) each server gets a namespace of its own on the
+//! cluster's bridge, at `10.213.<net>.2..4`, so that a partition can cut a server off as well as
+//! a node: call [`ConsulLite::place_servers`] with the cluster's topology before starting node 0
+//! ([`System::start`] refuses a node in a namespace otherwise). The harness reads every agent's
+//! HTTP API from the host through the bridge, as it reads serf-agent's.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,6 +28,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::cluster::poll_until;
+use crate::netns::{Hosts, Links, Topology};
 use crate::process::Agent;
 use crate::rpc::{self, MemberView};
 use crate::system::{NodeSpec, System, GOSSIP_PORT, RPC_PORT};
@@ -34,8 +40,8 @@ pub const SERVER_PORT: u16 = 8300;
 /// The lock-delay the client agents' election uses (`-primary-lock-delay`).
 pub const LOCK_DELAY: &str = "500ms";
 
-/// How a server was started: its arguments and its log file.
-type ServerLaunch = (Vec<String>, PathBuf);
+/// How a server was started: its namespace (if any), its arguments and its log file.
+type ServerLaunch = (Option<String>, Vec<String>, PathBuf);
 
 /// consul-lite: `SERVERS` Raft servers per cluster plus one client agent per application node.
 #[derive(Debug)]
@@ -49,6 +55,11 @@ pub struct ConsulLite {
     servers: Mutex<Vec<Agent>>,
     /// How each server of the current cluster was started (arguments, log), to restart it.
     server_args: Mutex<[Option<ServerLaunch>; SERVERS]>,
+    /// The addresses of the current cluster's servers.
+    server_addrs: Mutex<Vec<Ipv4Addr>>,
+    /// The servers' namespaces (namespace backend), from [`ConsulLite::place_servers`]; dropped
+    /// after the servers (field order).
+    hosts: Mutex<Option<Hosts>>,
 }
 
 impl ConsulLite {
@@ -61,6 +72,8 @@ impl ConsulLite {
             id: 2,
             servers: Mutex::default(),
             server_args: Mutex::default(),
+            server_addrs: Mutex::default(),
+            hosts: Mutex::default(),
         }
     }
 
@@ -75,19 +88,58 @@ impl ConsulLite {
             id,
             servers: Mutex::default(),
             server_args: Mutex::default(),
+            server_addrs: Mutex::default(),
+            hosts: Mutex::default(),
         }
     }
 
-    /// Stop the servers of the current cluster (the clients belong to the [`crate::cluster::Cluster`]).
+    /// Stop the servers of the current cluster (the clients belong to the
+    /// [`crate::cluster::Cluster`]) and remove their namespaces, if any.
     pub fn stop_servers(&self) {
+        self.kill_servers();
+        lock(&self.hosts).take();
+    }
+
+    fn kill_servers(&self) {
         for mut server in self.lock_servers().drain(..) {
             server.kill();
         }
     }
 
-    /// The address of server `k` of the cluster on network `net` (third octet).
+    /// The loopback address of server `k` of the cluster on network `net` (third octet).
     pub fn server_ip(net: u8, k: usize) -> Ipv4Addr {
         Ipv4Addr::new(127, 0, net, 2 + k as u8)
+    }
+
+    /// The address of server `k` of the cluster on network `net` in the namespace backend
+    /// (below the nodes' `10.213.<net>.10..`).
+    pub fn netns_server_ip(net: u8, k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, net, 2 + k as u8)
+    }
+
+    /// Make namespaces for the servers of the next cluster on `topology`'s bridge (stopping the
+    /// servers of the current one first). Call before starting the cluster's node 0.
+    pub fn place_servers(&self, topology: &Topology) -> anyhow::Result<()> {
+        self.stop_servers();
+        let addrs: Vec<Ipv4Addr> = (0..SERVERS).map(|k| Self::netns_server_ip(topology.net(), k)).collect();
+        *lock(&self.hosts) = Some(topology.attach(&addrs)?);
+        Ok(())
+    }
+
+    /// The servers' namespaces as [`Links`] members (to [`Links::join`] to the cluster's), in
+    /// server order; `None` on loopback.
+    pub fn server_links(&self) -> Option<Links> {
+        lock(&self.hosts).as_ref().map(Hosts::links)
+    }
+
+    /// Bytes each server has sent so far (namespace backend; `None` on loopback).
+    pub fn server_sent(&self) -> Option<Vec<(u64, u64)>> {
+        lock(&self.hosts).as_ref().map(Hosts::sent)
+    }
+
+    /// The addresses of the current cluster's servers, in server order.
+    pub fn server_addrs(&self) -> Vec<Ipv4Addr> {
+        lock(&self.server_addrs).clone()
     }
 
     /// PIDs of the running servers of the current cluster.
@@ -96,16 +148,17 @@ impl ConsulLite {
     }
 
     fn lock_server_args(&self) -> std::sync::MutexGuard<'_, [Option<ServerLaunch>; SERVERS]> {
-        self.server_args.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.server_args)
     }
 
     /// The server (by number) that the servers, asked in turn, name as the Raft leader.
-    pub fn leader_server(&self, net: u8) -> Option<usize> {
-        (0..SERVERS).find_map(|k| {
-            let http = SocketAddr::from((Self::server_ip(net, k), RPC_PORT));
+    pub fn leader_server(&self) -> Option<usize> {
+        let addrs = self.server_addrs();
+        addrs.iter().find_map(|&ip| {
+            let http = SocketAddr::from((ip, RPC_PORT));
             let r = rpc::http_timeout(http, "GET", "/v1/status/leader", None, Duration::from_millis(300)).ok()?;
             let leader: String = serde_json::from_slice(&r.body).ok()?;
-            (0..SERVERS).find(|&j| leader.starts_with(&format!("{}:", Self::server_ip(net, j))))
+            addrs.iter().position(|a| leader.starts_with(&format!("{a}:")))
         })
     }
 
@@ -123,9 +176,9 @@ impl ConsulLite {
 
     /// Start server `k` again with its arguments and data directory (after a kill).
     pub fn restart_server(&self, k: usize) -> anyhow::Result<()> {
-        let (args, log) =
+        let (netns, args, log) =
             self.lock_server_args()[k].clone().ok_or_else(|| anyhow::anyhow!("server {k} was never started"))?;
-        let agent = Agent::spawn(&self.bin, &args, &log)?;
+        let agent = Agent::spawn_in(netns.as_deref(), &self.bin, &args, &log)?;
         let mut servers = self.lock_servers();
         let slot = servers.get_mut(k).ok_or_else(|| anyhow::anyhow!("no server {k}"))?;
         *slot = agent;
@@ -133,19 +186,29 @@ impl ConsulLite {
     }
 
     fn lock_servers(&self) -> std::sync::MutexGuard<'_, Vec<Agent>> {
-        self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.servers)
     }
 
     /// Start the servers of the cluster that `first` (node 0) belongs to, and wait for a leader.
     fn start_servers(&self, first: &NodeSpec) -> anyhow::Result<()> {
-        self.stop_servers();
-        let mut servers = self.lock_servers();
+        self.kill_servers();
         let net = first.ip.octets()[2];
+        // (address, namespace) of each server.
+        let placed: Vec<(Ipv4Addr, Option<String>)> = match (&first.netns, lock(&self.hosts).as_ref()) {
+            (None, _) => (0..SERVERS).map(|k| (Self::server_ip(net, k), None)).collect(),
+            (Some(_), Some(h)) => (0..SERVERS).map(|k| (h.addr(k), Some(h.namespace(k).to_owned()))).collect(),
+            (Some(ns), None) => anyhow::bail!(
+                "consul-lite: node {} is in namespace {ns} but the servers have none: call                  ConsulLite::place_servers with the cluster's topology first",
+                first.name
+            ),
+        };
+        *lock(&self.server_addrs) = placed.iter().map(|(ip, _)| *ip).collect();
+        let mut servers = self.lock_servers();
         let base = first.dir.parent().unwrap_or(&first.dir).join("servers");
         let seeds: Vec<String> =
-            (0..SERVERS).map(|k| SocketAddr::from((Self::server_ip(net, k), GOSSIP_PORT)).to_string()).collect();
-        for k in 0..SERVERS {
-            let ip = Self::server_ip(net, k);
+            placed.iter().map(|(ip, _)| SocketAddr::from((*ip, GOSSIP_PORT)).to_string()).collect();
+        for (k, (ip, netns)) in placed.iter().enumerate() {
+            let ip = *ip;
             let dir = base.join(format!("server{k}"));
             std::fs::create_dir_all(&dir)?;
             let mut args: Vec<String> = vec![
@@ -163,10 +226,10 @@ impl ConsulLite {
             for seed in seeds.iter().filter(|s| !s.starts_with(&format!("{ip}:"))) {
                 args.extend(["-retry-join".into(), seed.clone()]);
             }
-            servers.push(Agent::spawn(&self.bin, &args, &dir.join("agent.log"))?);
-            self.lock_server_args()[k] = Some((args, dir.join("agent.log")));
+            servers.push(Agent::spawn_in(netns.as_deref(), &self.bin, &args, &dir.join("agent.log"))?);
+            self.lock_server_args()[k] = Some((netns.clone(), args, dir.join("agent.log")));
         }
-        let http = SocketAddr::from((Self::server_ip(net, 0), RPC_PORT));
+        let http = SocketAddr::from((placed[0].0, RPC_PORT));
         let leader = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
             let r = rpc::http_timeout(http, "GET", "/v1/status/leader", None, Duration::from_millis(500)).ok()?;
             (r.status == 200 && r.body.len() > 2).then_some(())
@@ -179,6 +242,10 @@ impl ConsulLite {
         }
         Ok(())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Flags every consul-lite agent of the harness gets: its address for gossip and HTTP, the
@@ -224,19 +291,14 @@ impl System for ConsulLite {
     }
 
     fn start(&self, node: &NodeSpec, join: Option<&NodeSpec>, _handler: &Path) -> anyhow::Result<Agent> {
-        anyhow::ensure!(
-            node.netns.is_none(),
-            "consul-lite runs on the loopback backend only (no network namespaces yet)"
-        );
         if join.is_none() {
             self.start_servers(node)?;
         }
         std::fs::create_dir_all(&node.dir)?;
-        let net = node.ip.octets()[2];
         let mut args: Vec<String> = vec!["agent".into(), "-node".into(), node.name.clone()];
         args.extend(common_flags(node.ip));
-        for k in 0..SERVERS {
-            args.extend(["-retry-join".into(), SocketAddr::from((Self::server_ip(net, k), GOSSIP_PORT)).to_string()]);
+        for ip in self.server_addrs() {
+            args.extend(["-retry-join".into(), SocketAddr::from((ip, GOSSIP_PORT)).to_string()]);
         }
         args.extend([
             "-primary-http".into(),
@@ -244,7 +306,7 @@ impl System for ConsulLite {
             "-primary-lock-delay".into(),
             self.lock_delay.clone(),
         ]);
-        Agent::spawn(&self.bin, &args, &node.dir.join("agent.log"))
+        Agent::spawn_in(node.netns.as_deref(), &self.bin, &args, &node.dir.join("agent.log"))
     }
 
     fn members(&self, node: &NodeSpec) -> anyhow::Result<Vec<MemberView>> {
@@ -311,5 +373,15 @@ mod tests {
         assert_eq!(ConsulLite::server_ip(12, 0), Ipv4Addr::new(127, 0, 12, 2));
         assert!(ConsulLite::server_ip(12, SERVERS - 1).octets()[3] < node.ip.octets()[3]);
         assert!(common_flags(node.ip).windows(2).any(|w| w[0] == "-dns-port" && w[1] == "-1"));
+        let in_ns = node.in_namespace("ns", crate::netns::node_ip(12, 0));
+        assert!(ConsulLite::netns_server_ip(12, SERVERS - 1).octets()[3] < in_ns.ip.octets()[3]);
+    }
+
+    #[test]
+    fn a_node_in_a_namespace_needs_the_servers_placed() {
+        let consul = ConsulLite::new(PathBuf::from("/nonexistent/consul-lite"));
+        let node = NodeSpec::new(12, 0, Path::new("/tmp/x"), "lan").in_namespace("ns", crate::netns::node_ip(12, 0));
+        let e = consul.start(&node, None, Path::new("/dev/null")).unwrap_err().to_string();
+        assert!(e.contains("place_servers"), "{e}");
     }
 }

@@ -1,7 +1,7 @@
 //! `cluster-bench designs`: the serf-style design (serf-agent; HashiCorp Serf as the outside
 //! reference) against the consul-style design (consul-lite: 3 Raft servers and a client agent
 //! per application node, the primary held by a lock), measured the same way, interleaved, on
-//! loopback.
+//! loopback or in network namespaces.
 //!
 //! One round of one system at one size is one fresh cluster:
 //!
@@ -17,10 +17,24 @@
 //! consul-lite runs twice: with the lock-delay its agent uses for the election
 //! ([`crate::consul::LOCK_DELAY`]) for everything, and with Consul's default (15 s) for the
 //! failover alone. Systems alternate which goes first from round to round and size to size, so
-//! all see the same background load. Bytes per agent need root and iptables (see
-//! [`count_traffic`]). Not measured here: network namespaces (partitions, dual primaries,
-//! availability through a fault schedule) — consul-lite's servers do not run in namespaces yet.
-//! Results: `docs/results/designs.{json,md}` and two SVG plots.
+//! all see the same background load. Bytes per agent need root and iptables on loopback (see
+//! [`count_traffic`]). Results: `docs/results/designs.{json,md}` and SVG plots.
+//!
+//! **Network namespaces** (`--netns`, root: [`Backend::Netns`]): every agent, consul-lite's
+//! servers included, in a namespace of its own on a bridge ([`crate::netns`]), bytes read off
+//! each agent's veth, and after the round's steps a fresh cluster of the same size for the
+//! partition scenarios ([`PartitionRun`]):
+//!
+//! ```text
+//!  every node lists N alive, one primary P ─▶ probe every node's primary service every 50 ms
+//!    ─▶ cut P's node off from everything else (iptables DROP both ways; consul-style: the
+//!       servers stay on the majority side) for `partition_secs` ─▶ heal
+//!    ─▶ until one primary has answered alone for 3 s
+//!  consul-style again, with the Raft leader server cut off together with P's node
+//! ```
+//!
+//! The fault schedule then has a partition and a heal too. Results:
+//! `docs/results/designs-netns.{json,md}`.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -31,9 +45,10 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::availability::{outage, Probe, Sample};
-use crate::cluster::{poll_until, Cluster, Propagation};
+use crate::cluster::{count_alive, poll_until, Backend, Cluster, Propagation};
 use crate::consul::ConsulLite;
 use crate::iptables::{self, Chain};
+use crate::netns::Links;
 use crate::process::{cpu_time, rss_bytes, RunDir, Signal};
 use crate::stamp::{results_dir, Stamp};
 use crate::stats::Stat;
@@ -41,6 +56,13 @@ use crate::system::{locate_consul_lite, locate_serf_agent, HashicorpSerf, SerfAg
 
 /// Consul's default session lock-delay.
 pub const CONSUL_DEFAULT_LOCK_DELAY: &str = "15s";
+
+/// Partition scenario: the primary's node alone on one side.
+pub const CUT_NODE: &str = "the primary's node cut off";
+/// Partition scenario (consul-style): the primary's node and the Raft leader server on one side.
+pub const CUT_NODE_AND_LEADER: &str = "the primary's node and the Raft leader server cut off";
+/// After a heal, one primary must answer alone this long to count as settled, seconds.
+const SETTLE_SECS: f64 = 3.0;
 
 /// What to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +82,10 @@ pub struct DesignsOptions {
     pub schedule: bool,
     /// Run the fault schedule alone (no rounds).
     pub schedule_only: bool,
+    /// Where the agents run: loopback, or network namespaces (root; adds the partitions).
+    pub backend: Backend,
+    /// How long each partition is held (namespace backend), seconds.
+    pub partition_secs: f64,
     /// The serf-agent binary (default: built in the workspace).
     #[serde(skip)]
     pub agent_bin: Option<PathBuf>,
@@ -102,6 +128,8 @@ impl DesignsOptions {
             default_lock_delay: !quick,
             schedule: !quick,
             schedule_only: false,
+            backend: Backend::Loopback,
+            partition_secs: 12.0,
             agent_bin: None,
             consul_bin: None,
             serf_bin: None,
@@ -111,6 +139,15 @@ impl DesignsOptions {
             name: if quick { "designs-quick".into() } else { "designs".into() },
             command: String::new(),
         }
+    }
+}
+
+/// The result files' base name of the namespace run that goes with the loopback run `name`:
+/// `designs` → `designs-netns`, `designs-quick` → `designs-netns-quick`.
+pub fn netns_name(name: &str) -> String {
+    match name.strip_suffix("-quick") {
+        Some(base) => format!("{base}-netns-quick"),
+        None => format!("{name}-netns"),
     }
 }
 
@@ -171,10 +208,94 @@ pub struct DesignRound {
     pub new_primary: Option<String>,
     /// The client's samples through the failover, seconds from the kill.
     pub availability: Vec<Sample>,
+    /// The partition scenarios (namespace backend), on a fresh cluster after the steps above.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionRun>,
     /// Steps in which some node never showed what the step waited for.
     pub incomplete: Vec<String>,
     /// What went wrong, if anything (the round stops at the first error).
     pub error: Option<String>,
+}
+
+/// One partition scenario of one round (namespace backend): a client probes every node's
+/// primary service every 50 ms from before the cut until one primary has answered alone for 3 s
+/// after the heal.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PartitionRun {
+    /// Which: [`CUT_NODE`] or [`CUT_NODE_AND_LEADER`].
+    pub scenario: String,
+    /// What was cut off: node and server names.
+    pub cut: Vec<String>,
+    /// The primary before the cut.
+    pub old_primary: Option<String>,
+    /// How long the partition was held, seconds.
+    pub held_s: Option<f64>,
+    /// From the cut until a node on the majority side answered as primary (`None`: not before
+    /// the heal).
+    pub new_primary_s: Option<f64>,
+    /// From the cut until the cut-off node stopped answering as primary (`None`: it answered
+    /// until the heal).
+    pub old_stopped_s: Option<f64>,
+    /// Seconds with two or more nodes answering as primary from the cut to the heal.
+    pub two_primaries_s: Option<f64>,
+    /// ... from the heal on.
+    pub two_primaries_after_heal_s: Option<f64>,
+    /// From the heal until one primary answered and kept answering alone (for 3 s).
+    pub single_after_heal_s: Option<f64>,
+    /// Who that primary was.
+    pub primary_after_heal: Option<String>,
+    /// The samples, seconds from the cut.
+    pub samples: Vec<Sample>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
+/// What a partition's samples say (see [`PartitionRun`]'s fields of the same names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionTimes {
+    /// Cut until the majority side answered as primary.
+    pub new_primary_s: Option<f64>,
+    /// Cut until no node of the minority side answered as primary.
+    pub old_stopped_s: Option<f64>,
+    /// Two or more primaries, cut to heal, seconds.
+    pub two_primaries_s: f64,
+    /// Two or more primaries from the heal on, seconds.
+    pub two_primaries_after_heal_s: f64,
+    /// Heal until one primary answered alone for `settle` seconds (and on to the last sample).
+    pub single_after_heal_s: Option<f64>,
+    /// That primary.
+    pub settled_primary: Option<usize>,
+}
+
+/// Read a partition cut at `cut` and healed at `heal` (seconds on the samples' clock) off the
+/// probe's samples; `minority` are the application nodes that were cut off.
+pub fn partition_times(samples: &[Sample], cut: f64, heal: f64, minority: &[usize], settle: f64) -> PartitionTimes {
+    let during = || samples.iter().filter(|s| s.at >= cut && s.at < heal);
+    let new_primary_s = during().find(|s| s.primaries.iter().any(|p| !minority.contains(p))).map(|s| s.at - cut);
+    let old_stopped_s = during().find(|s| !s.primaries.iter().any(|p| minority.contains(p))).map(|s| s.at - cut);
+    let two = |from: f64, to: f64| {
+        samples
+            .windows(2)
+            .filter(|w| w[0].at >= from && w[0].at < to && w[0].primaries.len() >= 2)
+            .map(|w| w[1].at.min(to) - w[0].at)
+            .sum::<f64>()
+            + 0.0
+    };
+    let after: Vec<&Sample> = samples.iter().filter(|s| s.at >= heal).collect();
+    let start = match after.iter().rposition(|s| s.primaries.len() != 1) {
+        None => after.first().copied(),
+        Some(j) => after.get(j + 1).copied(),
+    };
+    let settled = start.filter(|s| after.last().is_some_and(|l| l.at - s.at >= settle));
+    PartitionTimes {
+        new_primary_s,
+        old_stopped_s,
+        two_primaries_s: two(cut, heal),
+        two_primaries_after_heal_s: two(heal, f64::INFINITY),
+        single_after_heal_s: settled.map(|s| s.at - heal),
+        settled_primary: settled.and_then(|s| s.primaries.first().copied()),
+    }
 }
 
 /// One phase of the fault schedule.
@@ -241,6 +362,18 @@ fn step(msg: &str, start: Instant) {
 /// Run the comparison. Progress on stderr, the report on stdout, files when `out_dir` is set.
 pub fn run(o: &DesignsOptions) -> anyhow::Result<DesignsReport> {
     anyhow::ensure!(!o.sizes.is_empty() && o.sizes.iter().all(|&n| (5..=200).contains(&n)), "sizes must be 5 to 200");
+    let netns = o.backend == Backend::Netns;
+    if netns {
+        anyhow::ensure!(
+            crate::netns::available(),
+            "--netns needs root, ip and iptables (one network namespace per agent on a bridge)"
+        );
+        anyhow::ensure!(
+            o.partition_secs.is_finite() && (1.0..=600.0).contains(&o.partition_secs),
+            "partition length {} s: must be 1 to 600 s",
+            o.partition_secs
+        );
+    }
     let stamp = Stamp::new(&o.command);
     let mut notes = Vec::new();
     let ours = SerfAgent { bin: locate_serf_agent(o.agent_bin.as_deref(), o.build)? };
@@ -257,12 +390,34 @@ pub fn run(o: &DesignsOptions) -> anyhow::Result<DesignsReport> {
     } else {
         notes.push("HashiCorp Serf not found (no `serf` on PATH): the reference column is missing.".to_owned());
     }
-    let acct = if iptables::available() {
+    let acct = if netns {
+        None
+    } else if iptables::available() {
         Some(Chain::new("D")?)
     } else {
         notes.push("Bytes per agent not measured: needs root and iptables.".to_owned());
         None
     };
+    if netns && !o.schedule_only {
+        notes.push(
+            "Network namespaces: each agent (consul-lite's 3 servers too) runs in a namespace of its own, with a \
+             veth into one bridge per cluster; the harness reads the agents' HTTP APIs and primary services \
+             from the host through the bridge, which no partition cuts. Bytes: everything each agent sent over \
+             the steady window, read off the host side of its veth (IP bytes, all protocols, TCP included; no \
+             ARP: neighbours are permanent); consul-lite's election calling its own agent's API stays inside \
+             the namespace and is not counted."
+                .to_owned(),
+        );
+        notes.push(format!(
+            "Partitions: on a fresh cluster after each round's steps, the primary's node is cut off from every \
+             other node (and server) by iptables rules dropping what each side receives from the other, held \
+             {:.0} s, then healed; a client probes every node's primary service every 50 ms throughout, so both \
+             sides are seen. \"Until one primary\" is from the heal until one node answered alone and kept \
+             doing so for {SETTLE_SECS:.0} s. consul-style also with the Raft leader server cut off together \
+             with the primary's node (the minority side then holds a stale leader).",
+            o.partition_secs
+        ));
+    }
     if acct.is_some() && !o.schedule_only {
         notes.push(
             "Bytes: everything each agent sends from its own address (UDP and TCP, IP bytes, iptables counters \
@@ -366,17 +521,180 @@ fn measure(
         failover_only,
         ..DesignRound::default()
     };
-    if let Err(e) = steps(sys, &mut r, o, base, acct, start) {
+    if let Err(e) = steps(sys, consul, &mut r, o, base, acct, start) {
         step(&format!("{} n={n} round {round}: {e:#}", sys.name()), start);
         r.error = Some(format!("{e:#}"));
     }
     if let Some(c) = consul {
         c.stop_servers();
     }
+    if o.backend == Backend::Netns && !failover_only {
+        let base = base
+            .with_file_name(format!("{}-partitions", base.file_name().map_or("round".into(), |f| f.to_string_lossy())));
+        if let Err(e) = partitions(sys, consul, &mut r, o, &base, start) {
+            step(&format!("{} n={n} round {round} partitions: {e:#}", sys.name()), start);
+            r.partitions.push(PartitionRun { error: Some(format!("{e:#}")), ..PartitionRun::default() });
+        }
+        if let Some(c) = consul {
+            c.stop_servers();
+        }
+        if !o.keep {
+            let _ = std::fs::remove_dir_all(&base);
+        }
+    }
     if !o.keep {
         let _ = std::fs::remove_dir_all(base);
     }
     r
+}
+
+/// The cluster of one round or schedule: on the options' backend, with consul-lite's servers
+/// placed in namespaces of their own on the namespace backend.
+fn new_cluster<'a>(
+    sys: &'a dyn System,
+    consul: Option<&ConsulLite>,
+    n: usize,
+    base: &Path,
+    profile: &str,
+    backend: Backend,
+) -> anyhow::Result<Cluster<'a>> {
+    let c = Cluster::with_backend(sys, n, base, profile, backend)?;
+    if let (Some(cl), Some(t)) = (consul, c.topology()) {
+        cl.place_servers(t)?;
+    }
+    Ok(c)
+}
+
+/// Every member of the cluster's namespaces, for partitions: node `i` is member `i`,
+/// consul-lite's server `k` member `n + k`. `None` on loopback.
+fn cluster_links(c: &Cluster<'_>, consul: Option<&ConsulLite>) -> Option<Links> {
+    let links = c.topology()?.links();
+    Some(match consul.and_then(ConsulLite::server_links) {
+        Some(servers) => links.join(servers),
+        None => links,
+    })
+}
+
+/// Bytes sent so far by every node, then every server (namespace backend: veth counters).
+fn sent_bytes(c: &Cluster<'_>, consul: Option<&ConsulLite>) -> Option<Vec<u64>> {
+    let nodes = c.topology()?.sent();
+    let servers = consul.and_then(ConsulLite::server_sent).unwrap_or_default();
+    Some(nodes.iter().chain(&servers).map(|&(_, bytes)| bytes).collect())
+}
+
+/// Wait until every running node lists all running nodes alive and one node serves the primary
+/// service (consul-style: and the servers name a Raft leader); returns the primary.
+fn converged(c: &Cluster<'_>, consul: Option<&ConsulLite>, timeout: Duration) -> anyhow::Result<usize> {
+    let running = c.running();
+    let ok = poll_until(timeout, Duration::from_millis(100), || {
+        let views = c.sweep(&running);
+        let all = views.iter().all(|(_, v)| v.as_ref().is_some_and(|m| count_alive(m) == running.len()));
+        let leader = consul.is_none_or(|cl| cl.leader_server().is_some());
+        (all && leader).then_some(())
+    });
+    anyhow::ensure!(ok.is_some(), "{}: the cluster did not converge within {timeout:?}", c.system().name());
+    single_primary(c, timeout)
+}
+
+/// The partition scenarios of one round, on a fresh cluster of `r.nodes` nodes.
+fn partitions(
+    sys: &dyn System,
+    consul: Option<&ConsulLite>,
+    r: &mut DesignRound,
+    o: &DesignsOptions,
+    base: &Path,
+    start: Instant,
+) -> anyhow::Result<()> {
+    let (n, round) = (r.nodes, r.round);
+    let say = |what: &str| step(&format!("{} n={n} round {round}: {what}", sys.name()), start);
+    let profile = if consul.is_some() { "lan" } else { o.profile.as_str() };
+    let mut c = new_cluster(sys, consul, n, base, profile, Backend::Netns)?;
+    say("partitions: setup");
+    c.start_all(Duration::from_secs(60 + 3 * n as u64))?;
+    let links = cluster_links(&c, consul).ok_or_else(|| anyhow::anyhow!("partitions need the namespace backend"))?;
+    let mut scenarios = vec![CUT_NODE];
+    if consul.is_some() {
+        scenarios.push(CUT_NODE_AND_LEADER);
+    }
+    for scenario in scenarios {
+        say(&format!("partition: {scenario}"));
+        let mut run = PartitionRun { scenario: scenario.to_owned(), ..PartitionRun::default() };
+        let result = partition(&c, consul, &links, &mut run, o);
+        if let Err(e) = &result {
+            step(&format!("{} n={n} round {round} partition ({scenario}): {e:#}", sys.name()), start);
+            run.error = Some(format!("{e:#}"));
+        }
+        r.partitions.push(run);
+        result?;
+    }
+    Ok(())
+}
+
+/// One partition scenario (`run.scenario`) on a converged cluster; see [`PartitionRun`].
+fn partition(
+    c: &Cluster<'_>,
+    consul: Option<&ConsulLite>,
+    links: &Links,
+    run: &mut PartitionRun,
+    o: &DesignsOptions,
+) -> anyhow::Result<()> {
+    let sys = c.system();
+    let n = c.len();
+    let primary = converged(c, consul, Duration::from_secs(90))?;
+    run.old_primary = Some(c.nodes[primary].name.clone());
+    let mut minority = vec![primary];
+    run.cut = vec![c.nodes[primary].name.clone()];
+    if run.scenario == CUT_NODE_AND_LEADER {
+        let cl = consul.ok_or_else(|| anyhow::anyhow!("{CUT_NODE_AND_LEADER}: no servers"))?;
+        let k = cl.leader_server().ok_or_else(|| anyhow::anyhow!("no Raft leader"))?;
+        minority.push(n + k);
+        run.cut.push(format!("server{k}"));
+    }
+    let majority: Vec<usize> = (0..links.len()).filter(|m| !minority.contains(m)).collect();
+    let probe = Probe::default();
+    let nodes = c.nodes.clone();
+    let hold = Duration::from_secs_f64(o.partition_secs);
+    let t0 = Instant::now();
+    let timing = std::thread::scope(|scope| -> anyhow::Result<(f64, f64)> {
+        scope.spawn(|| probe.run(sys, &nodes, t0, Duration::from_millis(50), Duration::from_secs(300), |_, _| {}));
+        let result = (|| -> anyhow::Result<(f64, f64)> {
+            std::thread::sleep(Duration::from_millis(500));
+            let cut_at = t0.elapsed().as_secs_f64();
+            let cut = links.partition(&minority, &majority);
+            if cut.is_ok() {
+                std::thread::sleep(hold);
+            }
+            // Healed even when the cut failed half-way.
+            let healed = links.heal();
+            cut?;
+            healed?;
+            let heal_at = t0.elapsed().as_secs_f64();
+            let apps = [primary];
+            poll_until(Duration::from_secs(90), Duration::from_millis(200), || {
+                partition_times(&probe.samples(), cut_at, heal_at, &apps, SETTLE_SECS).single_after_heal_s
+            });
+            Ok((cut_at, heal_at))
+        })();
+        probe.stop();
+        result
+    });
+    let (cut_at, heal_at) = timing?;
+    let samples = probe.samples();
+    let t = partition_times(&samples, cut_at, heal_at, &[primary], SETTLE_SECS);
+    run.held_s = Some(heal_at - cut_at);
+    run.new_primary_s = t.new_primary_s;
+    run.old_stopped_s = t.old_stopped_s;
+    run.two_primaries_s = Some(t.two_primaries_s);
+    run.two_primaries_after_heal_s = Some(t.two_primaries_after_heal_s);
+    run.single_after_heal_s = t.single_after_heal_s;
+    run.primary_after_heal = t.settled_primary.map(|i| c.nodes[i].name.clone());
+    run.samples = samples.into_iter().map(|s| Sample { at: s.at - cut_at, primaries: s.primaries }).collect();
+    anyhow::ensure!(
+        t.single_after_heal_s.is_some(),
+        "no single primary within 90 s of the heal (now: {:?})",
+        c.primaries()
+    );
+    Ok(())
 }
 
 fn secs(d: Option<Duration>) -> Option<f64> {
@@ -441,6 +759,7 @@ fn fault(
 
 fn steps(
     sys: &dyn System,
+    consul: Option<&ConsulLite>,
     r: &mut DesignRound,
     o: &DesignsOptions,
     base: &Path,
@@ -450,7 +769,7 @@ fn steps(
     let (n, round) = (r.nodes, r.round);
     let say = |what: &str| step(&format!("{} n={n} round {round}: {what}", sys.name()), start);
     let profile = if r.design == "consul-style" { "lan" } else { o.profile.as_str() };
-    let mut c = Cluster::new(sys, n, base, profile)?;
+    let mut c = new_cluster(sys, consul, n, base, profile, o.backend)?;
     say("setup");
     let t0 = Instant::now();
     c.start_all(Duration::from_secs(60 + 3 * n as u64))?;
@@ -471,6 +790,7 @@ fn steps(
         if let Some(chain) = acct {
             count_traffic(chain, &ips, &c.loopback_subnet())?;
         }
+        let sent0 = sent_bytes(&c, consul);
         let cpu0: Vec<Option<Duration>> = clients.iter().chain(&servers).map(|&p| cpu_time(p)).collect();
         let w0 = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(o.steady_secs));
@@ -499,6 +819,16 @@ fn steps(
             }
             r.unattributed_bytes_per_s = counters.get(ips.len()).map(|&(_, b)| b as f64 / window);
             chain.flush()?;
+        }
+        if let (Some(before), Some(after)) = (sent0, sent_bytes(&c, consul)) {
+            for (k, (b, a)) in before.iter().zip(&after).enumerate() {
+                let v = a.saturating_sub(*b) as f64 / window;
+                if k < n {
+                    r.client_sent_bytes_per_s.push(v);
+                } else {
+                    r.server_sent_bytes_per_s.push(v);
+                }
+            }
         }
 
         let primary = single_primary(&c, Duration::from_secs(10))?;
@@ -570,6 +900,8 @@ const COMMON_PHASES: [(&str, f64); 5] = [
     ("SIGCONT it", 4.0),
     ("SIGKILL the primary's node", 12.0),
 ];
+/// Namespace backend only, after [`COMMON_PHASES`] (every system runs them).
+const PARTITION_PHASES: [(&str, f64); 2] = [("cut the primary's node off", 12.0), ("heal", 10.0)];
 const SERVER_PHASES: [(&str, f64); 3] =
     [("SIGKILL the Raft leader server", 8.0), ("restart it", 8.0), ("SIGKILL a follower server (minority loss)", 8.0)];
 
@@ -598,14 +930,18 @@ fn schedule_steps(
     base: &Path,
 ) -> anyhow::Result<()> {
     let n = run.nodes;
-    let mut c = Cluster::new(sys, n, base, &o.profile)?;
+    let mut c = new_cluster(sys, consul, n, base, &o.profile, o.backend)?;
     c.start_all(Duration::from_secs(60 + 3 * n as u64))?;
     let first = single_primary(&c, Duration::from_secs(30))?;
-    let net = c.nodes[0].ip.octets()[2];
+    let links = cluster_links(&c, consul);
     let probe = Probe::default();
     let nodes = c.nodes.clone();
     let t0 = Instant::now();
     let mut phases: Vec<(&str, f64)> = COMMON_PHASES.to_vec();
+    if links.is_some() {
+        phases.extend(PARTITION_PHASES);
+    }
+    let common = phases.len();
     if consul.is_some() {
         phases.extend(SERVER_PHASES);
     }
@@ -638,9 +974,19 @@ fn schedule_steps(
                         probe.exclude(p);
                         c_ref.signal(p, Signal::Kill)?;
                     }
+                    "cut the primary's node off" => {
+                        let links = links.as_ref().ok_or_else(|| anyhow::anyhow!("no namespaces"))?;
+                        let p = c_ref.primaries();
+                        let p = *p.first().ok_or_else(|| anyhow::anyhow!("no primary to cut off"))?;
+                        let rest: Vec<usize> = (0..links.len()).filter(|&m| m != p).collect();
+                        links.partition(&[p], &rest)?;
+                    }
+                    "heal" => {
+                        links.as_ref().ok_or_else(|| anyhow::anyhow!("no namespaces"))?.heal()?;
+                    }
                     "SIGKILL the Raft leader server" => {
                         let cl = consul.ok_or_else(|| anyhow::anyhow!("no servers"))?;
-                        let k = cl.leader_server(net).ok_or_else(|| anyhow::anyhow!("no Raft leader"))?;
+                        let k = cl.leader_server().ok_or_else(|| anyhow::anyhow!("no Raft leader"))?;
                         leader = Some(k);
                         cl.signal_server(k, Signal::Kill)?;
                     }
@@ -650,7 +996,7 @@ fn schedule_steps(
                     }
                     "SIGKILL a follower server (minority loss)" => {
                         let cl = consul.ok_or_else(|| anyhow::anyhow!("no servers"))?;
-                        let lead = cl.leader_server(net);
+                        let lead = cl.leader_server();
                         let k = (0..crate::consul::SERVERS).find(|&k| Some(k) != lead).unwrap_or(0);
                         cl.signal_server(k, Signal::Kill)?;
                     }
@@ -670,7 +1016,7 @@ fn schedule_steps(
         let (a, b) = (starts[k], starts[k + 1]);
         run.phases.push(phase(&run.samples, what, a, b));
     }
-    let common_end = starts.get(COMMON_PHASES.len()).copied().unwrap_or(end);
+    let common_end = starts.get(common).copied().unwrap_or(end);
     run.answered_common = answered(&run.samples, 0.0, common_end);
     run.answered_all = answered(&run.samples, 0.0, end);
     result
@@ -705,8 +1051,13 @@ fn sum(v: &[f64]) -> Vec<f64> {
     }
 }
 
+/// `f` of the round's partition scenario `scenario`, if it ran without an error.
+fn part(r: &DesignRound, scenario: &str, f: fn(&PartitionRun) -> Option<f64>) -> Vec<f64> {
+    r.partitions.iter().filter(|p| p.scenario == scenario && p.error.is_none()).filter_map(f).collect()
+}
+
 /// The rows of the tables: label, decimals, values of one round.
-const ROWS: [(&str, usize, Field); 22] = [
+const ROWS: [(&str, usize, Field); 30] = [
     ("processes to serve N nodes", 0, |r| if r.failover_only { vec![] } else { vec![r.processes as f64] }),
     ("setup: until all listed and a primary serves, s", 2, |r| one(r.setup_s)),
     ("setup: until all listed, s", 2, |r| one(r.setup_listed_s)),
@@ -718,6 +1069,28 @@ const ROWS: [(&str, usize, Field); 22] = [
     ("primary failover: unreachable (50 ms client), s", 2, |r| one(r.failover_gap_s)),
     ("primary failover: every node lists it failed, s", 2, |r| one(r.failover_detect_all_s)),
     ("primary failover: time with two primaries, s", 2, |r| one(r.failover_two_primaries_s)),
+    ("partition, primary's node cut off: majority side serves a new primary, s", 2, |r| {
+        part(r, CUT_NODE, |p| p.new_primary_s)
+    }),
+    ("partition, primary's node cut off: cut-off primary stops answering, s", 2, |r| {
+        part(r, CUT_NODE, |p| p.old_stopped_s)
+    }),
+    ("partition, primary's node cut off: time with two primaries, s", 2, |r| part(r, CUT_NODE, |p| p.two_primaries_s)),
+    ("partition, primary's node cut off: after the heal, until one primary, s", 2, |r| {
+        part(r, CUT_NODE, |p| p.single_after_heal_s)
+    }),
+    ("partition, + Raft leader cut off: majority side serves a new primary, s", 2, |r| {
+        part(r, CUT_NODE_AND_LEADER, |p| p.new_primary_s)
+    }),
+    ("partition, + Raft leader cut off: cut-off primary stops answering, s", 2, |r| {
+        part(r, CUT_NODE_AND_LEADER, |p| p.old_stopped_s)
+    }),
+    ("partition, + Raft leader cut off: time with two primaries, s", 2, |r| {
+        part(r, CUT_NODE_AND_LEADER, |p| p.two_primaries_s)
+    }),
+    ("partition, + Raft leader cut off: after the heal, until one primary, s", 2, |r| {
+        part(r, CUT_NODE_AND_LEADER, |p| p.single_after_heal_s)
+    }),
     ("RSS per client agent (serf-style: per agent), MiB", 1, |r| r.client_rss_mib.clone()),
     ("RSS per server, MiB", 1, |r| r.server_rss_mib.clone()),
     ("total RSS to serve N nodes, MiB", 1, |r| {
@@ -757,12 +1130,19 @@ impl DesignsReport {
 
     /// The report: a table per size (median, min–max over rounds), the targets, the notes.
     pub fn markdown(&self) -> String {
+        let netns = self.options.backend == Backend::Netns;
         let mut s = format!(
-            "# The two designs: serf-style against consul-style\n\n{}\nGenerated by the command above \
+            "# The two designs: serf-style against consul-style{}\n\n{}\nGenerated by the command above \
              (`cluster-bench designs`); re-render with `cluster-bench designs-render {}.json`.\n\n",
+            if netns { ", in network namespaces" } else { "" },
             self.stamp.markdown(),
             self.options.name
         );
+        let backend = if netns {
+            "Network namespaces (one per agent, servers included, on a bridge), with partitions"
+        } else {
+            "Loopback"
+        };
         let _ = writeln!(
             s,
             "serf-style: every node runs one agent (serf-agent, ours; HashiCorp Serf, the reference, with the \
@@ -771,10 +1151,10 @@ impl DesignsReport {
              through a session bound to its node's serfHealth check. {}\n",
             crate::consul::SERVERS,
             if self.rounds.is_empty() {
-                "Loopback; the fault schedule alone (`--schedule-only`).".to_owned()
+                format!("{backend}; the fault schedule alone (`--schedule-only`).")
             } else {
                 format!(
-                    "Loopback, {} round(s) per system and size, interleaved; cells are median (min–max) over \
+                    "{backend}, {} round(s) per system and size, interleaved; cells are median (min–max) over \
                      rounds and, for per-agent rows, over agents.",
                     self.options.rounds
                 )
@@ -810,6 +1190,9 @@ impl DesignsReport {
             }
             s.push('\n');
         }
+        if self.rounds.iter().any(|r| !r.partitions.is_empty()) {
+            s.push_str(&self.partitions_markdown());
+        }
         if !self.schedules.is_empty() {
             s.push_str(&self.schedule_markdown());
         }
@@ -820,6 +1203,9 @@ impl DesignsReport {
                 "![failover timeline]({0}-failover.svg)\n\n![resources against N]({0}-resources.svg)\n",
                 self.options.name
             );
+            if self.rounds.iter().any(|r| !r.partitions.is_empty()) {
+                let _ = writeln!(s, "![partitions]({}-partition.svg)\n", self.options.name);
+            }
         }
         let errors: Vec<String> = self
             .rounds
@@ -843,18 +1229,79 @@ impl DesignsReport {
         s
     }
 
+    /// Every partition scenario run, one line each.
+    fn partitions_markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "## Partitions, round by round\n\n\
+             Times from the cut (the heal for the last three columns); \"never\" is \"not before the heal\". \
+             Probes every 50 ms, so each time is late by up to about one probe.\n\n\
+             | system | nodes | round | cut off | held, s | new primary on the majority side, s | cut-off \
+             primary stops, s | two primaries, s | after the heal: two primaries, s | until one primary, s | \
+             primary after the heal |\n\
+             |---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"
+        );
+        let secs = |v: Option<f64>, none: &str| v.map_or(none.to_owned(), |v| format!("{v:.2}"));
+        for r in &self.rounds {
+            for p in &r.partitions {
+                if let Some(e) = &p.error {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} | error: {} | | | | | | |",
+                        r.system,
+                        r.nodes,
+                        r.round,
+                        p.cut.join(" + "),
+                        e.lines().next().unwrap_or_default().replace('|', "/")
+                    );
+                    continue;
+                }
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} (primary {}) | {} | {} | {} | {} | {} | {} | {} |",
+                    r.system,
+                    r.nodes,
+                    r.round,
+                    p.cut.join(" + "),
+                    p.old_primary.as_deref().unwrap_or("-"),
+                    secs(p.held_s, "-"),
+                    secs(p.new_primary_s, "never"),
+                    secs(p.old_stopped_s, "never"),
+                    secs(p.two_primaries_s, "-"),
+                    secs(p.two_primaries_after_heal_s, "-"),
+                    secs(p.single_after_heal_s, "not seen"),
+                    p.primary_after_heal.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        s.push('\n');
+        s
+    }
+
     /// The fault schedule's table: per phase and system, the fraction of probes answered 200.
     fn schedule_markdown(&self) -> String {
         let mut s = String::new();
         let n = self.schedules.first().map_or(0, |r| r.nodes);
-        let _ = writeln!(
-            s,
-            "## Availability through a fixed fault schedule ({n} nodes, loopback)\n\n\
-             A client asks every node's primary service every 50 ms from the start of the schedule; a probe is \
-             answered when some node gives 200. Each fault is held for the time given, without repair except \
-             SIGCONT and the server restart. Partitions are not in the loopback schedule (on loopback a \
-             partition cannot cut TCP: see section 4's backends).\n"
-        );
+        let _ = if self.options.backend == Backend::Netns {
+            writeln!(
+                s,
+                "## Availability through a fixed fault schedule ({n} nodes, network namespaces)\n\n\
+                 A client asks every node's primary service every 50 ms from the start of the schedule; a probe \
+                 is answered when some node gives 200. Each fault is held for the time given, without repair \
+                 except SIGCONT, the heal and the server restart. The partition cuts the primary's node of the \
+                 moment off from every other node and server (both sides are probed).\n"
+            )
+        } else {
+            writeln!(
+                s,
+                "## Availability through a fixed fault schedule ({n} nodes, loopback)\n\n\
+                 A client asks every node's primary service every 50 ms from the start of the schedule; a probe \
+                 is answered when some node gives 200. Each fault is held for the time given, without repair \
+                 except SIGCONT and the server restart. Partitions are not in the loopback schedule (on \
+                 loopback a partition cannot cut TCP: see section 4's backends).\n"
+            )
+        };
         let names: Vec<&str> = self.schedules.iter().map(|r| r.system.as_str()).collect();
         let _ = writeln!(s, "| phase | held, s | {} |", names.join(" | "));
         let _ = writeln!(s, "|---|---:|{}", "---:|".repeat(names.len()));
@@ -924,13 +1371,17 @@ impl DesignsReport {
                 }
             }
             let two = |r: &DesignRound| one(r.failover_two_primaries_s);
+            let netns = self.options.backend == Backend::Netns;
             if let Some(t) = m("consul-lite", two) {
                 let _ = writeln!(
                     s,
-                    "- two primaries answering during the failover (loopback; partitions need namespaces, not \
-                     measured): consul-lite {t:.2} s, serf-agent {}.",
+                    "- two primaries answering during the failover{}: consul-lite {t:.2} s, serf-agent {}.",
+                    if netns { "" } else { " (loopback; partitions need namespaces, not measured)" },
                     m("serf-agent", two).map_or("-".into(), |v| format!("{v:.2} s"))
                 );
+            }
+            if let Some(line) = self.partition_target(n) {
+                let _ = writeln!(s, "{line}");
             }
             let rss = |r: &DesignRound| r.client_rss_mib.clone();
             if let (Some(a), Some(c)) = (m("serf-agent", rss), m("consul-lite", rss)) {
@@ -965,6 +1416,31 @@ impl DesignsReport {
     }
 }
 
+impl DesignsReport {
+    /// The target "never two primaries answering during a partition" at `n` nodes: the longest
+    /// two-primary time of consul-lite over every scenario and round, serf-agent's beside it.
+    fn partition_target(&self, n: usize) -> Option<String> {
+        let runs = |sys: &str| -> Vec<&PartitionRun> {
+            self.rounds
+                .iter()
+                .filter(|r| r.system == sys && r.nodes == n)
+                .flat_map(|r| &r.partitions)
+                .filter(|p| p.error.is_none())
+                .collect()
+        };
+        let cl = runs("consul-lite").iter().filter_map(|p| p.two_primaries_s).reduce(f64::max)?;
+        let count = runs("consul-lite").len();
+        let serf_agent = Stat::of(runs("serf-agent").iter().filter_map(|p| p.two_primaries_s))
+            .map_or("-".into(), |st| format!("{} s", st.show(2)));
+        Some(format!(
+            "- never two primaries answering during a partition: consul-lite at most {cl:.2} s over {count} \
+             partition(s) of {:.0} s: {}; serf-agent (each side keeps or elects its own) {serf_agent}.",
+            self.options.partition_secs,
+            if cl == 0.0 { "met" } else { "missed" }
+        ))
+    }
+}
+
 fn caption(report: &DesignsReport) -> String {
     format!("{} · {} · {}", report.stamp.command, report.stamp.date, report.stamp.commit)
 }
@@ -988,6 +1464,82 @@ pub fn write_plots(report: &DesignsReport, dir: &Path) -> anyhow::Result<()> {
     if !report.schedules.is_empty() {
         availability_plot(report, &dir.join(format!("{name}-availability.svg")))?;
     }
+    if report.rounds.iter().any(|r| r.partitions.iter().any(|p| !p.samples.is_empty())) {
+        partition_plot(report, &dir.join(format!("{name}-partition.svg")))?;
+    }
+    Ok(())
+}
+
+/// `<name>-partition.svg`: how many nodes answer as primary through each partition scenario
+/// (smallest size, first round that has it), one row per system and scenario, cut at 0.
+fn partition_plot(report: &DesignsReport, path: &Path) -> anyhow::Result<()> {
+    let n = report.options.sizes.iter().copied().min().unwrap_or(5);
+    let runs: Vec<(&str, &PartitionRun)> = report
+        .systems
+        .iter()
+        .flat_map(|sys| {
+            [CUT_NODE, CUT_NODE_AND_LEADER].into_iter().filter_map(move |scenario| {
+                report
+                    .rounds
+                    .iter()
+                    .filter(|r| r.system == *sys && r.nodes == n)
+                    .flat_map(|r| &r.partitions)
+                    .find(|p| p.scenario == scenario && !p.samples.is_empty())
+                    .map(|p| (sys.as_str(), p))
+            })
+        })
+        .collect();
+    let root = SVGBackend::new(path, (1100, 140 + 90 * runs.len() as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (_, h) = root.dim_in_pixel();
+    let (main, foot) = root.split_vertically(h - 30);
+    let max_t = runs.iter().flat_map(|(_, p)| p.samples.last().map(|s| s.at)).fold(1.0f64, f64::max);
+    let rows = runs.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&main)
+        .caption(
+            format!("Nodes answering as primary (0, 1, 2+) through a partition ({n} nodes; cut at 0, heal at the second mark)"),
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(20)
+        .build_cartesian_2d(-0.6..max_t, -0.3..rows * 3.0)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("seconds from the cut").disable_y_axis().draw().map_err(err)?;
+    for (k, (sys, p)) in runs.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let offset = (runs.len() - 1 - k) as f64 * 3.0;
+        let mut points = Vec::new();
+        for w in p.samples.windows(2) {
+            let y = offset + w[0].primaries.len().min(2) as f64;
+            points.push((w[0].at, y));
+            points.push((w[1].at, y));
+        }
+        let label = format!(
+            "{sys}, {}: two primaries {}",
+            p.scenario,
+            p.two_primaries_s.map_or("-".into(), |t| format!("{t:.2} s"))
+        );
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        for (at, style) in [(0.0, color.mix(0.6)), (p.held_s.unwrap_or(0.0), color.mix(0.3))] {
+            chart
+                .draw_series(LineSeries::new(vec![(at, offset - 0.2), (at, offset + 2.2)], style.stroke_width(1)))
+                .map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    foot.draw_text(&caption(report), &("sans-serif", 11).into_text_style(&foot), (10, 8)).map_err(err)?;
+    root.present().map_err(err)?;
     Ok(())
 }
 
@@ -1223,6 +1775,99 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| RSS per client agent (serf-style: per agent), MiB | 4.0 (4.0–4.0) | 7.0 (7.0–7.0) | 20.0 (20.0–20.0) | 1.75 |"), "{md}");
+    }
+
+    fn s(at: f64, p: &[usize]) -> Sample {
+        Sample { at, primaries: p.to_vec() }
+    }
+
+    #[test]
+    fn partition_times_serf_style_each_side_keeps_a_primary() {
+        // Node 0 primary, cut at 1.0; node 2 takes over at 2.5; healed at 5.0; node 2 steps down
+        // at 6.0 and node 0 answers alone from then on.
+        let samples = [
+            s(0.5, &[0]),
+            s(1.0, &[0]),
+            s(2.0, &[0]),
+            s(2.5, &[0, 2]),
+            s(4.0, &[0, 2]),
+            s(5.5, &[0, 2]),
+            s(6.0, &[0]),
+            s(8.0, &[0]),
+            s(9.5, &[0]),
+        ];
+        let t = partition_times(&samples, 1.0, 5.0, &[0], 3.0);
+        assert_eq!(t.new_primary_s, Some(1.5));
+        assert_eq!(t.old_stopped_s, None);
+        // 2.5 to 5.0 during the partition (the window from 4.0 is cut at the heal), 5.0 to 6.0 after.
+        assert!((t.two_primaries_s - 2.5).abs() < 1e-9, "{t:?}");
+        assert!((t.two_primaries_after_heal_s - 0.5).abs() < 1e-9, "{t:?}");
+        assert_eq!(t.single_after_heal_s, Some(1.0));
+        assert_eq!(t.settled_primary, Some(0));
+        // Not yet settled: the single primary has not lasted 3 s by the last sample.
+        assert_eq!(partition_times(&samples[..8], 1.0, 5.0, &[0], 3.0).single_after_heal_s, None);
+    }
+
+    #[test]
+    fn partition_times_consul_style_the_minority_steps_down() {
+        let samples = [s(0.0, &[1]), s(1.0, &[1]), s(2.2, &[]), s(3.5, &[3]), s(13.0, &[3]), s(16.5, &[3])];
+        let t = partition_times(&samples, 1.0, 12.0, &[1], 3.0);
+        assert!((t.old_stopped_s.unwrap() - 1.2).abs() < 1e-9, "{t:?}");
+        assert_eq!(t.new_primary_s, Some(2.5));
+        assert_eq!((t.two_primaries_s, t.two_primaries_after_heal_s), (0.0, 0.0));
+        // Already single at the heal: settled with the first sample after it.
+        assert_eq!(t.single_after_heal_s, Some(1.0));
+        assert_eq!(t.settled_primary, Some(3));
+        // No sample after the heal: nothing settled, nothing panics.
+        let t = partition_times(&samples[..4], 1.0, 12.0, &[1], 3.0);
+        assert_eq!((t.single_after_heal_s, t.settled_primary), (None, None));
+    }
+
+    #[test]
+    fn netns_result_names() {
+        assert_eq!(netns_name("designs"), "designs-netns");
+        assert_eq!(netns_name("designs-quick"), "designs-netns-quick");
+    }
+
+    #[test]
+    fn partitions_show_in_netns_reports_only() {
+        let mut with = round("consul-lite", 1.4, 2.5, 7.0);
+        with.partitions = vec![PartitionRun {
+            scenario: CUT_NODE.into(),
+            cut: vec!["node00".into()],
+            old_primary: Some("node00".into()),
+            held_s: Some(12.0),
+            new_primary_s: Some(3.4),
+            old_stopped_s: Some(1.3),
+            two_primaries_s: Some(0.0),
+            two_primaries_after_heal_s: Some(0.0),
+            single_after_heal_s: Some(0.05),
+            primary_after_heal: Some("node01".into()),
+            ..PartitionRun::default()
+        }];
+        let mut r = report(vec![round("serf-agent", 1.0, 1.2, 4.0), with]);
+        r.options.backend = Backend::Netns;
+        let md = r.markdown();
+        assert!(
+            md.contains("| partition, primary's node cut off: cut-off primary stops answering, s | - | 1.30 | - | - |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| consul-lite | 5 | 0 | node00 (primary node00) | 12.00 | 3.40 | 1.30 | 0.00 | 0.00 | 0.05 | node01 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("consul-lite at most 0.00 s over 1 partition(s) of 12 s: met"), "{md}");
+        assert!(md.starts_with("# The two designs: serf-style against consul-style, in network namespaces"), "{md}");
+        // The loopback report has none of it.
+        r.options.backend = Backend::Loopback;
+        r.rounds[1].partitions.clear();
+        let md = r.markdown();
+        assert!(
+            !md.contains("partition,") && !md.contains("## Partitions") && md.contains("Loopback, 1 round(s)"),
+            "{md}"
+        );
     }
 
     #[test]

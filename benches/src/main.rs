@@ -221,6 +221,7 @@ enum Command {
     },
     /// The two designs side by side on loopback: serf-agent, consul-lite (3 servers + a client per
     /// node, lock-held primary) and HashiCorp Serf, interleaved; writes docs/results/designs.*.
+    /// With --netns in network namespaces, with partitions (root); writes designs-netns.*.
     Designs {
         /// Application nodes per cluster, comma-separated (default 5,20; --quick: 5).
         #[arg(long, value_delimiter = ',')]
@@ -244,9 +245,23 @@ enum Command {
         /// Run the fault schedule alone, at the smallest size.
         #[arg(long)]
         schedule_only: bool,
+        /// Run in network namespaces instead of on loopback (root, ip, iptables): one namespace
+        /// per agent, consul-lite's servers included, on a bridge; adds the partition scenarios
+        /// (the primary's node cut off; consul-lite also with the Raft leader server) and a
+        /// partition and heal to the fault schedule; no 15 s lock-delay run. Writes
+        /// docs/results/designs-netns.* (designs-netns-quick.* with --quick).
+        #[arg(long, conflicts_with = "also_netns")]
+        netns: bool,
+        /// Run on loopback, then the same again in network namespaces (as --netns): two reports.
+        #[arg(long)]
+        also_netns: bool,
+        /// How long each partition is held with --netns, seconds.
+        #[arg(long, default_value_t = 12.0)]
+        partition_secs: f64,
         #[command(flatten)]
         bins: Binaries,
-        /// Base name of the result files in docs/results/ (default designs, or designs-quick).
+        /// Base name of the result files in docs/results/ (default designs, or designs-quick;
+        /// the namespace run adds -netns).
         #[arg(long)]
         name: Option<String>,
         /// Do not write result files.
@@ -523,6 +538,9 @@ fn main() -> anyhow::Result<()> {
             consul_bin,
             no_schedule,
             schedule_only,
+            netns,
+            also_netns,
+            partition_secs,
             bins: Binaries { agent_bin, no_build, serf_bin },
             name,
             no_write,
@@ -539,6 +557,7 @@ fn main() -> anyhow::Result<()> {
             o.serf_bin = serf_bin;
             o.build = !no_build;
             o.keep = keep;
+            o.partition_secs = partition_secs;
             if let Some(name) = name {
                 o.name = name;
             }
@@ -546,8 +565,26 @@ fn main() -> anyhow::Result<()> {
                 o.out_dir = None;
             }
             o.command = command_line();
-            let report = cluster_bench::designs::run(&o)?;
-            println!("{}", report.markdown());
+            if netns && !cluster_bench::netns::available() {
+                anyhow::bail!("--netns needs root, ip and iptables");
+            }
+            let mut runs = Vec::new();
+            if !netns {
+                runs.push(o.clone());
+            }
+            if netns || also_netns {
+                let mut n = o.clone();
+                n.backend = cluster_bench::cluster::Backend::Netns;
+                n.default_lock_delay = false;
+                n.name = cluster_bench::designs::netns_name(&o.name);
+                // The loopback run built the agents already.
+                n.build = o.build && !also_netns;
+                runs.push(n);
+            }
+            for o in runs {
+                let report = cluster_bench::designs::run(&o)?;
+                println!("{}", report.markdown());
+            }
         }
         Command::DesignsRender { json } => {
             let report = cluster_bench::designs::render(&json)?;

@@ -13,6 +13,10 @@
 //! (`net` is the cluster's network number, [`crate::system::default_net`] of its system.)
 //! ```
 //!
+//! Processes that are not application nodes (consul-lite's servers) get namespaces of their own
+//! on the same bridge at addresses the caller chooses ([`Topology::attach`], giving [`Hosts`]),
+//! so that a partition can cut them off too: [`Links::join`] puts both in one [`Links`].
+//!
 //! Everything is named after the harness's PID and removed when the [`Topology`] is dropped
 //! (after the agents in it were killed): namespaces (which takes their veths along), the bridge,
 //! and the `FORWARD` rule that lets bridged traffic through a host firewall whose policy drops.
@@ -187,6 +191,11 @@ impl Topology {
         Ok(t)
     }
 
+    /// Its network number (third octet of every address).
+    pub fn net(&self) -> u8 {
+        self.net
+    }
+
     /// The namespace of node `i`.
     pub fn namespace(&self, i: usize) -> &str {
         &self.namespaces[i]
@@ -194,23 +203,52 @@ impl Topology {
 
     /// Packets and bytes each node has sent so far (its veth's receive counters on the host side).
     pub fn sent(&self) -> Vec<(u64, u64)> {
-        self.veths
-            .iter()
-            .map(|v| {
-                let read = |f: &str| {
-                    std::fs::read_to_string(format!("/sys/class/net/{v}/statistics/{f}"))
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok())
-                        .unwrap_or(0)
-                };
-                (read("rx_packets"), read("rx_bytes"))
-            })
-            .collect()
+        veth_counters(&self.veths)
     }
 
     /// What it takes to change this topology's rules and queues from another thread.
     pub fn links(&self) -> Links {
-        Links { net: self.net, namespaces: self.namespaces.clone() }
+        let addrs = (0..self.namespaces.len()).map(|i| node_ip(self.net, i)).collect();
+        Links { net: self.net, namespaces: self.namespaces.clone(), addrs }
+    }
+
+    /// Give each of `addrs` (on this topology's network, outside the nodes' addresses
+    /// `10.213.<net>.10..`) a namespace of its own on the bridge, set up as a node's (permanent
+    /// neighbours both ways, with every node, the host and each other): for processes that are
+    /// not application nodes, such as consul-lite's servers. They are removed when the returned
+    /// [`Hosts`] is dropped (after the processes in them were killed).
+    pub fn attach(&self, addrs: &[Ipv4Addr]) -> anyhow::Result<Hosts> {
+        let net = self.net;
+        let nodes: Vec<Ipv4Addr> = (0..self.namespaces.len()).map(|i| node_ip(net, i)).collect();
+        for a in addrs {
+            anyhow::ensure!(
+                a.octets()[..3] == [10, 213, net] && *a != gateway(net) && !nodes.contains(a),
+                "host address {a}: must be in 10.213.{net}.0/24 and not the bridge's or a node's"
+            );
+        }
+        let tag = tag();
+        let mut h = Hosts { net, namespaces: Vec::new(), veths: Vec::new(), addrs: addrs.to_vec() };
+        for (k, &addr) in addrs.iter().enumerate() {
+            let ns = format!("cb{tag}-{net}-h{k}");
+            let veth = format!("cb{tag}s{net}h{k}");
+            let _ = ip(&["netns", "del", &ns]);
+            let _ = ip(&["link", "del", &veth]);
+            ip(&["netns", "add", &ns])?;
+            h.namespaces.push(ns.clone());
+            ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "address", &mac(addr), "netns", &ns])?;
+            h.veths.push(veth.clone());
+            ip(&["link", "set", &veth, "master", &self.bridge])?;
+            ip(&["link", "set", &veth, "up"])?;
+            let mut commands = format!("addr add {addr}/24 dev eth0\nlink set eth0 up\nlink set lo up\n");
+            let others = nodes.iter().chain(addrs).copied().filter(|&o| o != addr);
+            commands.push_str(&permanent_neighbours(std::iter::once(gateway(net)).chain(others), "eth0"));
+            ip_batch(Some(&ns), &commands)?;
+        }
+        for ns in &self.namespaces {
+            ip_batch(Some(ns), &permanent_neighbours(addrs.iter().copied(), "eth0"))?;
+        }
+        ip_batch(None, &permanent_neighbours(addrs.iter().copied(), &self.bridge))?;
+        Ok(h)
     }
 
     /// Drop each packet a node receives from another node with probability `p` (traffic from
@@ -234,15 +272,85 @@ impl Topology {
     }
 }
 
-/// The namespaces of a [`Topology`], to change their iptables rules and queueing disciplines
-/// (from any thread; the topology itself still owns and removes them).
+/// Namespaces attached to a [`Topology`]'s bridge for processes that are not application nodes
+/// ([`Topology::attach`]); removed when dropped.
+#[derive(Debug)]
+pub struct Hosts {
+    net: u8,
+    namespaces: Vec<String>,
+    veths: Vec<String>,
+    addrs: Vec<Ipv4Addr>,
+}
+
+impl Hosts {
+    /// The namespace of host `k`.
+    pub fn namespace(&self, k: usize) -> &str {
+        &self.namespaces[k]
+    }
+
+    /// The address of host `k`.
+    pub fn addr(&self, k: usize) -> Ipv4Addr {
+        self.addrs[k]
+    }
+
+    /// Packets and bytes each host has sent so far (as [`Topology::sent`]).
+    pub fn sent(&self) -> Vec<(u64, u64)> {
+        veth_counters(&self.veths)
+    }
+
+    /// Their rules, as a topology's ([`Links::join`] them to the topology's).
+    pub fn links(&self) -> Links {
+        Links { net: self.net, namespaces: self.namespaces.clone(), addrs: self.addrs.clone() }
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        // The veths go with the namespaces; one whose namespace is gone already is removed here.
+        for veth in &self.veths {
+            let _ = ip(&["link", "del", veth]);
+        }
+    }
+}
+
+/// The receive counters (packets, bytes) of host-side veths: what the other end sent.
+fn veth_counters(veths: &[String]) -> Vec<(u64, u64)> {
+    veths
+        .iter()
+        .map(|v| {
+            let read = |f: &str| {
+                std::fs::read_to_string(format!("/sys/class/net/{v}/statistics/{f}"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            (read("rx_packets"), read("rx_bytes"))
+        })
+        .collect()
+}
+
+/// The namespaces of a [`Topology`] (and of attached [`Hosts`]), to change their iptables rules
+/// and queueing disciplines (from any thread; the topology itself still owns and removes them).
+/// Member `i` is node `i`, then the hosts joined, in order.
 #[derive(Debug, Clone)]
 pub struct Links {
     net: u8,
     namespaces: Vec<String>,
+    addrs: Vec<Ipv4Addr>,
 }
 
 impl Links {
+    /// These members followed by `other`'s (numbered from `self.len()`).
+    #[must_use]
+    pub fn join(mut self, other: Self) -> Self {
+        self.namespaces.extend(other.namespaces);
+        self.addrs.extend(other.addrs);
+        self
+    }
+
     /// Number of nodes.
     pub fn len(&self) -> usize {
         self.namespaces.len()
@@ -283,20 +391,26 @@ impl Links {
         self.apply_rules((0..self.namespaces.len()).map(|i| (i, lines.clone())))
     }
 
-    /// As [`Topology::partition`].
+    /// As [`Topology::partition`] (members by number: nodes, then joined hosts).
     pub fn partition(&self, a: &[usize], b: &[usize]) -> anyhow::Result<()> {
-        let net = self.net;
-        let rules = [(a, b), (b, a)]
-            .into_iter()
-            .flat_map(|(side, other)| side.iter().map(move |&i| (i, partition_rules(net, other))));
-        self.apply_rules(rules)
+        self.apply_rules(self.partition_plan(a, b))
+    }
+
+    /// The rules of [`Links::partition`]: per member of either side, drop what comes from each
+    /// member of the other.
+    fn partition_plan(&self, a: &[usize], b: &[usize]) -> Vec<(usize, Vec<String>)> {
+        let addrs = |side: &[usize]| side.iter().map(|&j| self.addrs[j]).collect::<Vec<_>>();
+        let (to_a, to_b) = (addrs(a), addrs(b));
+        let mut plan: Vec<(usize, Vec<String>)> = a.iter().map(|&i| (i, partition_rules(&to_b))).collect();
+        plan.extend(b.iter().map(|&i| (i, partition_rules(&to_a))));
+        plan
     }
 
     /// Lose each packet node `node` sends to another node with probability `p`, and nothing
     /// else (one-way loss): every other node drops what it receives from `node` with that
     /// probability, so `node`'s `sendto` sees no error.
     pub fn one_way_loss(&self, node: usize, p: f64) -> anyhow::Result<()> {
-        let lines = one_way_rules(self.net, node, p);
+        let lines = one_way_rules(self.addrs[node], p);
         self.apply_rules((0..self.namespaces.len()).filter(|&i| i != node).map(|i| (i, lines.clone())))
     }
 
@@ -304,15 +418,14 @@ impl Links {
     /// state of a burst suffers): every node's `INPUT` is rewritten from scratch.
     pub fn isolate(&self, cut: &[usize]) -> anyhow::Result<()> {
         let n = self.namespaces.len();
-        let net = self.net;
         let rules = (0..n).map(|i| {
-            let from: Vec<usize> = if cut.contains(&i) {
-                (0..n).filter(|&j| j != i).collect()
+            let from: Vec<Ipv4Addr> = if cut.contains(&i) {
+                (0..n).filter(|&j| j != i).map(|j| self.addrs[j]).collect()
             } else {
-                cut.iter().copied().filter(|&j| j != i).collect()
+                cut.iter().copied().filter(|&j| j != i).map(|j| self.addrs[j]).collect()
             };
             let mut lines = vec!["-F INPUT".to_owned()];
-            lines.extend(partition_rules(net, &from));
+            lines.extend(partition_rules(&from));
             (i, lines)
         });
         self.apply_rules(rules)
@@ -363,16 +476,16 @@ fn loss_rules(net: u8, p: f64) -> Vec<String> {
     ]
 }
 
-/// The `iptables-restore` lines of [`Links::one_way_loss`]: drop what comes from `node` with
+/// The `iptables-restore` lines of [`Links::one_way_loss`]: drop what comes from `from` with
 /// probability `p`.
-fn one_way_rules(net: u8, node: usize, p: f64) -> Vec<String> {
-    vec![format!("-A INPUT -s {} -m statistic --mode random --probability {p} -j DROP", node_ip(net, node))]
+fn one_way_rules(from: Ipv4Addr, p: f64) -> Vec<String> {
+    vec![format!("-A INPUT -s {from} -m statistic --mode random --probability {p} -j DROP")]
 }
 
-/// The `iptables-restore` lines that make a node of network `net` drop what it receives from
-/// each of the nodes `other`.
-fn partition_rules(net: u8, other: &[usize]) -> Vec<String> {
-    other.iter().map(|&j| format!("-A INPUT -s {} -j DROP", node_ip(net, j))).collect()
+/// The `iptables-restore` lines that make a member drop what it receives from each address of
+/// `other`.
+fn partition_rules(other: &[Ipv4Addr]) -> Vec<String> {
+    other.iter().map(|a| format!("-A INPUT -s {a} -j DROP")).collect()
 }
 
 impl Drop for Topology {
@@ -411,12 +524,31 @@ mod tests {
             ]
         );
         assert_eq!(
-            one_way_rules(12, 1, 0.5),
+            one_way_rules(node_ip(12, 1), 0.5),
             ["-A INPUT -s 10.213.12.11 -m statistic --mode random --probability 0.5 -j DROP"]
         );
         assert_eq!(
-            partition_rules(10, &[2, 3]),
+            partition_rules(&[node_ip(10, 2), node_ip(10, 3)]),
             ["-A INPUT -s 10.213.10.12 -j DROP", "-A INPUT -s 10.213.10.13 -j DROP"]
+        );
+    }
+
+    #[test]
+    fn joined_hosts_are_members_after_the_nodes() {
+        let ns = |k: usize| format!("ns{k}");
+        let nodes = Links { net: 10, namespaces: vec![ns(0), ns(1)], addrs: vec![node_ip(10, 0), node_ip(10, 1)] };
+        let servers = Links { net: 10, namespaces: vec![ns(2)], addrs: vec![Ipv4Addr::new(10, 213, 10, 2)] };
+        let all = nodes.join(servers);
+        assert_eq!(all.len(), 3);
+        // Node 0 and the server against node 1.
+        let plan = all.partition_plan(&[0, 2], &[1]);
+        assert_eq!(
+            plan,
+            [
+                (0, vec!["-A INPUT -s 10.213.10.11 -j DROP".to_owned()]),
+                (2, vec!["-A INPUT -s 10.213.10.11 -j DROP".to_owned()]),
+                (1, vec!["-A INPUT -s 10.213.10.10 -j DROP".to_owned(), "-A INPUT -s 10.213.10.2 -j DROP".to_owned()]),
+            ]
         );
     }
 
