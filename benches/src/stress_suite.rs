@@ -199,6 +199,12 @@ pub struct Cell {
     pub declarations: usize,
     /// SIGKILL until every other node listed the member failed, seconds (`None`: not within 60 s).
     pub kill_detection_secs: Vec<Option<f64>>,
+    /// Where each kill's detection time went (one per kill, in the order of
+    /// [`Cell::kill_detection_secs`]).
+    pub kills: Vec<KillTimeline>,
+    /// What the agents' own counters say about the observation window (serf-agent only: read
+    /// from its `/v1/stats`; `None` for Serf).
+    pub probing: Option<Probing>,
     /// Why the cell stopped early, if it did (its figures are then partial or absent).
     pub error: Option<String>,
 }
@@ -222,6 +228,35 @@ impl Cell {
     pub fn label(&self) -> String {
         format!("{} {}", self.system, self.profile)
     }
+}
+
+/// One kill, seen by the observers (every node but the victim and the stressed node), in
+/// seconds after the SIGKILL. Polled times are late by at most one sweep (50 ms or the time the
+/// agents take to answer); handler times are when each observer's event handler ran.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KillTimeline {
+    /// The first poll in which some observer listed the victim `suspect` (or already `failed`).
+    pub first_suspect: Option<f64>,
+    /// The first poll in which some observer listed it `failed`.
+    pub first_failed: Option<f64>,
+    /// The poll by which every observer listed it `failed` (the detection time).
+    pub all_failed: Option<f64>,
+    /// When the last observer's event handler recorded `member-failed` for the victim (the
+    /// agents' own clock, not the polls; Serf coalesces member events for its handlers, so its
+    /// figure includes that delay).
+    pub handlers_all_failed: Option<f64>,
+}
+
+/// An observation window as serf-agent's counters saw it, all nodes together.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Probing {
+    /// Probes started per node and second: 1 / the mean probe interval (1 s on `lan` while
+    /// probes are answered; an unanswered probe stretched by local health holds the next back).
+    pub probes_per_node_sec: f64,
+    /// Suspicions started per node and minute (all false: every node was alive).
+    pub suspicions_per_node_min: f64,
+    /// Refutations per node and minute.
+    pub refutations_per_node_min: f64,
 }
 
 /// The whole run.
@@ -405,6 +440,49 @@ impl SuiteReport {
              every other node lists it `failed`, under the same stress; the stressed node01 is not asked.",
             EPISODE_GAP.as_secs()
         );
+        s.push_str(&self.timelines_markdown());
+        s
+    }
+
+    /// Where the detection time goes, per cell: medians over its kills.
+    fn timelines_markdown(&self) -> String {
+        let mut s = String::new();
+        if self.cells.iter().all(|c| c.kills.is_empty()) {
+            return s;
+        }
+        s.push_str(
+            "\n## Where the detection time goes\n\n\
+             Medians over the kills of each cell, in seconds after the SIGKILL: the first poll in which some \
+             observer listed the victim `suspect` (Serf lists no suspects: its first `failed`), the first in \
+             which one listed it `failed`, the poll by which all did (the detection time above), and when the \
+             last observer's event handler ran for it (the agent's own record, free of polling; `-` for Serf, \
+             whose handlers get member events coalesced, after the polls are over). Probing: serf-agent's own \
+             counters over the observation window (`/v1/stats`), per node: probes a second (1 on `lan` when \
+             answered probes keep their rhythm), suspicions and refutations a minute.\n\n\
+             | setting | system | profile | first suspect | first failed | all failed (polled) | all failed \
+             (handlers) | probing |\n|---|---|---|---|---|---|---|---|\n",
+        );
+        let med = |v: Vec<f64>| Stat::of(v).map_or("-".to_owned(), |st| format!("{:.2}", st.median));
+        for c in &self.cells {
+            let pick = |f: fn(&KillTimeline) -> Option<f64>| med(c.kills.iter().filter_map(f).collect());
+            let probing = c.probing.map_or("-".to_owned(), |p| {
+                format!(
+                    "{:.2} probes/s, {:.2} suspicions/min, {:.2} refutations/min",
+                    p.probes_per_node_sec, p.suspicions_per_node_min, p.refutations_per_node_min
+                )
+            });
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {probing} |",
+                c.setting,
+                c.system,
+                c.profile,
+                pick(|k| k.first_suspect),
+                pick(|k| k.first_failed),
+                pick(|k| k.all_failed),
+                pick(|k| k.handlers_all_failed),
+            );
+        }
         s
     }
 }
@@ -543,6 +621,8 @@ fn run_cell(sys: &dyn System, profile: &str, setting: Setting, net: u8, base: &P
         false_failures: 0,
         declarations: 0,
         kill_detection_secs: Vec::new(),
+        kills: Vec::new(),
+        probing: None,
         error: None,
     };
     if let Err(e) = measure_cell(sys, profile, setting, net, base, o, &mut cell) {
@@ -567,11 +647,23 @@ fn measure_cell(
     let links = cluster.topology().map(crate::netns::Topology::links).ok_or_else(|| anyhow::anyhow!("no topology"))?;
     let pid = cluster.agent(STRESSED).map(crate::process::Agent::pid).ok_or_else(|| anyhow::anyhow!("no node01"))?;
     let stress = Stress::start(setting, &links, pid, net)?;
+    let counters_before = agent_counters(sys, &cluster);
     let from = unix_nanos();
     let started = Instant::now();
     std::thread::sleep(o.observe);
     let to = unix_nanos();
     cell.observe_secs = started.elapsed().as_secs_f64();
+    if let (Some(a), Some(b)) = (counters_before, agent_counters(sys, &cluster)) {
+        let node_secs = o.nodes as f64 * cell.observe_secs;
+        let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / node_secs;
+        let probing = Probing {
+            probes_per_node_sec: per(a[0], b[0]),
+            suspicions_per_node_min: 60.0 * per(a[1], b[1]),
+            refutations_per_node_min: 60.0 * per(a[2], b[2]),
+        };
+        eprintln!("{} {profile} {}: {probing:?}", sys.name(), setting.name());
+        cell.probing = Some(probing);
+    }
     cell.node_hours = o.nodes as f64 * cell.observe_secs / 3600.0;
     let mut declarations = Vec::new();
     for node in &cluster.nodes {
@@ -588,8 +680,10 @@ fn measure_cell(
             // Never node 0 (the seed restarted nodes join) nor the stressed node.
             let victims: Vec<usize> = (0..o.nodes).filter(|&i| i != 0 && i != STRESSED).collect();
             let victim = victims[k % victims.len()];
-            let took = kill_once(&mut cluster, victim)?;
-            cell.kill_detection_secs.push(took.map(|t| t.as_secs_f64()));
+            let timeline = kill_once(&mut cluster, victim)?;
+            eprintln!("{} {profile} {}: kill {} of node{victim:02}: {timeline:?}", sys.name(), setting.name(), k + 1);
+            cell.kill_detection_secs.push(timeline.all_failed);
+            cell.kills.push(timeline);
         }
         Ok(())
     })();
@@ -598,14 +692,57 @@ fn measure_cell(
     result
 }
 
+/// Probes, suspicions and refutations summed over the running nodes, from serf-agent's
+/// `/v1/stats` (`None` for another system, or when a node did not answer).
+fn agent_counters(sys: &dyn System, cluster: &Cluster<'_>) -> Option<[u64; 3]> {
+    if sys.name() != "serf-agent" {
+        return None;
+    }
+    let mut sum = [0u64; 3];
+    for i in cluster.running() {
+        let r = crate::rpc::http(cluster.nodes[i].rpc, "GET", "/v1/stats", None).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        for (k, key) in ["probes", "suspicions", "refutations"].into_iter().enumerate() {
+            sum[k] += v["serf"][key].as_u64()?;
+        }
+    }
+    Some(sum)
+}
+
 /// Kill `victim`, time until every other node but the stressed one lists it failed (up to 60 s),
 /// restart it and wait until those nodes list every node alive.
-fn kill_once(cluster: &mut Cluster<'_>, victim: usize) -> anyhow::Result<Option<Duration>> {
+fn kill_once(cluster: &mut Cluster<'_>, victim: usize) -> anyhow::Result<KillTimeline> {
     let name = cluster.nodes[victim].name.clone();
     let observers: Vec<usize> = cluster.running().into_iter().filter(|&i| i != victim && i != STRESSED).collect();
     cluster.signal(victim, Signal::Kill)?;
+    let killed_at = unix_nanos();
     let t0 = Instant::now();
-    let p = cluster.wait_for_status(&name, &["failed"], &observers, t0, Duration::from_secs(60), |_, _, _| {});
+    let mut timeline = KillTimeline::default();
+    let p = cluster.wait_for_status(&name, &["failed"], &observers, t0, Duration::from_secs(60), |_, status, at| {
+        let at = at.as_secs_f64();
+        if matches!(status, "suspect" | "failed") && timeline.first_suspect.is_none() {
+            timeline.first_suspect = Some(at);
+        }
+        if status == "failed" && timeline.first_failed.is_none() {
+            timeline.first_failed = Some(at);
+        }
+    });
+    timeline.all_failed = p.all.map(|d| d.as_secs_f64());
+    // The handlers' record: each observer's first member-failed of the victim after the kill.
+    let handler_times: Vec<Option<u128>> = observers
+        .iter()
+        .map(|&o| {
+            read_events(&cluster.nodes[o].events_file())
+                .into_iter()
+                .filter(|(kind, n, ts)| kind == "member-failed" && *n == name && *ts >= killed_at)
+                .map(|(_, _, ts)| ts)
+                .min()
+        })
+        .collect();
+    if handler_times.iter().all(Option::is_some) {
+        timeline.handlers_all_failed =
+            handler_times.into_iter().flatten().max().map(|ts| (ts - killed_at) as f64 / 1e9);
+    }
     // A new life of the same name, joining node 0. Under heavy loss the join itself (one TCP
     // exchange, which both agents abandon after a timeout) can fail, and the agent then exits,
     // as Serf's does: that is the restart's trouble, not the detection's, so try again.
@@ -624,7 +761,7 @@ fn kill_once(cluster: &mut Cluster<'_>, victim: usize) -> anyhow::Result<Option<
     });
     anyhow::ensure!(ok.is_some(), "{name} restarted: not alive everywhere within 90 s");
     std::thread::sleep(Duration::from_secs(2));
-    Ok(p.all)
+    Ok(timeline)
 }
 
 /// A stress in force; [`Stress::stop`] (or dropping it) ends it.
@@ -828,6 +965,8 @@ mod tests {
             false_failures: ff,
             declarations: ff,
             kill_detection_secs: det.iter().map(|&d| Some(d)).collect(),
+            kills: Vec::new(),
+            probing: None,
             error: None,
         };
         let serf = cell("serf", 1, &[6.0, 5.0, 7.0]);

@@ -95,6 +95,13 @@ pub struct NetworkModel {
     /// host's (the kernel's first SYN retry comes after 1 s, past a probe's wait). Off by
     /// default: streams are lossless, refusals included.
     pub lossy_refusals: bool,
+    /// Streams to live nodes cross the lossy wire as TCP does: the handshake's SYN and SYN-ACK
+    /// are each lost with probability [`NetworkModel::loss`] and retried after 1 s, 2 s, 4 s...
+    /// (Linux's initial retransmission timeout), the request and the answer each after 200 ms,
+    /// 400 ms... (its minimum); an exchange whose retries take past
+    /// [`NetworkModel::stream_timeout`] times out. So a TCP ping to a live member over a lossy
+    /// path often misses its probe, as on real links. Off by default: streams are lossless.
+    pub lossy_streams: bool,
     /// One-way loss: `(node, p)` loses each datagram `node` sends with probability `p`, on top
     /// of [`NetworkModel::loss`] (what it receives is untouched). Empty by default.
     pub egress_loss: Vec<(usize, f64)>,
@@ -111,6 +118,7 @@ impl Default for NetworkModel {
             pause_buffer: 2000,
             egress_loss: Vec::new(),
             lossy_refusals: false,
+            lossy_streams: false,
         }
     }
 }
@@ -130,6 +138,32 @@ impl NetworkModel {
     /// Draw whether a refusal is lost ([`NetworkModel::lossy_refusals`]; no draw when off).
     pub(crate) fn refusal_lost(&self, rng: &mut ChaCha8Rng) -> bool {
         self.lossy_refusals && self.loss > 0.0 && (rng.random::<f64>() < self.loss || rng.random::<f64>() < self.loss)
+    }
+
+    /// Draw the time a stream exchange with a live node loses to TCP retransmissions
+    /// ([`NetworkModel::lossy_streams`]; zero and no draw when off).
+    pub(crate) fn stream_retransmissions(&self, rng: &mut ChaCha8Rng) -> Duration {
+        if !self.lossy_streams || self.loss <= 0.0 {
+            return Duration::ZERO;
+        }
+        let mut lost = || rng.random::<f64>() < self.loss;
+        let limit = Duration::from_secs(120);
+        let mut delay = Duration::ZERO;
+        // The handshake: SYN and SYN-ACK both across, retried on the SYN timer.
+        let mut rto = Duration::from_secs(1);
+        while (lost() || lost()) && delay < limit {
+            delay += rto;
+            rto *= 2;
+        }
+        // The request, then the answer, each retransmitted on the data timer.
+        for _ in 0..2 {
+            let mut rto = Duration::from_millis(200);
+            while lost() && delay < limit {
+                delay += rto;
+                rto *= 2;
+            }
+        }
+        delay
     }
 
     /// Draw whether one datagram is duplicated.
@@ -260,6 +294,22 @@ mod tests {
         assert!((49_500..52_500).contains(&lost), "{lost}");
         let off = NetworkModel { loss: 0.3, ..NetworkModel::default() };
         assert!((0..1000).all(|_| !off.refusal_lost(&mut rng)));
+    }
+
+    #[test]
+    fn lossy_streams_lose_time_to_retransmissions() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let net = NetworkModel { loss: 0.3, lossy_streams: true, ..NetworkModel::default() };
+        let delays: Vec<Duration> = (0..100_000).map(|_| net.stream_retransmissions(&mut rng)).collect();
+        // Nothing lost in the four packets: 0.7^4 = 0.24.
+        let clean = delays.iter().filter(|d| d.is_zero()).count() as f64 / 1e5;
+        assert!((clean - 0.24).abs() < 0.01, "{clean}");
+        // A lost SYN or SYN-ACK (0.51) costs at least the 1 s SYN timer; a few more exchanges
+        // get there by data retransmissions alone (200 + 400 + 800 ms: three losses in a row).
+        let slow = delays.iter().filter(|d| **d >= Duration::from_secs(1)).count() as f64 / 1e5;
+        assert!((0.51..0.56).contains(&slow), "{slow}");
+        let off = NetworkModel { loss: 0.3, ..NetworkModel::default() };
+        assert!((0..1000).all(|_| off.stream_retransmissions(&mut rng).is_zero()));
     }
 
     #[test]

@@ -804,7 +804,15 @@ impl Simulation {
             }
             None => Err("stream closed without an answer"),
         };
-        let at = self.now + self.cfg.network.latency.sample(&mut self.net_rng);
+        let retransmissions = nanos(self.cfg.network.stream_retransmissions(&mut self.net_rng));
+        let mut at = self.now + self.cfg.network.latency.sample(&mut self.net_rng) + retransmissions;
+        let timeout = sent_at + nanos(self.cfg.network.stream_timeout);
+        let result = if at > timeout {
+            at = timeout.max(self.now);
+            Err("stream timed out")
+        } else {
+            result
+        };
         self.queue.push(at, Action::StreamResponse { to: from, life: from_life, id, result });
     }
 

@@ -3,9 +3,11 @@
 //!
 //! The same settings as the real-process suite (`cluster-bench stress --suite`):
 //!
-//! - random loss on every datagram ([`crate::NetworkModel::loss`]; streams are not lossy, as
-//!   TCP retransmits, except that a refused connection's SYN or RST may be lost, which turns the
-//!   refusal into a timeout: [`crate::NetworkModel::lossy_refusals`]);
+//! - random loss on every datagram ([`crate::NetworkModel::loss`]) and on every TCP segment:
+//!   a refused connection's SYN or RST may be lost, which turns the refusal into a timeout
+//!   ([`crate::NetworkModel::lossy_refusals`]), and an exchange with a live node loses time to
+//!   retransmissions, 1 s and more for a lost SYN ([`crate::NetworkModel::lossy_streams`]), so
+//!   that a TCP ping to a live member often misses its probe as on real links;
 //! - bursts: each node, every 100 ms, goes bad with probability `step / good_mean` and good
 //!   again with probability `step / bad_mean`; while bad it is partitioned from every other
 //!   node (both ways);
@@ -156,6 +158,7 @@ pub fn run_config(mut cfg: SimConfig, stress: Stress, observe: Duration) -> Resu
         Stress::Loss(p) => {
             cfg.network.loss = p;
             cfg.network.lossy_refusals = true;
+            cfg.network.lossy_streams = true;
         }
         Stress::OneWay(p) => cfg.network.egress_loss = vec![(STRESSED, p)],
         Stress::Latency { delay, jitter } => {

@@ -39,6 +39,14 @@ pub struct Lifeguard {
     /// process is silent to every relay at once), as memberlist never counts them; off to match
     /// memberlist everywhere.
     pub nack_confirms: bool,
+    /// A suspicion whose death is proven (a refused TCP ping) needs no confirmations: it runs
+    /// for its minimum timeout, and the prober suspects the moment the refusal arrives instead
+    /// of waiting for its relays. Confirmations guard against an accuser that is itself slow or
+    /// cut off; a refusal is an answer from the target's own host, which such an accuser does
+    /// not get. Under heavy loss the relays' nacks are lost too (each crosses two lossy hops),
+    /// and without this a proven death waited up to the maximum for them. Off (memberlist):
+    /// proven suspicions count confirmations as silent ones do.
+    pub proof_suffices: bool,
 }
 
 /// Configuration of one node's failure detector. Build it from a preset ([`Config::lan`],
@@ -61,8 +69,15 @@ pub struct Config {
     pub probe_timeout_min: Duration,
     /// Number of relays asked to probe indirectly after a missed ack. LAN: 3.
     pub indirect_checks: usize,
-    /// Try a TCP ping when the direct and indirect UDP probes all fail.
+    /// Try a TCP ping when the direct ack is missed (alongside the relays).
     pub tcp_fallback_ping: bool,
+    /// TCP pings per probe, at most: the first when the direct ack is missed, then one more each
+    /// direct-ack wait while none has been answered or refused, each on a new connection. A
+    /// killed process's host refuses each at once, but on a lossy path the SYN or the RST of
+    /// one connection is lost (both cross at 30 % loss only half the time) and the kernel's
+    /// own retry comes after 1 s, past the probe; separate connections are separate chances.
+    /// memberlist: 1. LAN: 5.
+    pub tcp_ping_attempts: u32,
     /// Time between gossip rounds. LAN: 200 ms.
     pub gossip_interval: Duration,
     /// Members sent a gossip packet each round. LAN: 3.
@@ -126,6 +141,7 @@ impl Config {
             probe_timeout_min: Duration::from_millis(100),
             indirect_checks: 3,
             tcp_fallback_ping: true,
+            tcp_ping_attempts: 5,
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
             gossip_to_dead: Duration::from_secs(30),
@@ -147,6 +163,7 @@ impl Config {
                 buddy: true,
                 nack: true,
                 nack_confirms: true,
+                proof_suffices: true,
             },
         }
     }
@@ -197,13 +214,16 @@ impl Config {
 
     /// memberlist's LAN configuration exactly (Serf's default), for like-for-like comparisons:
     /// the LAN timings with a fixed probe timeout, the suspicion unit set to the probe interval
-    /// whatever the evidence, and relay nacks not counted as confirmations.
+    /// whatever the evidence, relay nacks not counted as confirmations, one TCP ping per probe,
+    /// and a proven death confirmed like any other suspicion.
     pub fn memberlist_lan() -> Self {
         let mut config = Self::lan();
         config.probe_timeout_min = config.probe_timeout;
         config.suspicion_unit = config.probe_interval;
         config.silent_suspicion_unit = config.probe_interval;
+        config.tcp_ping_attempts = 1;
         config.lifeguard.nack_confirms = false;
+        config.lifeguard.proof_suffices = false;
         config
     }
 
@@ -216,6 +236,7 @@ impl Config {
             buddy: false,
             nack: false,
             nack_confirms: false,
+            proof_suffices: false,
         };
         config
     }
@@ -267,6 +288,9 @@ impl Config {
         }
         if self.suspicion_max_mult == 0 {
             return Err(invalid("suspicion_max_mult", self.suspicion_max_mult, "must be at least 1"));
+        }
+        if self.tcp_ping_attempts == 0 {
+            return Err(invalid("tcp_ping_attempts", self.tcp_ping_attempts, "must be at least 1"));
         }
         if self.retransmit_mult == 0 {
             return Err(invalid("retransmit_mult", self.retransmit_mult, "must be at least 1"));

@@ -24,11 +24,14 @@
 //! a refused connection ([`StreamError::Refused`]: the evidence that a member's process is gone)
 //! from every other failure, and the wall clock (the `generation` of [`LocalNode`]).
 //!
-//! Failure detection is fast where death is proven and patient where it is not: a failed probe
-//! whose TCP fallback ping was refused starts a short suspicion (`suspicion_unit`, relay nacks as
-//! confirmations); a silent one (a stalled process, a host gone) starts memberlist's
-//! (`silent_suspicion_unit`), which a process stopped for a few seconds outlives. The evidence
-//! travels in the suspicion, so every node times it the same way (docs/protocol.md §6).
+//! Failure detection is fast where death is proven and patient where it is not: a probe whose
+//! TCP fallback ping was refused (up to `tcp_ping_attempts` pings, each on its own connection,
+//! so that a lossy path still carries one refusal) starts a short suspicion at once
+//! (`suspicion_unit`; with `proof_suffices` its minimum, without waiting for confirmations); a
+//! silent one (a stalled process, a host gone) starts memberlist's (`silent_suspicion_unit`),
+//! which a process stopped for a few seconds outlives. The evidence travels in the suspicion, so
+//! every node times it the same way (docs/protocol.md §6). Local health stretches how long a
+//! probe waits, not the rhythm of answered probes (memberlist's rule).
 //!
 //! State per node grows with the cluster: about 130 bytes per member it knows when the names are
 //! shared ([`Swim::preload`] with the same [`Name`]s), about 175 when it decoded its own copy of
@@ -553,13 +556,21 @@ impl Swim {
                 }
             }
             (StreamPurpose::TcpPing(seq), outcome) => {
+                let proof_suffices = self.config.lifeguard.proof_suffices;
                 if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
-                    probe.tcp = match outcome {
-                        Err(StreamError::Refused(_)) => TcpPing::Refused,
-                        _ => TcpPing::Failed,
-                    };
-                    if probe.phase == ProbePhase::Indirect && probe.nacks.len() == probe.relays.len() {
-                        // Every relay has nacked already: the refusal (or failure) was the last word.
+                    probe.tcp_streams.retain(|&s| s != id);
+                    if matches!(outcome, Err(StreamError::Refused(_))) {
+                        probe.tcp = TcpPing::Refused;
+                        probe.next_tcp = None;
+                    } else if probe.tcp == TcpPing::Pending && probe.tcp_streams.is_empty() && probe.next_tcp.is_none()
+                    {
+                        probe.tcp = TcpPing::Failed;
+                    }
+                    let proven = probe.tcp == TcpPing::Refused && proof_suffices;
+                    let all_nacked = probe.nacks.len() == probe.relays.len() && probe.tcp.is_settled();
+                    if probe.phase == ProbePhase::Indirect && (proven || all_nacked) {
+                        // Proof needs no relay (`proof_suffices`), or every relay has nacked
+                        // already: this answer was the last word.
                         self.finish_probe(now);
                     }
                 }
@@ -572,13 +583,18 @@ impl Swim {
         // This node's probe.
         if let Some(probe) = &self.probe {
             if probe.phase == ProbePhase::Direct && now >= probe.indirect_at {
-                self.start_indirect();
+                self.start_indirect(now);
+            } else if probe.phase == ProbePhase::Indirect && probe.next_tcp.is_some_and(|t| now >= t) {
+                self.send_tcp_ping(now);
             }
         }
         if self.probe.as_ref().is_some_and(|p| now >= p.ends_at) {
             self.finish_probe(now);
         }
-        if !self.left && now >= self.next_probe {
+        // The next probe is due; one still waiting for its answer (its period stretched by
+        // local health) runs to its end first, as memberlist's probe loop does.
+        let unanswered = self.probe.as_ref().is_some_and(|p| p.phase != ProbePhase::Acked && now < p.ends_at);
+        if !self.left && now >= self.next_probe && !unanswered {
             if self.probe.is_some() {
                 self.finish_probe(now);
             }
@@ -685,11 +701,16 @@ impl Swim {
             consider(due.max(self.next_reap));
         }
         if !self.left {
-            consider(self.next_probe);
+            // Not before the current probe has ended, unless it was answered.
+            let busy_until = self.probe.as_ref().filter(|p| p.phase != ProbePhase::Acked).map(|p| p.ends_at);
+            consider(busy_until.map_or(self.next_probe, |t| t.max(self.next_probe)));
         }
         if let Some(p) = &self.probe {
             if p.phase == ProbePhase::Direct {
                 consider(p.indirect_at);
+            }
+            if let Some(t) = p.next_tcp.filter(|_| p.phase == ProbePhase::Indirect) {
+                consider(t);
             }
             consider(p.ends_at);
         }
@@ -1008,6 +1029,10 @@ impl Swim {
         if (n as u32).saturating_sub(2) < expected || !c.lifeguard.dynamic_suspicion {
             expected = 0;
         }
+        if evidence == Evidence::Refused && c.lifeguard.proof_suffices {
+            // Proof needs no confirmation: the minimum at once.
+            expected = 0;
+        }
         Timings { min, max, expected }
     }
 
@@ -1105,8 +1130,13 @@ impl Swim {
     // Probing
 
     fn start_probe(&mut self, now: Instant) {
+        // Local health stretches the probe (its direct-ack wait and how long it waits for any
+        // answer), not the rhythm of answered ones: as memberlist, a node that gets acks probes
+        // once a probe interval whatever its score, and one that does not waits the stretched
+        // period for each probe before the next.
         let multiplier = self.awareness.multiplier();
-        self.next_probe = now + self.config.probe_interval * multiplier;
+        self.next_probe = now + self.config.probe_interval;
+        let ends_at = now + self.config.probe_interval * multiplier;
         let Some(target) = self.next_probe_target() else { return };
         let Some(member) = self.table.get(&target) else { return };
         let (addr, state, incarnation) = (member.addr, member.state, member.incarnation);
@@ -1122,16 +1152,21 @@ impl Swim {
         });
         self.stats.probes += 1;
         self.send(addr, vec![Body::Ping(wire::Ping { seq, target: target.to_string(), source: local, buddy })]);
+        let wait = self.rtt.timeout() * multiplier;
         self.probe = Some(Probe {
             seq,
             target,
             target_addr: addr,
             phase: ProbePhase::Direct,
-            indirect_at: now + self.rtt.timeout() * multiplier,
-            ends_at: self.next_probe,
+            indirect_at: now + wait,
+            ends_at,
             relays: Vec::new(),
             nacks: Default::default(),
             tcp: TcpPing::NotSent,
+            tcp_streams: Vec::new(),
+            tcp_sent: 0,
+            next_tcp: None,
+            wait,
             sent_at: now,
         });
     }
@@ -1173,7 +1208,7 @@ impl Swim {
         }
     }
 
-    fn start_indirect(&mut self) {
+    fn start_indirect(&mut self, now: Instant) {
         let Some(probe) = self.probe.as_ref() else { return };
         let (seq, target, target_addr) = (probe.seq, probe.target.clone(), probe.target_addr);
         let k = self.config.indirect_checks;
@@ -1200,24 +1235,37 @@ impl Swim {
             };
             self.send(*relay_addr, vec![Body::IndirectPing(req)]);
         }
-        let tcp = if self.config.tcp_fallback_ping {
-            let msg =
-                wire::StreamMessage { body: Some(StreamBody::Ping(wire::Ping { seq, target, source, buddy: None })) };
-            TcpPing::Pending(self.stream_request(target_addr, &msg, StreamPurpose::TcpPing(seq)))
-        } else {
-            TcpPing::NotSent
-        };
         if let Some(probe) = self.probe.as_mut() {
             probe.phase = ProbePhase::Indirect;
             probe.relays = relays;
-            probe.tcp = tcp;
+        }
+        if self.config.tcp_fallback_ping {
+            self.send_tcp_ping(now);
+        }
+    }
+
+    /// Send the probe's next TCP ping, on a new connection, and plan the one after it: each
+    /// connection has its own chance of its SYN and its RST getting through.
+    fn send_tcp_ping(&mut self, now: Instant) {
+        let attempts = self.config.tcp_ping_attempts;
+        let Some(probe) = self.probe.as_ref() else { return };
+        let (seq, target_addr) = (probe.seq, probe.target_addr);
+        let local = self.table.local();
+        let ping = wire::Ping { seq, target: probe.target.to_string(), source: local.name.to_string(), buddy: None };
+        let msg = wire::StreamMessage { body: Some(StreamBody::Ping(ping)) };
+        let id = self.stream_request(target_addr, &msg, StreamPurpose::TcpPing(seq));
+        if let Some(probe) = self.probe.as_mut() {
+            probe.tcp = TcpPing::Pending;
+            probe.tcp_streams.push(id);
+            probe.tcp_sent += 1;
+            probe.next_tcp = (probe.tcp_sent < attempts).then(|| now + probe.wait);
         }
     }
 
     fn finish_probe(&mut self, now: Instant) {
         let Some(probe) = self.probe.take() else { return };
-        if let TcpPing::Pending(id) = probe.tcp {
-            self.streams.remove(&id);
+        for id in &probe.tcp_streams {
+            self.streams.remove(id);
         }
         if probe.phase == ProbePhase::Acked {
             return;
@@ -1227,9 +1275,14 @@ impl Swim {
             return;
         }
         self.stats.probes_failed += 1;
-        // Lifeguard: missed nacks mean the trouble may be ours.
+        // Lifeguard: missed nacks mean the trouble may be ours. Not when the target's host
+        // refused and the probe ended on it (`proof_suffices`): that answer came in time, and
+        // the relays were not waited for.
         let expected_nacks = if self.config.lifeguard.nack { probe.relays.len() } else { 0 };
-        if expected_nacks > 0 {
+        let ended_on_proof = probe.tcp == TcpPing::Refused && self.config.lifeguard.proof_suffices;
+        if ended_on_proof {
+            // No change.
+        } else if expected_nacks > 0 {
             self.awareness.apply((expected_nacks - probe.nacks.len().min(expected_nacks)) as i32);
         } else {
             self.awareness.apply(1);

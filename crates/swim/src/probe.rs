@@ -21,29 +21,39 @@ pub(crate) struct Probe {
     pub(crate) relays: Vec<(Name, SocketAddr)>,
     /// Relays that answered with a nack.
     pub(crate) nacks: BTreeSet<Name>,
-    /// The TCP fallback ping.
+    /// The TCP fallback pings, all together.
     pub(crate) tcp: TcpPing,
+    /// Their streams still open.
+    pub(crate) tcp_streams: Vec<u64>,
+    /// TCP pings sent so far.
+    pub(crate) tcp_sent: u32,
+    /// When the next TCP ping goes out if none has been answered or refused by then.
+    pub(crate) next_tcp: Option<Instant>,
+    /// The direct-ack wait of this probe (stretched by local health): the spacing of the TCP
+    /// pings.
+    pub(crate) wait: Duration,
     /// When the ping went out, for the round-trip time.
     pub(crate) sent_at: Instant,
 }
 
-/// Where the TCP fallback ping of a probe stands.
+/// Where the TCP fallback pings of a probe stand, all together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TcpPing {
     /// Not sent (the probe is still direct, or the fallback is off).
     NotSent,
-    /// Out, on this stream.
-    Pending(u64),
-    /// The connection was refused: the target's process is gone (proof of death).
+    /// Out (one or more), none refused yet.
+    Pending,
+    /// A connection was refused: the target's process is gone (proof of death).
     Refused,
-    /// It failed otherwise (no answer in time, closed, ...): silence.
+    /// Every one sent failed otherwise (no answer in time, closed, ...) and no more will be
+    /// sent: silence.
     Failed,
 }
 
 impl TcpPing {
     /// Whether it is over without an ack (or was never sent).
     pub(crate) fn is_settled(self) -> bool {
-        !matches!(self, Self::Pending(_))
+        !matches!(self, Self::Pending)
     }
 }
 

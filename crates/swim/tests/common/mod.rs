@@ -46,6 +46,9 @@ pub struct Cluster {
     pub base: Instant,
     pub now: Instant,
     pub loss: f64,
+    /// A refusal's SYN and its RST are each lost with probability `loss` (the refusal then
+    /// times out like silence), as on a lossy wire; off: refusals always arrive.
+    pub lossy_refusals: bool,
     pub latency: Duration,
     queue: BinaryHeap<Reverse<(Instant, u64, Delivery)>>,
     seq: u64,
@@ -78,6 +81,7 @@ impl Cluster {
             base,
             now: base,
             loss: 0.0,
+            lossy_refusals: false,
             latency: Duration::from_micros(500),
             queue: BinaryHeap::new(),
             seq: 0,
@@ -145,6 +149,11 @@ impl Cluster {
                         let a = self.nodes[j].handle_stream_request(from_addr, &bytes, self.now);
                         self.drain(j);
                         (a.map(|b| b.to_vec()).ok_or_else(|| Failure::Failed("closed".into())), self.now + self.latency)
+                    }
+                    _ if self.lossy_refusals
+                        && (self.rng.random::<f64>() < self.loss || self.rng.random::<f64>() < self.loss) =>
+                    {
+                        (Err(Failure::Failed("timed out".into())), self.now + self.stream_timeout)
                     }
                     _ => (Err(Failure::Refused), self.now + self.latency),
                 };
