@@ -70,7 +70,7 @@ pub(crate) async fn run(settings: Settings, logs: LogHub) -> anyhow::Result<()> 
         (None, _) => uuid(),
     };
     let raft = raft.map(|(store, _)| store);
-    let remote = client.then(RemoteStore::new);
+    let remote = client.then(|| RemoteStore::new(settings.bind));
 
     let mut node = NodeConfig::lan();
     node.name.clone_from(&settings.node);

@@ -9,7 +9,9 @@
 //!  config files / data dir at start ─► LocalAgent (written by the first sync)
 //!                     ▲   │
 //!  check runners ─────┘   └─► run(): one task that
-//!   (CheckResult channel)       - writes a runner's result when the status changes
+//!   (CheckResult channel)       - writes a runner's result (or a TTL update) when the status
+//!                                 changes; an output-only change waits up to
+//!                                 CHECK_UPDATE_INTERVAL; an unchanged result writes nothing
 //!                               - turns a TTL check critical when its TTL runs out ("TTL expired")
 //!                               - removes a service whose check has been critical for its
 //!                                 DeregisterCriticalServiceAfter
@@ -41,6 +43,10 @@ use crate::store::{Store, StoreError};
 pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// How soon a sync that failed (no leader yet, this node not registered yet) is tried again.
 const SYNC_RETRY: Duration = Duration::from_secs(1);
+/// How long a check's new output waits to be written when its status did not change (Consul's
+/// `check_update_interval`, 5 minutes by default): a check whose output changes at every run
+/// (a timestamp, a latency) costs one catalog write per interval, not one per run.
+pub(crate) const CHECK_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The output of a TTL check whose TTL ran out (Consul's).
 pub(crate) const TTL_EXPIRED: &str = "TTL expired";
@@ -135,13 +141,32 @@ pub(crate) struct LocalCheck {
     critical_since: Option<Instant>,
     /// Which registration of the ID this is (results of a replaced runner are dropped).
     generation: u64,
+    /// When an output that changed without the status is due to be written (the catalog
+    /// holds the previous one until then).
+    output_due: Option<Instant>,
 }
 
 impl LocalCheck {
     /// A check to register; its timers start when it is installed.
     pub(crate) fn new(mut check: CheckRegistration, spec: CheckSpec) -> Self {
         spec.kind.type_name().clone_into(&mut check.check_type);
-        Self { check, spec, deadline: None, critical_since: None, generation: 0 }
+        Self { check, spec, deadline: None, critical_since: None, generation: 0, output_due: None }
+    }
+
+    /// Takes a new status and output at `now`: whether it must be written at once (the status
+    /// changed). An output-only change is due [`CHECK_UPDATE_INTERVAL`] after the first one
+    /// not yet written; the same status and output change nothing.
+    fn take_result(&mut self, status: HealthStatus, output: &str, now: Instant) -> bool {
+        let status_changed = self.check.status != status;
+        if status_changed {
+            self.output_due = None;
+        } else if self.check.output != output && self.output_due.is_none() {
+            self.output_due = Some(now + CHECK_UPDATE_INTERVAL);
+        }
+        self.critical_since = critical_since(self.critical_since, status, now);
+        self.check.status = status;
+        output.clone_into(&mut self.check.output);
+        status_changed
     }
 }
 
@@ -456,15 +481,17 @@ impl LocalAgent {
         let mut state = self.state.lock().await;
         let Some(local) = state.checks.get(id) else { return Ok(false) };
         let CheckKind::Ttl { ttl } = local.spec.kind else { return Err(LocalError::NotTtl(id.to_owned())) };
-        let mut check = local.check.clone();
-        check.status = status;
-        output.clone_into(&mut check.output);
-        self.write(None, vec![check.clone()]).await?;
+        // As Consul's agent: a new status is written at once (and the update fails when the
+        // write does); a new output alone waits for CHECK_UPDATE_INTERVAL; the same status and
+        // output only restart the TTL.
+        let mut updated = local.clone();
         let now = Instant::now();
+        if updated.take_result(status, output, now) {
+            self.write(None, vec![updated.check.clone()]).await?;
+        }
+        updated.deadline = Some(now + ttl);
         if let Some(local) = state.checks.get_mut(id) {
-            local.critical_since = critical_since(local.critical_since, status, now);
-            local.check = check;
-            local.deadline = Some(now + ttl);
+            *local = updated;
         }
         self.changed.notify_one();
         Ok(true)
@@ -563,7 +590,7 @@ impl LocalAgent {
         let mut next_sync = Instant::now();
         loop {
             let now = Instant::now();
-            if now >= next_sync {
+            if now >= next_sync || self.output_due().await.is_some_and(|due| due <= now) {
                 next_sync = now + if self.sync().await { SYNC_INTERVAL } else { SYNC_RETRY };
             }
             self.expire().await;
@@ -578,7 +605,9 @@ impl LocalAgent {
                     .filter_map(|c| Some(c.critical_since? + c.spec.deregister_critical_after?))
                     // Due already: reap() just failed to write; try again a little later.
                     .map(|due| if due <= now { now + SYNC_RETRY } else { due });
-                deadlines.chain(reaps).fold(next_sync, Instant::min)
+                // Due already: the sync just failed to write it; the next one tries again.
+                let outputs = state.checks.values().filter_map(|c| c.output_due).filter(|&due| due > now);
+                deadlines.chain(reaps).chain(outputs).fold(next_sync, Instant::min)
             };
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
@@ -597,18 +626,14 @@ impl LocalAgent {
     }
 
     /// A runner's result: kept here; written to the catalog at once when the status changed
-    /// (an output-only change waits for the next sync).
+    /// (an output-only change waits for [`CHECK_UPDATE_INTERVAL`], then the next sync).
     async fn apply(&self, result: CheckResult) {
         let mut state = self.state.lock().await;
         let Some(local) = state.checks.get_mut(&result.check_id) else { return };
         if local.generation != result.generation {
             return;
         }
-        let changed = local.check.status != result.status;
-        local.critical_since = critical_since(local.critical_since, result.status, Instant::now());
-        local.check.status = result.status;
-        local.check.output = result.output;
-        if !changed {
+        if !local.take_result(result.status, &result.output, Instant::now()) {
             return;
         }
         let check = local.check.clone();
@@ -675,7 +700,8 @@ impl LocalAgent {
     /// or differs there is written again. Catalog entries this agent does not own are left
     /// alone. Whether every write succeeded.
     async fn sync(&self) -> bool {
-        let state = self.state.lock().await;
+        let now = Instant::now();
+        let mut state = self.state.lock().await;
         let mut stale_services = Vec::new();
         let mut stale_checks = Vec::new();
         {
@@ -698,9 +724,11 @@ impl LocalAgent {
                 }
             }
             for (id, local) in &state.checks {
+                // An output waiting for its CHECK_UPDATE_INTERVAL is not compared yet.
+                let output_waits = local.output_due.is_some_and(|due| due > now);
                 let same = registry.check(&self.node, id).is_some_and(|c| {
                     c.status == local.check.status
-                        && c.output == local.check.output
+                        && (output_waits || c.output == local.check.output)
                         && c.service_id == local.check.service_id
                         && c.name == local.check.name
                         && c.notes == local.check.notes
@@ -720,7 +748,20 @@ impl LocalAgent {
         if !stale_checks.is_empty() {
             ok &= self.write_sync(None, stale_checks).await;
         }
+        if ok {
+            // Every check compared with its output is now in the catalog as it is here.
+            for local in state.checks.values_mut() {
+                if local.output_due.is_some_and(|due| due <= now) {
+                    local.output_due = None;
+                }
+            }
+        }
         ok
+    }
+
+    /// The earliest time an output-only change is due to be written.
+    async fn output_due(&self) -> Option<Instant> {
+        self.state.lock().await.checks.values().filter_map(|c| c.output_due).min()
     }
 
     async fn write_sync(&self, service: Option<ServiceRegistration>, checks: Vec<CheckRegistration>) -> bool {
@@ -763,6 +804,25 @@ mod tests {
         assert_eq!(critical_since(Some(t0), HealthStatus::Critical, t1), Some(t0), "kept from the first");
         assert_eq!(critical_since(Some(t0), HealthStatus::Warning, t1), None);
         assert_eq!(critical_since(Some(t0), HealthStatus::Passing, t1), None);
+    }
+
+    #[test]
+    fn a_result_is_written_at_once_only_when_its_status_changes() {
+        let t0 = Instant::now();
+        let spec = CheckSpec::passive(CheckKind::Ttl { ttl: Duration::from_secs(30) });
+        let mut check = LocalCheck::new(CheckRegistration::default(), spec);
+        check.check.status = HealthStatus::Passing;
+        check.check.output = "ok".into();
+        assert!(!check.take_result(HealthStatus::Passing, "ok", t0), "nothing new");
+        assert_eq!(check.output_due, None);
+        assert!(!check.take_result(HealthStatus::Passing, "ok, 3 ms", t0), "a new output alone");
+        assert_eq!(check.output_due, Some(t0 + CHECK_UPDATE_INTERVAL));
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(!check.take_result(HealthStatus::Passing, "ok, 4 ms", t1));
+        assert_eq!(check.output_due, Some(t0 + CHECK_UPDATE_INTERVAL), "due from the first change not written");
+        assert!(check.take_result(HealthStatus::Critical, "down", t1), "a new status");
+        assert_eq!((check.output_due, check.critical_since), (None, Some(t1)));
+        assert_eq!(check.check.output, "down");
     }
 
     #[test]

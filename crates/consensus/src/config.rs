@@ -21,12 +21,17 @@ pub struct Config {
     /// Address the server RPC listener binds (Consul's server port, 8300). Port 0 picks a free
     /// port; [`Consensus::local_addr`](crate::Consensus::local_addr) tells which.
     pub bind_addr: SocketAddr,
-    /// Interval at which the leader sends heartbeats (AppendEntries) to followers.
-    /// Consul (raft_multiplier 1): 100 ms (a tenth of its 1 s heartbeat timeout).
+    /// Interval at which the leader sends heartbeats (empty AppendEntries) to each follower
+    /// when it has nothing else to send; also how often a follower looks at its election
+    /// timer. Each heartbeat is a round trip on the server port, so this is most of what an
+    /// idle cluster sends. Consul (raft_multiplier 1): 100 to 200 ms; [`Config::lan`]: 400 ms.
     pub heartbeat_interval: Duration,
-    /// A follower that hears no leader for a random time in
-    /// `election_timeout_min..election_timeout_max` starts an election.
-    /// Consul (raft_multiplier 1): 1 s to 2 s. Must be well above `heartbeat_interval`.
+    /// A follower that hears nothing from the leader for a random time in
+    /// `election_timeout_min..election_timeout_max` (drawn once per start, looked at every
+    /// `heartbeat_interval`) starts an election. Consul (raft_multiplier 1): 1 to 2 s;
+    /// [`Config::lan`]: 1.5 to 2 s. Rules (openraft's followers refuse votes for
+    /// `election_timeout_max / 2` after hearing from the leader, its leader lease): `max` below
+    /// `2 × min`, and `heartbeat_interval` well below `min - max / 2`.
     pub election_timeout_min: Duration,
     /// See `election_timeout_min`.
     pub election_timeout_max: Duration,
@@ -55,16 +60,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// Consul's production timings (raft_multiplier 1): heartbeats every 100 ms, elections after
-    /// 1 to 2 s of silence; snapshots every 16384 entries keeping 10240; the server port 8300 on
-    /// all interfaces.
+    /// Timings for a LAN, close to Consul's production ones (raft_multiplier 1, elections after
+    /// 1 to 2 s without a leader): elections after 1.5 to 2 s without hearing from the leader,
+    /// heartbeats every 400 ms (Consul: 100 to 200 ms; over TCP a lost heartbeat is sent again
+    /// by the kernel, and three fit in the shortest election timeout); snapshots every 16384
+    /// entries keeping 10240; the server port 8300 on all interfaces.
     pub fn lan(node_id: NodeId, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             node_id,
             data_dir: data_dir.into(),
             bind_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_SERVER_PORT)),
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(1000),
+            heartbeat_interval: Duration::from_millis(400),
+            election_timeout_min: Duration::from_millis(1500),
             election_timeout_max: Duration::from_millis(2000),
             snapshot_threshold: 16384,
             trailing_logs: 10240,
@@ -78,14 +85,14 @@ impl Config {
         }
     }
 
-    /// Fast timings for tests and clusters on one machine: heartbeats every 50 ms, elections
-    /// after 300 to 600 ms; loopback on a port the OS picks.
+    /// Fast timings for tests and clusters on one machine: heartbeats every 75 ms, elections
+    /// after 0.9 to 1.2 s without hearing from the leader; loopback on a port the OS picks.
     pub fn local(node_id: NodeId, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            heartbeat_interval: Duration::from_millis(50),
-            election_timeout_min: Duration::from_millis(300),
-            election_timeout_max: Duration::from_millis(600),
+            heartbeat_interval: Duration::from_millis(75),
+            election_timeout_min: Duration::from_millis(900),
+            election_timeout_max: Duration::from_millis(1200),
             connect_timeout: Duration::from_secs(1),
             rpc_timeout: Duration::from_secs(2),
             install_snapshot_timeout: Duration::from_secs(5),
@@ -107,8 +114,11 @@ impl Config {
         if min >= max {
             return Err(ConfigError::ElectionRange { min, max });
         }
-        if heartbeat >= min {
-            return Err(ConfigError::HeartbeatNotBelowElection { heartbeat, min });
+        if max >= 2 * min {
+            return Err(ConfigError::ElectionSpread { min, max });
+        }
+        if heartbeat >= min - max / 2 {
+            return Err(ConfigError::HeartbeatNotBelowElection { heartbeat, room: min - max / 2 });
         }
         for (name, value) in [
             ("snapshot_threshold", self.snapshot_threshold),
@@ -139,13 +149,19 @@ impl Config {
         Ok(())
     }
 
-    /// The openraft configuration these values stand for.
+    /// The openraft configuration these values stand for. openraft 0.9 runs its timers every
+    /// 1.5 × its `heartbeat_interval` and sends a heartbeat at each such tick, so it gets two
+    /// thirds of ours. Its followers elect after its leader lease (its `election_timeout_max`)
+    /// plus a random time in its `election_timeout_min..election_timeout_max`; so its max is
+    /// half of ours, and its min what is left of our min after that lease.
     pub(crate) fn to_openraft(&self) -> openraft::Config {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let lease = ms(self.election_timeout_max) / 2;
         openraft::Config {
             cluster_name: "consul-lite".into(),
-            heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: self.election_timeout_min.as_millis() as u64,
-            election_timeout_max: self.election_timeout_max.as_millis() as u64,
+            heartbeat_interval: (ms(self.heartbeat_interval) * 2 / 3).max(1),
+            election_timeout_min: ms(self.election_timeout_min).saturating_sub(lease),
+            election_timeout_max: lease,
             install_snapshot_timeout: self.install_snapshot_timeout.as_millis() as u64,
             max_payload_entries: self.max_append_entries,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_threshold),
@@ -181,13 +197,24 @@ pub enum ConfigError {
         /// `election_timeout_max` in ms.
         max: u64,
     },
+    /// The election timeout range is too wide for openraft's leader lease.
+    #[error("election timeout: max ({max} ms) must be < 2 × min ({min} ms)")]
+    ElectionSpread {
+        /// `election_timeout_min` in ms.
+        min: u64,
+        /// `election_timeout_max` in ms.
+        max: u64,
+    },
     /// Heartbeats would not reach followers before they start elections.
-    #[error("heartbeat_interval ({heartbeat} ms) must be < election_timeout_min ({min} ms)")]
+    #[error(
+        "heartbeat_interval ({heartbeat} ms) must be < election_timeout_min - election_timeout_max / 2 \
+         ({room} ms)"
+    )]
     HeartbeatNotBelowElection {
         /// `heartbeat_interval` in ms.
         heartbeat: u64,
-        /// `election_timeout_min` in ms.
-        min: u64,
+        /// `election_timeout_min - election_timeout_max / 2` in ms.
+        room: u64,
     },
     /// A count or size that must be positive is zero.
     #[error("{name} = 0: must be at least 1")]
@@ -224,14 +251,30 @@ mod tests {
     }
 
     #[test]
+    fn openraft_gets_timings_that_come_to_ours() {
+        let raft = Config::lan(1, "/tmp/x").to_openraft();
+        // Ticks (and heartbeats) every 1.5 × its heartbeat interval: ours, 400 ms.
+        assert_eq!(raft.heartbeat_interval * 3 / 2, 399);
+        // A follower elects after the lease (its max) plus its min..max: ours, 1.5 to 2 s.
+        assert_eq!(raft.election_timeout_max + raft.election_timeout_min, 1500);
+        assert_eq!(raft.election_timeout_max * 2, 2000);
+        let raft = Config::local(1, "/tmp/x").to_openraft();
+        assert_eq!((raft.heartbeat_interval, raft.election_timeout_min, raft.election_timeout_max), (50, 300, 600));
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let base = Config::local(1, "/tmp/x");
-        let err = Config { election_timeout_min: Duration::from_millis(600), ..base.clone() }.validate().unwrap_err();
-        assert_eq!(err.to_string(), "election timeout: min (600 ms) must be < max (600 ms)");
+        let err = Config { election_timeout_min: Duration::from_millis(1200), ..base.clone() }.validate().unwrap_err();
+        assert_eq!(err.to_string(), "election timeout: min (1200 ms) must be < max (1200 ms)");
+        let err = Config { election_timeout_max: Duration::from_millis(1800), ..base.clone() }.validate().unwrap_err();
+        assert_eq!(err.to_string(), "election timeout: max (1800 ms) must be < 2 × min (900 ms)");
         let err = Config { heartbeat_interval: Duration::from_micros(1500), ..base.clone() }.validate().unwrap_err();
         assert!(err.to_string().starts_with("heartbeat_interval = 1.5ms"), "{err}");
         let err = Config { heartbeat_interval: Duration::from_millis(300), ..base.clone() }.validate().unwrap_err();
-        assert!(err.to_string().contains("(300 ms) must be < election_timeout_min"));
+        assert!(err
+            .to_string()
+            .contains("(300 ms) must be < election_timeout_min - election_timeout_max / 2 (300 ms)"));
         let err = Config { max_append_entries: 0, ..base.clone() }.validate().unwrap_err();
         assert_eq!(err.to_string(), "max_append_entries = 0: must be at least 1");
         let err = Config { snapshot_chunk_size: 1 << 20, max_frame_size: 1 << 20, ..base }.validate().unwrap_err();

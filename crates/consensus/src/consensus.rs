@@ -428,7 +428,9 @@ impl<S: StateMachine> Consensus<S> {
             .map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
         let raft_config = config.to_openraft().validate().map_err(|e| StartError::Raft(e.to_string()))?;
-        let peers = Arc::new(Peers::new(config.node_id, config.max_frame_size, config.connect_timeout));
+        // Other servers see calls come from this server's address (Consul's RPC source address).
+        let source = Some(config.bind_addr.ip());
+        let peers = Arc::new(Peers::new(config.node_id, config.max_frame_size, config.connect_timeout, source));
         let network = Network { peers: Arc::clone(&peers) };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, state.clone())
             .await

@@ -6,6 +6,7 @@
 //!            │                                                               │ broadcast (bounded)
 //!  Feed::subscribe: (index, Snapshot, receiver) under the read lock ──► server::subscribe task
 //!            ──► FeedItem::Snapshot, then FeedItem::Entry… in index order, FeedItem::Heartbeat
+//!                (the server's view: when it changes, else as a keepalive)
 //!  client agent: Replica::reset(snapshot) / Replica::apply(entry) ──► Changes ──► WatchHub::fire
 //! ```
 //!
@@ -47,7 +48,9 @@ pub(crate) enum FeedItem {
         /// The command.
         command: Option<Command>,
     },
-    /// The server's view of its cluster, sent every [`HEARTBEAT`](crate::server::subscribe::HEARTBEAT).
+    /// The server's view of its cluster: after the snapshot, whenever it changes (see
+    /// [`crate::server::subscribe`]), and as a keepalive when nothing else was sent for
+    /// [`KEEPALIVE`](crate::server::subscribe::KEEPALIVE).
     Heartbeat(ServerView),
 }
 

@@ -6,7 +6,8 @@
 //!  follow task: AgentClient::subscribe(one live server) ──► FeedItem::Snapshot ─► Replica::reset
 //!                                                     ──► FeedItem::Entry… ─► Replica::apply
 //!                                     Changes ─► WatchHub::fire (blocking queries wait HERE)
-//!     lost (closed, no frame for SILENCE) ─► another server, from a fresh snapshot
+//!     lost (closed, no frame for SILENCE, gone from gossip's live servers)
+//!                                      ─► another server, from a fresh snapshot
 //!  write(cmd) ─► AgentRequest::Write to a server (it forwards to the leader, as a follower
 //!                does) ─► Applied { index } ─► wait until the replica holds index
 //!  consistent() ─► AgentRequest::Barrier (the server's ?consistent) ─► wait for its index
@@ -15,8 +16,9 @@
 //! - **Reads** ([`Store::read`], DNS, default and `?stale` HTTP reads) are of the replica: it
 //!   lags the server it follows by the time an entry takes to stream, and keeps answering
 //!   while the servers elect a leader or while it finds another server (stale then;
-//!   `X-Consul-LastContact` says by how much: the server's own last contact with the leader
-//!   plus the time since that server was last heard from).
+//!   `X-Consul-LastContact` says by how much: the server's own last contact with the leader,
+//!   as it last sent it, plus, while that server is out of contact or not followed, the time
+//!   since it was last heard from).
 //! - **`?consistent`** asks the server for a read barrier (the leader confirms with a quorum,
 //!   the server applies up to its commit index) and waits until the replica holds what the
 //!   server held then: linearizable, as on a server.
@@ -41,13 +43,17 @@ use tokio::sync::watch;
 use super::feed::{self, FeedItem, Replica, ServerView};
 use super::replicated::Refusal;
 use super::{BoxFuture, RegistryRead, Store, StoreError, WatchHub};
+use crate::server::subscribe::CONTACT_STALE;
 use crate::server::ServerInfo;
 
 /// The feed layout a client agent asks for (the subscription request).
 pub(crate) const FEED_FORMAT: u8 = 1;
 
-/// A subscription that sends nothing for this long (heartbeats come every 500 ms) is lost.
-pub(crate) const SILENCE: Duration = Duration::from_secs(3);
+/// A subscription that sends nothing for this long (a server sends its view at least every
+/// [`KEEPALIVE`](crate::server::subscribe::KEEPALIVE)) is lost. A server that gossip no longer
+/// lists alive is left at once; this catches a subscription stuck while its server still
+/// answers gossip.
+pub(crate) const SILENCE: Duration = Duration::from_secs(30);
 
 /// How long a write waits for a server that takes it (none known, none reachable) before
 /// failing with [`StoreError::NoLeader`]; a server then holds it up to its own
@@ -59,9 +65,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a write (or a barrier) the servers applied waits for the replica to hold it.
 const REPLICA_WAIT: Duration = Duration::from_secs(10);
-
-/// A leader a server named is believed for this long without hearing from it again.
-const LEADER_FRESH: Duration = Duration::from_secs(5);
 
 /// Pause between rounds over the servers, and between subscriptions.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -165,7 +168,7 @@ struct Inner {
 
 #[derive(Default)]
 struct Heard {
-    /// When the followed server last sent a heartbeat.
+    /// When the followed server last sent its view.
     at: Option<Instant>,
     view: ServerView,
 }
@@ -189,8 +192,9 @@ impl Deref for ReplicaRead<'_> {
 
 impl RemoteStore {
     /// An empty replica, following no server until [`RemoteStore::set_servers`] names some
-    /// and [`RemoteStore::follow`] runs.
-    pub(crate) fn new() -> Self {
+    /// and [`RemoteStore::follow`] runs. Connections to servers are made from `source` (the
+    /// agent's `-bind`, as Consul's RPC source address).
+    pub(crate) fn new(source: std::net::IpAddr) -> Self {
         let defaults = consensus::Config::lan(0, "");
         Self {
             inner: Arc::new(Inner {
@@ -200,7 +204,7 @@ impl RemoteStore {
                 servers: watch::Sender::new(Vec::new()),
                 current: Mutex::new(None),
                 heard: Mutex::new(Heard::default()),
-                client: AgentClient::new(defaults.max_frame_size, Duration::from_secs(1)),
+                client: AgentClient::new(defaults.max_frame_size, Duration::from_secs(1), Some(source)),
                 started: Instant::now(),
                 subscriptions: AtomicU64::new(0),
             }),
@@ -267,18 +271,36 @@ impl RemoteStore {
         }
     }
 
-    /// Follows `server` until the subscription ends; why it ended.
+    /// Follows `server` until the subscription ends, or gossip no longer lists it alive; why
+    /// it ended.
     async fn follow_one(&self, server: &ServerInfo) -> String {
         let inner = &self.inner;
         let addr = server.addr.to_string();
         let request = vec![FEED_FORMAT];
+        let mut servers = inner.servers.subscribe();
         let mut subscription = match inner.client.subscribe(server.raft_id, &addr, request).await {
             Ok(subscription) => subscription,
             Err(error) => return error.to_string(),
         };
         inner.subscriptions.fetch_add(1, Ordering::Relaxed);
         loop {
-            let bytes = match subscription.next(SILENCE).await {
+            // A frame read is not cancelled halfway (that would lose the stream's framing):
+            // gossip's changes are looked at while the same read goes on.
+            let next = subscription.next(SILENCE);
+            tokio::pin!(next);
+            let bytes = loop {
+                tokio::select! {
+                    next = &mut next => break next,
+                    changed = servers.changed(), if servers.has_changed().is_ok() => {
+                        let live = changed.is_ok()
+                            && servers.borrow_and_update().iter().any(|live| live.name == server.name);
+                        if !live {
+                            return "gossip no longer lists the server alive".to_owned();
+                        }
+                    }
+                }
+            };
+            let bytes = match bytes {
                 Ok(bytes) => bytes,
                 Err(error) => return error.to_string(),
             };
@@ -430,8 +452,12 @@ impl Store for RemoteStore {
     }
 
     fn leader(&self) -> Option<String> {
-        let heard = lock(&self.inner.heard);
-        heard.at.filter(|at| at.elapsed() < LEADER_FRESH).and(heard.view.leader.clone())
+        // While a subscription is followed its server is heard from (or left after SILENCE),
+        // and it sends a new leader, or none, as soon as it knows.
+        if lock(&self.inner.current).is_none() {
+            return None;
+        }
+        lock(&self.inner.heard).view.leader.clone()
     }
 
     fn peers(&self) -> Vec<String> {
@@ -439,8 +465,12 @@ impl Store for RemoteStore {
     }
 
     fn last_contact(&self) -> Duration {
+        let following = lock(&self.inner.current).is_some();
         let heard = lock(&self.inner.heard);
         match heard.at {
+            // A followed server in contact with its leader sends its view again only when it
+            // changes, or when it loses contact: what it last sent still holds.
+            Some(_) if following && heard.view.last_contact <= CONTACT_STALE => heard.view.last_contact,
             Some(at) => heard.view.last_contact + at.elapsed(),
             None => self.inner.started.elapsed(),
         }
@@ -538,7 +568,7 @@ mod tests {
         assert!(server.consensus().serve_clients(Arc::new(AgentService::new(server.clone()))));
         let before = server.write(set("before", "1")).await.unwrap();
 
-        let client = RemoteStore::new();
+        let client = RemoteStore::new(std::net::Ipv4Addr::LOCALHOST.into());
         let info =
             ServerInfo { name: "s1".into(), node_id: "n1".into(), raft_id: 1, addr, expect: None, state: State::Alive };
         client.set_servers(vec![info]);

@@ -16,13 +16,14 @@
 //! the subscription).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::client::Peers;
+use super::client::{self, Peers};
 use super::frame::{self, FrameError};
 use super::message::{Envelope, Request, Response};
 use super::RpcError;
@@ -54,13 +55,17 @@ pub struct AgentClient {
     peers: Peers,
     max_frame: u32,
     connect_timeout: Duration,
+    source: Option<IpAddr>,
 }
 
 impl AgentClient {
     /// A client whose frames are at most `max_frame` bytes (the servers' `max_frame_size`), and
-    /// whose connection attempts give up after `connect_timeout`.
-    pub fn new(max_frame: u32, connect_timeout: Duration) -> Self {
-        Self { peers: Peers::new(AGENT_ID, max_frame, connect_timeout), max_frame, connect_timeout }
+    /// whose connection attempts give up after `connect_timeout`. Connections are made from
+    /// `source` (the agent's bind address, as Consul's clients do) when it is given and not
+    /// unspecified; else from the address the kernel picks.
+    pub fn new(max_frame: u32, connect_timeout: Duration, source: Option<IpAddr>) -> Self {
+        let peers = Peers::new(AGENT_ID, max_frame, connect_timeout, source);
+        Self { peers, max_frame, connect_timeout, source }
     }
 
     /// Sends `request` to server `server` (its Raft id) at `addr`, and waits at most `timeout`
@@ -86,12 +91,7 @@ impl AgentClient {
         let envelope = Envelope { from: AGENT_ID, to: server, request: Request::Subscribe(request) };
         let frame = frame::encode(&envelope, self.max_frame)
             .map_err(|source| RpcError::Frame { addr: addr.to_owned(), source })?;
-        let mut stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(RpcError::Connect { addr: addr.to_owned(), source }),
-            Err(_) => return Err(RpcError::ConnectTimeout { addr: addr.to_owned(), after: self.connect_timeout }),
-        };
-        let _ = stream.set_nodelay(true);
+        let mut stream = client::connect(addr, self.source, self.connect_timeout).await?;
         let sent = tokio::time::timeout(self.connect_timeout, frame::write(&mut stream, &frame)).await;
         match sent {
             Ok(Ok(())) => Ok(Subscription { stream, addr: addr.to_owned(), max_frame: self.max_frame }),

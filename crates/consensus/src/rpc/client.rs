@@ -2,6 +2,7 @@
 //! (one client per target, all sharing the pool).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::BasicNode;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::frame::{self, FrameError};
 use super::message::{Envelope, Refusal, Request, Response, SnapshotFailure};
@@ -30,11 +31,13 @@ pub(crate) struct Peers {
     idle: Mutex<HashMap<String, Vec<TcpStream>>>,
     max_frame: u32,
     connect_timeout: Duration,
+    /// The address connections are made from (see [`connect`]).
+    source: Option<IpAddr>,
 }
 
 impl Peers {
-    pub(crate) fn new(me: NodeId, max_frame: u32, connect_timeout: Duration) -> Self {
-        Self { me, idle: Mutex::default(), max_frame, connect_timeout }
+    pub(crate) fn new(me: NodeId, max_frame: u32, connect_timeout: Duration, source: Option<IpAddr>) -> Self {
+        Self { me, idle: Mutex::default(), max_frame, connect_timeout, source }
     }
 
     /// An idle connection to `addr` that is still open: one the peer closed (it stopped, or
@@ -68,14 +71,7 @@ impl Peers {
     }
 
     async fn connect(&self, addr: &str) -> Result<TcpStream, RpcError> {
-        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok(stream)
-            }
-            Ok(Err(source)) => Err(RpcError::Connect { addr: addr.to_owned(), source }),
-            Err(_) => Err(RpcError::ConnectTimeout { addr: addr.to_owned(), after: self.connect_timeout }),
-        }
+        connect(addr, self.source, self.connect_timeout).await
     }
 
     /// Sends `request` to server `to` at `addr` and waits at most `timeout` for the answer
@@ -118,6 +114,32 @@ impl Peers {
                 Err(_) => return Err(RpcError::Timeout { addr: addr.to_owned(), after: timeout }),
             }
         }
+    }
+}
+
+/// Connects to `addr` within `timeout`, with Nagle off. From `source` when it is given, not
+/// unspecified and of `addr`'s family (as Consul sets its RPC source address to the bind
+/// address): the peer, and anyone counting traffic, sees the connection come from this agent's
+/// address, not from whatever address the kernel picks (127.0.0.1 on loopback).
+pub(crate) async fn connect(addr: &str, source: Option<IpAddr>, timeout: Duration) -> Result<TcpStream, RpcError> {
+    let connecting = async {
+        let bound = source.filter(|ip| !ip.is_unspecified()).zip(addr.parse::<SocketAddr>().ok());
+        match bound {
+            Some((ip, target)) if ip.is_ipv4() == target.is_ipv4() => {
+                let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(target).await
+            }
+            _ => TcpStream::connect(addr).await,
+        }
+    };
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(source)) => Err(RpcError::Connect { addr: addr.to_owned(), source }),
+        Err(_) => Err(RpcError::ConnectTimeout { addr: addr.to_owned(), after: timeout }),
     }
 }
 
