@@ -35,6 +35,9 @@
 //!   `version`.
 //! - The lock-held primary (`-primary-http`, `-primary-acquire`, `-primary-release`): a
 //!   `leader_failover::LockElection` driven over the agent's own API ([`primary`]).
+//! - Threads: a client agent runs on a single-threaded runtime (as serf-agent: no idle workers,
+//!   one malloc arena); a server or `-dev` agent on two workers. What an agent's resident set
+//!   is made of, and why, is measured by `benches/consul-rss.sh` (`docs/consul-lite.md`).
 //!
 //! # What it does not do yet
 //!
@@ -82,14 +85,29 @@ use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // An agent's settings are read before the runtime is built: they decide its threads.
+    let settings = match &cli.command {
+        Command::Agent(args) => match config::resolve(args) {
+            Ok(settings) => Some(settings),
+            Err(error) => {
+                eprintln!("{error:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let runtime = match runtime_for(settings.as_ref()) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = match settings {
+        Some(settings) => runtime.block_on(run_agent(settings)),
+        None => runtime.block_on(run(cli.command)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error:#}");
@@ -98,17 +116,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime for an agent with `settings`, or for a command (`None`). A client agent's work
+/// is small and IO-bound (gossip, its replica's feed, its checks, its API): one thread, as
+/// serf-agent, which keeps its memory low (no idle workers and their stacks, one malloc arena:
+/// glibc gives every thread that allocates an arena of its own). A server (or `-dev`) keeps two
+/// workers: Raft, the replicated store and the clients' feeds must not wait behind one
+/// another's work. Commands keep two workers too.
+fn runtime_for(settings: Option<&config::Settings>) -> std::io::Result<tokio::runtime::Runtime> {
+    match settings {
+        Some(settings) if !settings.server && !settings.dev => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
+    }
+}
+
+async fn run_agent(settings: config::Settings) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let logging = agent_support::logging::Logging::init_with(filter).map_err(anyhow::Error::msg)?;
+    for warning in &settings.warnings {
+        tracing::warn!("config: {warning}");
+    }
+    agent::run(settings, logging.hub()).await
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Agent(args) => {
-            let settings = config::resolve(&args)?;
-            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
-            let logging = agent_support::logging::Logging::init_with(filter).map_err(anyhow::Error::msg)?;
-            for warning in &settings.warnings {
-                tracing::warn!("config: {warning}");
-            }
-            agent::run(settings, logging.hub()).await
-        }
+        Command::Agent(args) => run_agent(config::resolve(&args)?).await,
         Command::Members { client, detailed } => commands::members(&client, detailed).await,
         Command::Join { client, addresses } => commands::join(&client, &addresses).await,
         Command::Leave { client } => commands::leave(&client).await,
