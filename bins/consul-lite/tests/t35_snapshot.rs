@@ -47,6 +47,14 @@ fn a_snapshot_restored_through_another_server_replaces_the_registry_everywhere()
     let cluster = servers::cluster("p", 3, root.path());
     let leader = eventually(WAIT, "a leader", || agreed_leader(&cluster));
     let (a, b) = (&cluster[(leader + 1) % 3], &cluster[(leader + 2) % 3]);
+    // The leader registers the servers' own nodes (serfHealth) as it sees them: let those writes
+    // land first, so that nothing but this test writes between the save and the read below.
+    eventually(WAIT, "the three servers passing in the catalog", || {
+        let r = a.call("GET", "/v1/health/state/passing?consistent", b"", T).ok()?;
+        let checks: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        let serf = checks.as_array()?.iter().filter(|c| c["CheckID"] == "serfHealth").count();
+        (serf == 3).then_some(())
+    });
 
     put(a, "app/one", "1");
     put(b, "app/two", "2");
