@@ -1051,8 +1051,9 @@ impl CompareReport {
         let _ = writeln!(
             s,
             "- where the detection gap comes from: serf-agent's `{}` preset changes the protocol, not just a timer \
-             (relays' nacks count as confirmations, a probe ends when every relay has failed, the ack wait follows \
-             the round trip, the suspicion timeout is counted in gossip rounds); docs/protocol.md §6 argues each. \
+             (a refused TCP ping proves the process is gone, and a proven suspicion runs its minimum, counted in \
+             gossip rounds, without waiting for confirmations; the ack wait follows the round trip; silence keeps \
+             memberlist's timings); docs/protocol.md §6 argues each. \
              `cluster-bench demo` runs serf-agent with `memberlist-lan` (memberlist's rules) beside it, like for like",
             o.profile
         );

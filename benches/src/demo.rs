@@ -303,10 +303,11 @@ fn summary(outcomes: &[Outcome], nodes: usize) -> String {
             "\nOne run each, on the same machine, one after the other; `cluster-bench compare` measures \
              many rounds interleaved. Serf's failover is the original demo's event-handler script; \
              serf-agent's is its built-in election. serf-agent's `lan` preset detects faster than Serf \
-             because of protocol changes, not shorter timers alone: relays' nacks count as confirmations, \
-             a probe ends as soon as every relay has failed, the direct-ack wait follows the round trip, \
-             and the suspicion timeout is counted in gossip rounds, which is how refutations travel \
-             (docs/protocol.md §6 argues each). The `{LIKE_FOR_LIKE}` column runs serf-agent with \
+             because of protocol changes, not shorter timers alone: a refused TCP ping (up to five per \
+             probe, each on a new connection) proves the process is gone, and a proven suspicion runs its \
+             minimum, counted in gossip rounds (which is how refutations travel), without waiting for \
+             confirmations; the direct-ack wait follows the round trip; silence (a stalled process, a \
+             host gone) keeps memberlist's timings (docs/protocol.md §6 argues each). The `{LIKE_FOR_LIKE}` column runs serf-agent with \
              memberlist's timing and evidence rules, as Serf does: the like-for-like comparison."
         );
     }
