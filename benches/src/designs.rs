@@ -1470,6 +1470,11 @@ pub fn write_plots(report: &DesignsReport, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A step line through the probe samples: each sample's level held until the next sample.
+fn step_line(samples: &[Sample], level: impl Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
+    samples.windows(2).flat_map(|w| [(w[0].at, level(&w[0])), (w[1].at, level(&w[0]))]).collect()
+}
+
 /// `<name>-partition.svg`: how many nodes answer as primary through each partition scenario
 /// (smallest size, first round that has it), one row per system and scenario, cut at 0.
 fn partition_plot(report: &DesignsReport, path: &Path) -> anyhow::Result<()> {
@@ -1509,12 +1514,7 @@ fn partition_plot(report: &DesignsReport, path: &Path) -> anyhow::Result<()> {
     for (k, (sys, p)) in runs.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
         let offset = (runs.len() - 1 - k) as f64 * 3.0;
-        let mut points = Vec::new();
-        for w in p.samples.windows(2) {
-            let y = offset + w[0].primaries.len().min(2) as f64;
-            points.push((w[0].at, y));
-            points.push((w[1].at, y));
-        }
+        let points = step_line(&p.samples, |s| offset + s.primaries.len().min(2) as f64);
         let label = format!(
             "{sys}, {}: two primaries {}",
             p.scenario,
@@ -1580,12 +1580,7 @@ fn availability_plot(report: &DesignsReport, path: &Path) -> anyhow::Result<()> 
     for (k, r) in runs.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
         let offset = (runs.len() - 1 - k) as f64 * 1.5;
-        let mut points = Vec::new();
-        for w in r.samples.windows(2) {
-            let y = offset + f64::from(u8::from(!w[0].primaries.is_empty()));
-            points.push((w[0].at, y));
-            points.push((w[1].at, y));
-        }
+        let points = step_line(&r.samples, |s| offset + f64::from(u8::from(!s.primaries.is_empty())));
         let label = format!(
             "{}: {} of probes answered",
             r.system,
